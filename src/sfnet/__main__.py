@@ -1,0 +1,5 @@
+import sys
+
+from sfnet.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Analyses of trained runs: equations, ground truth, PCA, AGN, probes."""

@@ -1,0 +1,51 @@
+"""The ``sfnet`` command: a thin layer over the library.
+
+Each subcommand group lives in its own module with a ``register(subparsers)`` function that
+adds its parsers and sets ``func`` (called with the parsed namespace, returns an exit code).
+User mistakes (bad config, bad input files) raise :class:`sfnet.errors.UserError` subclasses
+and are printed as one clear line, not a stack trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from sfnet import __version__
+from sfnet.errors import UserError
+
+#: Subcommand modules, in the order their commands appear in ``sfnet --help``.
+COMMAND_MODULES = ("train", "data", "synth", "analyze", "compare")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sfnet",
+        description=(
+            "Train Sparse Feature Networks on galaxy images and read physics out of them "
+            "(Wu 2025). Run 'sfnet COMMAND --help' for the options of each command."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"sfnet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"sfnet.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as e:
+        print(f"sfnet {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"sfnet {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data in: catalogs, image stores, the synthetic survey, the downloader, the loader."""
