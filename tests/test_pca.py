@@ -4,7 +4,6 @@ import pytest
 from sfnet.analysis.pca import group_rmse, pca_regression, rmse
 from sfnet.errors import DataError
 
-
 BASIS = np.linalg.qr(np.random.default_rng(42).normal(size=(20, 3)))[0].T
 
 
