@@ -94,13 +94,15 @@ class TrainConfig:
         flat_fraction: share of steps at the peak rate for ``flat_cos``.
         lookahead_k: Lookahead synchronisation period (steps).
         lookahead_alpha: Lookahead slow-weight step size.
-        weight_decay: RAdam weight decay.
+        weight_decay: decoupled (AdamW-style) weight decay of RAdam.
+        beta1, beta2: RAdam moment coefficients (fastai's Ranger: 0.95, 0.99).
+        eps: RAdam epsilon.
         flips: random horizontal and vertical flips.
         seed: seed of weight init, shuffling and augmentation.
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
         amp: mixed precision; None means on for CUDA, off for CPU.
         channels_last: channels-last memory format; None means on for CUDA, off for CPU.
-        num_workers: DataLoader worker processes.
+        num_workers: background threads that read the next batches while the model trains.
         deterministic: use deterministic algorithms (exact resume on CPU).
     """
 
@@ -111,13 +113,16 @@ class TrainConfig:
     flat_fraction: float = 0.75
     lookahead_k: int = 6
     lookahead_alpha: float = 0.5
-    weight_decay: float = 0.0
+    weight_decay: float = 0.01
+    beta1: float = 0.95
+    beta2: float = 0.99
+    eps: float = 1e-6
     flips: bool = True
     seed: int = 0
     device: str = "auto"
     amp: bool | None = None
     channels_last: bool | None = None
-    num_workers: int = 0
+    num_workers: int = 1
     deterministic: bool = True
 
     def validate(self) -> None:

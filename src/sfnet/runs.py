@@ -1,0 +1,165 @@
+"""The run folder: everything a later command needs, read back without re-typing anything.
+
+``runs/NAME/``
+  ``config.toml``        the RunConfig (data, model, train)
+  ``model.safetensors``  final weights (no pickle)
+  ``model.json``         RunMeta: architecture, target names and standardization, image
+                         normalization, split seed, data fingerprint
+  ``metrics.jsonl``      one JSON record per epoch
+  ``checkpoint.pt``      last epoch-end training state (for ``--resume``; tensors only)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from sfnet import __version__
+from sfnet.config import RunConfig
+from sfnet.data.loader import Normalization, split_indices
+from sfnet.errors import RunFolderError
+from sfnet.io import atomic_write, atomic_write_json
+from sfnet.model import SparseFeatureNet
+
+CONFIG = "config.toml"
+WEIGHTS = "model.safetensors"
+META = "model.json"
+METRICS = "metrics.jsonl"
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class RunMeta:
+    """What ``model.json`` holds.
+
+    Attributes:
+        k: active features (None = dense baseline). d: pooled feature width.
+        target_mean, target_std: per-target standardization (physical units) from the
+            training split; predictions = mean + std * network output.
+        image_mean, image_std: per-channel normalization of images scaled to [0, 1].
+        data_fingerprint: hash of the catalog + images the model was trained on.
+    """
+
+    k: int | None
+    d: int
+    backbone: str
+    target: str
+    target_names: list[str]
+    target_mean: list[float]
+    target_std: list[float]
+    image_mean: list[float]
+    image_std: list[float]
+    split_seed: int
+    val_fraction: float
+    data_fingerprint: str
+    n_train: int
+    n_val: int
+    crop: int
+    resize: int | None = None
+    epochs_completed: int = 0
+    sfnet_version: str = __version__
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def normalization(self) -> Normalization:
+        return Normalization(tuple(self.image_mean), tuple(self.image_std))
+
+    def to_physical(self, standardized: np.ndarray) -> np.ndarray:
+        """(N, T) standardized outputs -> physical units."""
+        return np.asarray(standardized) * np.asarray(self.target_std) + np.asarray(self.target_mean)
+
+    def save(self, path: Path) -> None:
+        atomic_write_json(path, dataclasses.asdict(self))
+
+    @classmethod
+    def load(cls, path: Path) -> RunMeta:
+        try:
+            d = json.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise RunFolderError(f"{path}: missing (is this a finished sfnet run?)") from None
+        except json.JSONDecodeError as e:
+            raise RunFolderError(f"{path}: not valid JSON ({e})") from None
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def build_model(meta: RunMeta) -> SparseFeatureNet:
+    """An untrained network of the architecture recorded in ``meta``."""
+    return SparseFeatureNet(meta.k, len(meta.target_names), backbone=meta.backbone)
+
+
+def save_weights(model: torch.nn.Module, path: Path) -> None:
+    """Write the model's state dict as safetensors, atomically."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write(Path(path), lambda tmp: save_file(state, str(tmp)))
+
+
+def is_finished(run_dir: Path) -> bool:
+    """True when the run has final weights, metadata and all its epochs recorded."""
+    run_dir = Path(run_dir)
+    if not ((run_dir / WEIGHTS).is_file() and (run_dir / META).is_file()):
+        return False
+    try:
+        cfg = RunConfig.load(run_dir / CONFIG)
+        meta = RunMeta.load(run_dir / META)
+    except Exception:  # noqa: BLE001 - anything unreadable means "not finished"
+        return False
+    return meta.epochs_completed >= cfg.train.epochs
+
+
+@dataclass
+class Run:
+    """A trained run loaded from its folder."""
+
+    dir: Path
+    config: RunConfig
+    meta: RunMeta
+    model: SparseFeatureNet
+
+    def load_data(self):
+        """The run's galaxies (``config.data``), checked against the stored fingerprint."""
+        from sfnet.data.dataset import load_dataset
+
+        data = load_dataset(self.config.data)
+        if data.target_names != self.meta.target_names:
+            raise RunFolderError(
+                f"{self.dir}: data targets {data.target_names} differ from the model's "
+                f"{self.meta.target_names}"
+            )
+        return data
+
+    def split(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The run's (train_idx, val_idx) for a dataset of ``n`` galaxies."""
+        return split_indices(n, self.meta.val_fraction, self.meta.split_seed)
+
+    def metrics(self) -> list[dict]:
+        path = self.dir / METRICS
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def load_run(run_dir: Path, device: str | torch.device = "cpu") -> Run:
+    """Load a finished run (config, metadata, weights) in eval mode. Never unpickles."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunFolderError(f"{run_dir}: no such run folder")
+    for name in (CONFIG, META, WEIGHTS):
+        if not (run_dir / name).is_file():
+            raise RunFolderError(f"{run_dir}: missing {name} (unfinished or not an sfnet run)")
+    config = RunConfig.load(run_dir / CONFIG)
+    meta = RunMeta.load(run_dir / META)
+    model = build_model(meta)
+    try:
+        state = load_file(str(run_dir / WEIGHTS))
+        model.load_state_dict(state)
+    except Exception as e:  # noqa: BLE001
+        raise RunFolderError(f"{run_dir / WEIGHTS}: cannot load weights ({e})") from None
+    model.to(device).eval()
+    return Run(run_dir, config, meta, model)
