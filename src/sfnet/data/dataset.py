@@ -155,16 +155,27 @@ def _load_folder(path: Path, cfg: DataConfig) -> GalaxyData:
 
     cat_path = cat.find_catalog(path)
     sel = cat.select_target(cat.read_catalog(cat_path), cfg.target, source=str(cat_path))
+    cuts = list(sel.cuts)
+    y = sel.y
+    # Images that `sfnet prepare --skip-bad` dropped (listed in bad_images.txt) are a counted cut.
+    dropped = set(store.skipped_objids(path))
+    if dropped:
+        keep = ~sel.catalog["objID"].astype(str).isin(dropped).to_numpy()
+        cuts.append(cat.Cut(name="image usable (prepare --skip-bad)", removed=int((~keep).sum())))
+        sel.catalog = sel.catalog.loc[keep].reset_index(drop=True)
+        y = y[keep]
+        if len(y) == 0:
+            raise DataError(f"{path}: no galaxy left after dropping the bad images")
     objid = sel.catalog["objID"].to_numpy()
     images = store.open_images(path, objid, crop=cfg.crop, resize=cfg.resize)
     return GalaxyData(
         objid=objid,
-        y=sel.y,
+        y=y,
         target_names=list(sel.names),
         images=images,
         catalog=sel.catalog,
         fingerprint=store.fingerprint(path),
-        cuts=list(sel.cuts),
+        cuts=cuts,
     )
 
 

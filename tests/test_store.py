@@ -1,0 +1,233 @@
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from astropy.io import fits
+from astropy.visualization import make_lupton_rgb
+from PIL import Image
+
+from sfnet.config import DataConfig
+from sfnet.data import store
+from sfnet.data.dataset import load_dataset
+from sfnet.data.store import (
+    FolderImages,
+    PackedImages,
+    decode_image,
+    fingerprint,
+    open_images,
+    prepare,
+    skipped_objids,
+)
+from sfnet.errors import DataError
+
+BASE = 1237648704043942100  # 19-digit IDs, as SDSS
+
+
+def _image(i: int, size: int) -> np.ndarray:
+    """(H, W, 3) uint8 with a per-galaxy pattern, so crops and order are checkable."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    return np.stack(
+        [(xx * 5 + i) % 256, (yy * 3 + 2 * i) % 256, (xx + yy + 7 * i) % 256], -1
+    ).astype(np.uint8)
+
+
+def make_folder(
+    root: Path, n: int = 10, size: int = 32, ext: str = "png"
+) -> tuple[Path, list[int]]:
+    root.mkdir(parents=True, exist_ok=True)
+    ids = [BASE + i for i in range(n)]
+    pd.DataFrame({"objID": ids, "oh_p50": np.linspace(8.5, 9.2, n)}).to_csv(
+        root / "galaxies.csv", index=False
+    )
+    (root / "images").mkdir()
+    for i, o in enumerate(ids):
+        Image.fromarray(_image(i, size)).save(root / "images" / f"{o}.{ext}")
+    return root, ids
+
+
+def _expected(i: int, size: int, crop: int) -> np.ndarray:
+    o = (size - crop) // 2
+    return _image(i, size)[o : o + crop, o : o + crop].transpose(2, 0, 1)
+
+
+def test_folder_store_crops_in_objid_order(tmp_path):
+    folder, ids = make_folder(tmp_path / "d", n=5, size=33)
+    order = ids[::-1]
+    imgs = open_images(folder, np.array(order), crop=20)
+    assert isinstance(imgs, FolderImages)
+    assert imgs.shape == (5, 3, 20, 20) and len(imgs) == 5
+    got = imgs[np.array([0, 4])]
+    assert got.dtype == np.uint8
+    assert np.array_equal(got[0], _expected(4, 33, 20))  # reversed order
+    assert np.array_equal(got[1], _expected(0, 33, 20))
+
+
+def test_jpeg_resize_then_crop(tmp_path):
+    folder, ids = make_folder(tmp_path / "d", n=2, size=48, ext="jpg")
+    imgs = open_images(folder, ids, crop=24, resize=32)
+    with Image.open(folder / "images" / f"{ids[1]}.jpg") as im:
+        ref = np.asarray(im.convert("RGB").resize((32, 32), Image.Resampling.BICUBIC))
+    assert np.array_equal(imgs[np.array([1])][0], ref[4:28, 4:28].transpose(2, 0, 1))
+
+
+def test_fits_gri_cube_and_planes_use_lupton_asinh(tmp_path):
+    rng = np.random.default_rng(0)
+    gri = rng.gamma(2.0, 0.5, size=(3, 16, 16)).astype(np.float32)
+    cube = tmp_path / "cube.fits"
+    fits.PrimaryHDU(gri).writeto(cube)
+    planes = tmp_path / "planes.fits"
+    fits.HDUList([fits.PrimaryHDU()] + [fits.ImageHDU(p) for p in gri]).writeto(planes)
+    grz = tmp_path / "grz.fits"
+    hdu = fits.PrimaryHDU(np.stack([gri[2], gri[0], gri[1]]))  # stored as z, g, r
+    hdu.header["BANDS"] = "zgr"
+    hdu.writeto(grz)
+    ref = make_lupton_rgb(
+        gri[2],
+        gri[1],
+        gri[0],
+        minimum=store.LUPTON_MINIMUM,
+        stretch=store.LUPTON_STRETCH,
+        Q=store.LUPTON_Q,
+    )[::-1].transpose(2, 0, 1)
+    for p in (cube, planes, grz):
+        assert np.array_equal(decode_image(p, None), ref), p.name
+    two = tmp_path / "two.fits"
+    fits.PrimaryHDU(gri[:2]).writeto(two)
+    with pytest.raises(store.BadImage, match="2 planes"):
+        decode_image(two, None)
+
+
+def test_missing_images_list_first_20_and_count(tmp_path):
+    folder, ids = make_folder(tmp_path / "d", n=25, size=8)
+    for o in ids[:23]:
+        (folder / "images" / f"{o}.png").unlink()
+    with pytest.raises(DataError, match=r"no image for 23 objID\(s\).*first 20 shown") as e:
+        open_images(folder, ids, crop=8)
+    assert str(ids[19]) in str(e.value) and str(ids[20]) not in str(e.value)
+
+
+def test_crop_larger_than_images_is_clear(tmp_path):
+    folder, ids = make_folder(tmp_path / "d", n=2, size=16)
+    with pytest.raises(DataError, match="16x16 px, smaller than the crop 20"):
+        open_images(folder, ids, crop=20)
+
+
+def test_prepare_matches_folder_decode_and_crops_on_read(tmp_path):
+    folder, ids = make_folder(tmp_path / "d", n=7, size=31)
+    res = prepare(folder, workers=1, chunk_size=3)
+    assert (res.n_images, res.n_bad, res.height, res.width) == (7, 0, 31, 31)
+    assert (folder / "packed" / "images.u8").stat().st_size == 7 * 3 * 31 * 31
+    sub = [ids[5], ids[0], ids[3]]
+    imgs = open_images(folder, sub, crop=20)
+    assert isinstance(imgs, PackedImages) and imgs.shape == (3, 3, 20, 20)
+    got = imgs[np.array([0, 1, 2, 0])]
+    for j, i in enumerate([5, 0, 3, 5]):
+        assert np.array_equal(got[j], _expected(i, 31, 20))
+    assert np.array_equal(imgs[1], _expected(0, 31, 20))
+    # Pickles (DataLoader workers) without carrying the pixel data.
+    blob = pickle.dumps(imgs)
+    assert len(blob) < 2000
+    assert np.array_equal(pickle.loads(blob)[np.array([2])][0], _expected(3, 31, 20))
+    assert prepare(folder, workers=1).up_to_date
+
+
+def test_prepare_with_worker_processes_and_stored_crop(tmp_path):
+    folder, ids = make_folder(tmp_path / "d", n=9, size=24, ext="png")
+    res = prepare(folder, crop=16, workers=2, chunk_size=2)
+    assert (res.height, res.width, res.crop) == (16, 16, 16)
+    imgs = open_images(folder, ids, crop=16)
+    assert all(np.array_equal(imgs[i], _expected(i, 24, 16)) for i in range(9))
+    with pytest.raises(DataError, match="holds 16 px crops but crop 12"):
+        open_images(folder, ids, crop=12)
+    with pytest.raises(DataError, match="resize=None but resize=20"):
+        open_images(folder, ids, crop=16, resize=20)
+
+
+def test_stale_store_is_refused(tmp_path):
+    folder, ids = make_folder(tmp_path / "d", n=4, size=16)
+    prepare(folder, workers=1)
+    fp = fingerprint(folder)
+    img = folder / "images" / f"{ids[2]}.png"
+    st = img.stat()
+    os.utime(img, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert fingerprint(folder) != fp
+    with pytest.raises(DataError, match=r"stale.*re-run `sfnet prepare"):
+        open_images(folder, ids, crop=16)
+    prepare(folder, workers=1)
+    open_images(folder, ids, crop=16)
+    with open(folder / "galaxies.csv", "a") as f:
+        f.write("\n")
+    with pytest.raises(DataError, match="stale"):
+        open_images(folder, ids, crop=16)
+
+
+def test_prepare_resumes_after_interruption(tmp_path):
+    folder, ids = make_folder(tmp_path / "d", n=10, size=16)
+    calls = []
+
+    def stop_after_two(done: int, total: int) -> None:
+        calls.append((done, total))
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        prepare(folder, workers=1, chunk_size=3, on_chunk=stop_after_two)
+    assert calls == [(1, 4), (2, 4)]
+    packed = folder / "packed"
+    assert not (packed / "images.u8").exists() and not (packed / "index.json").exists()
+    with pytest.raises(DataError, match="incomplete"):
+        open_images(folder, ids, crop=16)
+    res = prepare(folder, workers=1, chunk_size=3)
+    assert res.resumed_chunks == 2 and not res.up_to_date
+    assert not (packed / "progress.json").exists() and not (packed / "images.u8.partial").exists()
+    imgs = open_images(folder, ids, crop=16)
+    assert all(np.array_equal(imgs[i], _expected(i, 16, 16)) for i in range(10))
+
+
+def test_prepare_refuses_missing_and_corrupt_images(tmp_path):
+    folder, ids = make_folder(tmp_path / "d", n=6, size=16)
+    (folder / "images" / f"{ids[1]}.png").unlink()
+    with pytest.raises(DataError, match=rf"no image for 1 objID\(s\): {ids[1]}.*--skip-bad"):
+        prepare(folder, workers=1)
+    Image.fromarray(_image(1, 16)).save(folder / "images" / f"{ids[1]}.png")
+    (folder / "images" / f"{ids[4]}.png").write_bytes(b"\x89PNG not really")
+    with pytest.raises(DataError, match=rf"1 bad image\(s\): {ids[4]} \(cannot decode"):
+        prepare(folder, workers=1)
+    assert not (folder / "packed" / "index.json").exists()
+
+
+def test_skip_bad_drops_counts_and_lists(tmp_path):
+    folder, ids = make_folder(tmp_path / "d", n=6, size=16)
+    (folder / "images" / f"{ids[1]}.png").unlink()
+    (folder / "images" / f"{ids[4]}.png").write_bytes(b"garbage")
+    Image.fromarray(_image(5, 20)).save(folder / "images" / f"{ids[5]}.png")  # wrong size
+    res = prepare(folder, workers=1, skip_bad=True)
+    assert (res.n_images, res.n_bad) == (3, 3)
+    text = (folder / "bad_images.txt").read_text()
+    assert all(str(ids[i]) in text for i in (1, 4, 5)) and "--resize" in text
+    assert sorted(skipped_objids(folder)) == sorted(str(ids[i]) for i in (1, 4, 5))
+    with pytest.raises(DataError, match="dropped by --skip-bad"):
+        open_images(folder, ids, crop=16)
+    data = load_dataset(DataConfig(data=str(folder), target="metallicity", crop=16))
+    assert data.objid.tolist() == [ids[0], ids[2], ids[3]]
+    assert data.y.shape == (3, 1) and data.images.shape == (3, 3, 16, 16)
+    assert np.array_equal(data.images[np.array([1])][0], _expected(2, 16, 16))
+    assert [c.removed for c in data.cuts if c.name.startswith("image usable")] == [3]
+
+
+def test_load_dataset_folder_and_packed_agree(tmp_path):
+    folder, ids = make_folder(tmp_path / "d", n=5, size=20, ext="png")
+    cfg = DataConfig(data=str(folder), target="metallicity", crop=12)
+    a = load_dataset(cfg)
+    assert isinstance(a.images, FolderImages)
+    prepare(folder, workers=1)
+    b = load_dataset(cfg)
+    assert isinstance(b.images, PackedImages)
+    assert a.objid.tolist() == b.objid.tolist() == ids
+    assert np.array_equal(a.images[np.arange(5)], b.images[np.arange(5)])
+    assert a.fingerprint == b.fingerprint
