@@ -1,0 +1,193 @@
+"""Figures of the feature analysis (matplotlib, Agg; PNG by default, PDF on request).
+
+- :func:`plot_feature` — the paper's per-feature figure: the BPT diagram of all galaxies coloured
+  by A_f (bpt_lines runs) beside a 3x3 grid of the most strongly activating galaxies.
+- :func:`plot_correlation_matrix` — correlation of the frequent features' activations.
+- :func:`plot_equations` — each equation as intercept + sum of w_f x (top galaxy of feature f).
+
+Figures are built on :class:`matplotlib.figure.Figure` objects (no pyplot global state) and
+written atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.colors import LinearSegmentedColormap
+from matplotlib.figure import Figure
+
+from sfnet.io import atomic_write
+from sfnet.physics import kauffmann_curve, kewley_curve
+
+#: Black (zero) -> dark magenta (low) -> bright yellow (high), as in the paper's BPT panels.
+ACTIVATION_CMAP = LinearSegmentedColormap.from_list(
+    "sfnet_activation", ["#000000", "#5c0a5c", "#b0208c", "#f0603c", "#ffe93a"]
+)
+
+
+def save_figure(fig: Figure, path: Path, dpi: int = 110) -> Path:
+    """Write ``fig`` to ``path`` (format from the suffix: .png or .pdf) atomically."""
+    path = Path(path)
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight"))
+    return path
+
+
+def to_rgb(image: np.ndarray) -> np.ndarray:
+    """(3, H, W) uint8 -> (H, W, 3) for imshow."""
+    img = np.asarray(image)
+    if img.ndim != 3 or img.shape[0] != 3:
+        raise ValueError(f"expected a (3, H, W) image, got shape {img.shape}")
+    return np.transpose(img, (1, 2, 0))
+
+
+def draw_bpt(ax, x: np.ndarray, y: np.ndarray, strength: np.ndarray, label: str = "") -> object:
+    """BPT scatter coloured by A_f (strongest drawn on top) with the demarcation curves.
+
+    Args:
+        x: (N,) log [NII]/Halpha; y: (N,) log [OIII]/Hbeta; strength: (N,) A_f in [0, 1].
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    s = np.asarray(strength, dtype=np.float64)
+    ok = np.isfinite(x) & np.isfinite(y) & np.isfinite(s)
+    order = np.argsort(s[ok], kind="stable")
+    sc = ax.scatter(
+        x[ok][order], y[ok][order], c=s[ok][order], cmap=ACTIVATION_CMAP, vmin=0, vmax=1,
+        s=4, linewidths=0, rasterized=True,
+    )  # fmt: skip
+    lo = float(np.nanpercentile(x[ok], 0.5)) - 0.2 if ok.any() else -1.5
+    hi = float(np.nanpercentile(x[ok], 99.5)) + 0.2 if ok.any() else 0.5
+    lo, hi = min(lo, -1.3), max(hi, 0.3)
+    xk = np.linspace(lo, 0.0, 200)
+    xw = np.linspace(lo, 0.4, 200)
+    ax.plot(xk, kauffmann_curve(xk), "--", color="0.35", lw=1.2, label="Kauffmann+03")
+    ax.plot(xw, kewley_curve(xw), "-", color="0.35", lw=1.2, label="Kewley+01")
+    ylo = float(np.nanpercentile(y[ok], 0.5)) - 0.2 if ok.any() else -1.2
+    yhi = float(np.nanpercentile(y[ok], 99.5)) + 0.2 if ok.any() else 1.2
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(min(ylo, -1.2), max(yhi, 1.0))
+    ax.set_xlabel(r"log [NII] $\lambda$6584 / H$\alpha$")
+    ax.set_ylabel(r"log [OIII] $\lambda$5007 / H$\beta$")
+    ax.set_facecolor("0.93")
+    ax.legend(loc="lower left", fontsize=7, frameon=False)
+    if label:
+        ax.set_title(label)
+    return sc
+
+
+def draw_grid(
+    fig: Figure, spec, images: np.ndarray, strengths: np.ndarray, title: str = ""
+) -> None:
+    """3x3 galaxy thumbnails with their A_f in a subplot spec (empty cells left blank)."""
+    sub = spec.subgridspec(3, 3, wspace=0.04, hspace=0.04)
+    for i in range(9):
+        ax = fig.add_subplot(sub[i // 3, i % 3])
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if i < len(images):
+            ax.imshow(to_rgb(images[i]), interpolation="nearest")
+            ax.text(
+                0.04, 0.96, f"{strengths[i]:.2f}", transform=ax.transAxes, color="white",
+                fontsize=7, va="top", ha="left",
+                bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "linewidth": 0},
+            )  # fmt: skip
+        else:
+            ax.set_facecolor("0.9")
+        if i == 1 and title:
+            ax.set_title(title, fontsize=10)
+
+
+def plot_feature(
+    path: Path,
+    label: str,
+    images: np.ndarray,
+    strengths: np.ndarray,
+    bpt: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    f_activated: float | None = None,
+) -> Path:
+    """One feature: optional BPT panel (x, y, A_f) and the 3x3 grid of its top galaxies.
+
+    Args:
+        path: output file (.png or .pdf).
+        label: feature label (SL17).
+        images: (n <= 9, 3, H, W) uint8, strongest first.
+        strengths: (n,) their A_f.
+        bpt: (log [NII]/Ha (N,), log [OIII]/Hb (N,), A_f (N,)) of all galaxies, or None.
+        f_activated: shown in the title when given.
+    """
+    title = label if f_activated is None else f"{label}  (f_activated = {f_activated:.1%})"
+    if bpt is None:
+        fig = Figure(figsize=(4.2, 4.4))
+        gs = fig.add_gridspec(1, 1)
+        draw_grid(fig, gs[0, 0], images, strengths, title)
+    else:
+        fig = Figure(figsize=(9.6, 4.4))
+        gs = fig.add_gridspec(1, 2, width_ratios=[1.15, 1.0], wspace=0.25)
+        ax = fig.add_subplot(gs[0, 0])
+        sc = draw_bpt(ax, *bpt, label=title)
+        fig.colorbar(sc, ax=ax, label=f"A_{label}", fraction=0.046, pad=0.02)
+        draw_grid(fig, gs[0, 1], images, strengths, "top activations")
+    return save_figure(fig, path)
+
+
+def plot_correlation_matrix(path: Path, corr: np.ndarray, labels: Sequence[str]) -> Path:
+    """(m, m) correlation matrix as an annotated heat map."""
+    corr = np.asarray(corr, dtype=np.float64)
+    m = len(labels)
+    size = 1.6 + 0.55 * m
+    fig = Figure(figsize=(size + 1.0, size))
+    ax = fig.add_subplot()
+    im = ax.imshow(corr, cmap="RdBu_r", vmin=-1, vmax=1)
+    ax.set_xticks(range(m), labels, rotation=45, ha="right")
+    ax.set_yticks(range(m), labels)
+    if m <= 16:
+        for i in range(m):
+            for j in range(m):
+                color = "white" if abs(corr[i, j]) > 0.6 else "black"
+                ax.text(
+                    j, i, f"{corr[i, j]:.2f}", ha="center", va="center", fontsize=7, color=color
+                )
+    fig.colorbar(im, ax=ax, label="Pearson r of activations", fraction=0.046, pad=0.04)
+    ax.set_title("Correlation of feature activations")
+    return save_figure(fig, path)
+
+
+def plot_equations(
+    path: Path,
+    rows: Sequence[tuple[str, float, Sequence[tuple[str, float]]]],
+    images: dict[str, np.ndarray],
+) -> Path:
+    """Equations as pictures: ``name = intercept + w1 x [img] + w2 x [img] ...``.
+
+    Args:
+        path: output file.
+        rows: per equation (display name, intercept, [(feature label, coefficient), ...]).
+        images: feature label -> (3, H, W) uint8 top-activating galaxy.
+    """
+    n_terms = max((len(t) for _, _, t in rows), default=1)
+    row_h = 1.25
+    width = 3.2 + 2.05 * n_terms
+    fig = Figure(figsize=(width, 0.3 + row_h * max(len(rows), 1)))
+    height = fig.get_figheight()
+    img_w = 0.95 / width
+    for r, (name, intercept, terms) in enumerate(rows):
+        yc = 1.0 - (0.15 + row_h * (r + 0.5)) / height
+        fig.text(0.01, yc, f"{name} = {intercept:.3f}", fontsize=11, va="center", ha="left")
+        x = 2.9 / width
+        for label, coef in terms:
+            sign = "−" if coef < 0 else "+"
+            fig.text(x, yc, f"{sign} {abs(coef):.3f} ×", fontsize=11, va="center", ha="left")
+            x += 0.95 / width
+            ax = fig.add_axes(
+                (x, yc - 0.5 * (row_h - 0.25) / height, img_w, (row_h - 0.25) / height)
+            )
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if label in images:
+                ax.imshow(to_rgb(images[label]), interpolation="nearest")
+            ax.set_xlabel(f"A_{label}", fontsize=8, labelpad=1)
+            x += 1.1 / width
+    return save_figure(fig, path)
