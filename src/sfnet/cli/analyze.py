@@ -1,9 +1,119 @@
-"""Placeholder: this subcommand group is being written (see issues). Replaced wholesale."""
+"""``sfnet analyze`` and ``sfnet report``: read the features of a trained run."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from sfnet.errors import UserError
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="a trained sparse run folder (sfnet train --k K)")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="analyse all galaxies instead of the run's validation split",
+    )
+    p.add_argument(
+        "--dense",
+        metavar="RUN",
+        default=None,
+        help="a dense run folder (sfnet train --dense): compare its PCA components and raw "
+        "neurons with the true latent factors (synthetic data)",
+    )
+    p.add_argument("--pdf", action="store_true", help="also write every figure as PDF")
+    p.add_argument(
+        "--features",
+        type=int,
+        default=None,
+        help="frequent features that get figures and a card [default: k]",
+    )
+    p.add_argument(
+        "--recompute",
+        action="store_true",
+        help="recompute activations even if activations.npz matches the model",
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=256, help="galaxies per forward pass [default 256]"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    return None
+    p = sub.add_parser(
+        "analyze",
+        help="activations, feature table, equations, ground truth and figures of a run",
+        description=(
+            "Compute the sparse activations of a trained SFNet on its validation split and write "
+            "activations.npz, features.csv, equations.md/json, groundtruth.json (synthetic "
+            "data), figures/ and analysis.json into the run folder."
+        ),
+    )
+    _add_common(p)
+    p.set_defaults(func=_analyze)
+
+    r = sub.add_parser(
+        "report",
+        help="write the HTML feature atlas report.html of a run (analysing it if needed)",
+        description=(
+            "Write report.html, a self-contained feature atlas, into the run folder and print "
+            "its path. Runs 'sfnet analyze' first when the run has no current analysis or when "
+            "analysis options are given."
+        ),
+    )
+    _add_common(r)
+    r.set_defaults(func=_report)
+
+
+def _options(args: argparse.Namespace):
+    from sfnet.report import AnalysisOptions
+
+    if args.features is not None and args.features <= 0:
+        raise UserError(f"--features must be positive, got {args.features}")
+    if args.batch_size <= 0:
+        raise UserError(f"--batch-size must be positive, got {args.batch_size}")
+    return AnalysisOptions(
+        split="all" if args.all else "val",
+        n_features=args.features,
+        dense=args.dense,
+        pdf=args.pdf,
+        recompute=args.recompute,
+        batch_size=args.batch_size,
+    )
+
+
+def _given(args: argparse.Namespace) -> bool:
+    return bool(args.all or args.dense or args.pdf or args.features or args.recompute)
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from sfnet.report import analyze_run
+
+    s = analyze_run(Path(args.run), _options(args), progress=not args.no_progress)
+    print(f"analysed {s['n_analysed']} galaxies of {args.run} in {s['seconds']:.1f} s")
+    print(f"frequent features: {', '.join(s['frequent_features'])}")
+    for rec in s["variance_explained"]:
+        if rec["m"] == s["k"]:
+            print(
+                f"top {rec['m']} features explain {100 * rec['r2_prediction_mean']:.2f}% of the "
+                "prediction variance"
+            )
+    rm = s["rmse"]
+    if "model" in rm:
+        for name in s["target_names"]:
+            print(
+                f"  {name}: RMSE {rm['model'][name]:.4f} (predict the mean "
+                f"{rm['predict_mean'][name]:.4f})"
+            )
+    print(f"wrote {Path(args.run) / 'analysis.json'} and figures/")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from sfnet.report import write_report
+
+    opts = _options(args) if _given(args) else None
+    path = write_report(Path(args.run), opts, progress=not args.no_progress)
+    print(path)
+    return 0
