@@ -1,0 +1,769 @@
+"""The built-in synthetic galaxy survey: GalSim images with known physics (ground truth).
+
+Each galaxy is drawn from published scaling relations, then rendered as a gri image and
+written in the real dataset format (``galaxies.csv`` with the MPA-JHU column names + one
+``images/{objID}.png`` per galaxy), so everything downstream runs unchanged. Every latent
+factor is kept as a ``true_*`` column. The image carries part, not all, of the information
+about each target: intrinsic metallicity scatter, line-ratio scatter, AGN line ratios and
+measurement noise are invisible to any image.
+
+Relations (all vectorised in :func:`draw_catalog`; sources in brackets)
+------------------------------------------------------------------------
+Population
+    * log M* ~ N(9.8, 0.8) truncated to [8.0, 11.5] (DESIGN.md suggests N(10.2, 0.55); widened
+      so that the S/N-selected star-forming sample spans the MZR as in SDSS).
+    * Quenched fraction 0.75 / (1 + exp(-(log M* - 10.5) / 0.3)) [Peng et al. 2010, shape].
+    * Star-forming main sequence log SFR = 0.76 (log M* - 10) - 0.1, scatter 0.3 dex; quenched
+      galaxies sit 1.2 +- 0.4 dex below  [Renzini & Peng 2015].
+    * 4 % of star-forming galaxies are starbursts (+0.5..1.0 dex above the MS, with a compact
+      very blue nuclear component); 5 % of all galaxies have a close companion (merger, +0.2 dex
+      SFR when star-forming)  [stand-in for SDSS close pairs, Ellison et al. 2008].
+    * Redshift uniform in volume between 0.02 and z_lim, where the galaxy reaches r = 17.77 (the
+      SDSS Main Galaxy Sample limit [Strauss et al. 2002]), z_lim clipped to [0.03, 0.15];
+      distances from astropy's Planck18 cosmology.
+
+Morphology (image)
+    * r-band bulge-to-total 0.05 + 0.4 sigmoid((log M* - 10.6)/0.3) + 0.35 [quenched] +- 0.08,
+      in [0, 0.95]: bulges grow with mass and quenching [Bluck et al. 2014, trend].
+    * Bulge: Sersic n = 2.5 + 2 B/T +- 0.4 in [2.5, 4.5] (steps of 0.5), axis ratio U(0.6, 1);
+      disk: inclined exponential (scale height 0.1 scale length), cos i ~ U(0, 1) (random
+      orientation), random position angle.
+    * Disk half-light radius: late-type size-mass relation R50 = 0.1 kpc M^0.14 (1 + M / 3.98e10
+      Msun)^0.25, 0.15 dex scatter; bulge-dominated galaxies follow the early-type relation
+      R50 = 2.88e-6 kpc M^0.56  [Shen et al. 2003].
+    * Colours: bulge g-r = 0.76 +- 0.03 (red); disk g-r = 0.45 - 0.3 (log sSFR + 10) +- 0.04 in
+      [0.15, 0.8] (bluer at higher sSFR) [Bell et al. 2003 colour-sSFR trend]; r-i = 0.12 + 0.35
+      (g-r). Stellar mass-to-light log(M/L_r) = -0.306 + 1.097 (g-r) - 0.093 (Chabrier IMF)
+      [Bell et al. 2003]; disk dust dims the r light.
+    * Dust: Halpha attenuation A_Ha = 0.91 + 0.77 X + 0.11 X^2 - 0.09 X^3, X = log(M*/1e10)
+      [Garn & Best 2010], times (1 + 0.6 (1 - cos i)(1 - B/T)) for inclined disks [Driver et al.
+      2007, trend], times 0.4 when quenched, 0.12 dex scatter. ``true_dust_av`` = A_V(gas) =
+      A_Ha / 0.82; starlight sees E(B-V)_star = 0.44 E(B-V)_gas [Calzetti et al. 2000], which
+      reddens and dims the disk (k_g, k_r, k_i = 4.69, 3.55, 2.74).
+    * Star-forming clumps: clumpiness = sigmoid((log Sigma_SFR + 1.5) / 0.3) with Sigma_SFR =
+      SFR / (2 pi R50^2) [Msun/yr/kpc^2]; 3 + 8 c blue (g-r = 0.1) knots along the disk carry 30 c
+      % of its g light [high Sigma_SFR disks are clumpy, e.g. Wuyts et al. 2012].
+    * AGN: a nuclear point source (g-r = 0.2) with r flux 0.03 nanomaggies per 1e-17 erg/s/cm^2 of
+      AGN Halpha, at most half the galaxy light.
+    * Images: gri, 0.262"/px (Legacy Survey), Moffat PSF (beta 3.5) with FWHM ~ U(1.1", 1.5"),
+      Gaussian sky noise (0.015, 0.02, 0.03 nanomaggies/px in g, r, i), Lupton et al. (2004)
+      asinh RGB (astropy; stretch 0.4, Q 6) to uint8 with 0.75 i, r, 1.6 g as red, green, blue
+      (close to the Legacy Survey JPEG colour balance: blue disks, yellow bulges).
+
+Spectroscopy (catalog)
+    * Metallicity 12+log(O/H) (Tremonti et al. 2004 scale): MZR -1.492 + 1.847 x - 0.08026 x^2,
+      x = log M* [Tremonti et al. 2004], minus 0.2 (SFR offset from the MS) [Mannucci et al. 2010,
+      fundamental metallicity relation], plus intrinsic scatter no image shows, 0.07 dex rising
+      to 0.115 dex at log M* = 8.5 (the MZR scatter grows at low mass [T04]): this is
+      ``true_oh``. Fibre bias ``true_fibre_bias`` = -0.1 sin(i) (1 - B/T) dex: the 3" fibre of an
+      edge-on disk sees its metal-poor outskirts [Tremonti et al. 2004, Sect. 6]. The fibre
+      metallicity ``true_oh + true_fibre_bias`` sets the lines; ``oh_p50`` adds 0.03 dex noise and
+      exists (else -99.9, as in MPA-JHU) only for S/N > 3 star-forming galaxies (below Kauffmann).
+    * Halpha luminosity from SFR: L = SFR / 7.9e-42 erg/s [Kennicutt 1998], at the luminosity
+      distance, times the 3"-fibre aperture fraction of the PSF-smeared inclined disk (``true_
+      fibre_frac``, exponential-profile approximation) and 10^(-0.4 A_Ha).
+    * Hbeta: intrinsic Balmer decrement 2.86 (Case B), A_Hb = A_Ha 4.60 / 3.33 [Calzetti 2000].
+    * [NII]/Halpha from the fibre metallicity through the Pettini & Pagel (2004) N2 calibration
+      12+log(O/H)_PP04 = 8.90 + 0.57 N2, after converting the T04 scale to PP04 with
+      8.73 + 0.65 (OH_T04 - 9.0) [approximates Kewley & Ellison 2008], 0.04 dex scatter.
+    * [OIII]/Hbeta: 0.25 dex below the Kauffmann et al. (2003) demarcation (the SF sequence),
+      0.08 dex scatter, kept at least 0.05 dex below it.
+    * AGN: probability 0.8 sigmoid((log M* - 10) / 0.35) (x 0.8 if quenched), AGN Halpha
+      luminosity log L = 39.8 + 0.8 (log M* - 10.5) +- 0.45 (+0.5 for Seyferts); 35 % Seyferts
+      (log N2 ~ 0.05, log O3/Hb ~ 0.7) and 65 % LINERs (0.15, 0.0) [Kewley et al. 2006 branches].
+      The AGN's lines add to the star-forming ones, so composites arise naturally.
+      ``true_agn_frac`` is the AGN share of the fibre Halpha; ``true_agn_point_r`` the r flux of
+      the nuclear point source in the image.
+    * Line errors: sqrt(e0^2 + (0.03 F)^2) with e0 = 5, 6, 4.5, 4 (x 10^(0.1 N(0,1))) for
+      [NII], Halpha, [OIII], Hbeta in 1e-17 erg/s/cm^2 (MPA-JHU-like errors); measured flux =
+      true flux + error x N(0, 1). Weak-line (quenched, distant, dusty) galaxies fail S/N > 3.
+    * ``lgm_tot_p50`` = log M* +- 0.08; ``sfr_tot_p50`` = log SFR +- 0.15 (0.35 when quenched).
+
+Resulting survey (seed 0, 12000 galaxies): 63 % pass the bpt_lines cuts (quenched 26 %,
+star-forming 70 %), 47 % have a metallicity (oh_p50 std 0.18 dex, 7.9-9.1); 25 % of the
+line-selected galaxies lie above the Kauffmann line; median z 0.042, median disk half-light
+radius 10 px.
+
+Determinism: galaxy ``i`` draws its latent factors from ``SeedSequence([seed, i, 0])`` and its
+image noise/clump positions from ``SeedSequence([seed, i, 1])``, so the output does not depend
+on the number of worker processes (nor on ``n``: galaxy ``i`` is the same in any survey size).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sfnet.errors import DataError, UserError
+from sfnet.io import atomic_write, atomic_write_json
+from sfnet.physics import BPT_LINES, kauffmann_agn, kauffmann_curve
+
+#: Arcseconds per pixel (DESI Legacy Survey cutouts).
+PIXEL_SCALE = 0.262
+#: SDSS spectroscopic fibre radius (arcsec).
+FIBRE_RADIUS = 1.5
+#: SDSS Main Galaxy Sample Petrosian r limit (mag).
+R_LIMIT = 17.77
+#: First objID; galaxy i gets OBJID_BASE + i (19-digit, like SDSS DR7 objIDs).
+OBJID_BASE = 1237600000000000000
+#: MPA-JHU "no measurement" value.
+MISSING = -99.9
+#: Schema version written to synth.json (bump when the relations change).
+SYNTH_VERSION = 1
+
+#: The real data contract's catalog columns (MPA-JHU / SDSS names), in order.
+CONTRACT_COLUMNS = (
+    "objID",
+    "ra",
+    "dec",
+    "z",
+    "oh_p50",
+    "lgm_tot_p50",
+    "sfr_tot_p50",
+    "nii_6584_flux",
+    "nii_6584_flux_err",
+    "h_alpha_flux",
+    "h_alpha_flux_err",
+    "oiii_5007_flux",
+    "oiii_5007_flux_err",
+    "h_beta_flux",
+    "h_beta_flux_err",
+)
+
+#: Ground-truth latent factors, in order (units in the docstring of :func:`draw_catalog`).
+TRUE_COLUMNS = (
+    "true_z",
+    "true_logmass",
+    "true_logsfr",
+    "true_delta_ms",
+    "true_log_ssfr",
+    "true_quenched",
+    "true_bulge_frac",
+    "true_bulge_n",
+    "true_bulge_r50_kpc",
+    "true_disk_r50_kpc",
+    "true_r50_arcsec",
+    "true_cos_inc",
+    "true_pa_deg",
+    "true_disk_gr",
+    "true_dust_av",
+    "true_clumpiness",
+    "true_starburst",
+    "true_merger",
+    "true_agn",
+    "true_agn_frac",
+    "true_agn_point_r",
+    "true_oh",
+    "true_fibre_bias",
+    "true_fibre_frac",
+    "true_mag_r",
+    "true_psf_fwhm",
+)
+
+#: ``true_*`` columns that hold information no image can show (the oracle leaves them out).
+HIDDEN_TRUE_COLUMNS = ("true_oh",)
+
+_UNIFORMS = (
+    "mass",
+    "quench",
+    "starburst",
+    "sb_boost",
+    "merger",
+    "agn",
+    "agn_type",
+    "cos_i",
+    "pa",
+    "z",
+    "ra",
+    "dec",
+    "bulge_q",
+    "psf",
+)
+_NORMALS = (
+    "dms",
+    "oh",
+    "bt",
+    "sersic",
+    "size",
+    "dust",
+    "disk_col",
+    "bulge_col",
+    "agn_lum",
+    "agn_x",
+    "agn_y",
+    "sf_o3",
+    "sf_n2",
+    "err",
+    "f_nii",
+    "f_ha",
+    "f_oiii",
+    "f_hb",
+    "oh_meas",
+    "mass_meas",
+    "sfr_meas",
+)
+
+# Calzetti et al. (2000) k(lambda) at g, r, i, H-beta, H-alpha.
+_K_G, _K_R, _K_I, _K_HB, _K_HA = 4.69, 3.55, 2.74, 4.60, 3.33
+_R_V = 4.05
+_SKY_SIGMA = (0.015, 0.02, 0.03)  # nanomaggies / pixel in g, r, i
+_RGB_SCALES = (0.75, 1.0, 1.6)  # multipliers for i, r, g before Lupton
+_LUPTON_STRETCH = 0.4
+_LUPTON_Q = 6.0
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _latent_draws(n: int, seed: int, start: int = 0) -> tuple[dict, dict]:
+    """Per-galaxy uniforms and standard normals, each (n,), seeded by (seed, index, 0)."""
+    u = np.empty((n, len(_UNIFORMS)))
+    g = np.empty((n, len(_NORMALS)))
+    for j in range(n):
+        rng = np.random.default_rng([seed, start + j, 0])
+        u[j] = rng.random(len(_UNIFORMS))
+        g[j] = rng.standard_normal(len(_NORMALS))
+    return dict(zip(_UNIFORMS, u.T, strict=True)), dict(zip(_NORMALS, g.T, strict=True))
+
+
+class _Cosmo:
+    """Planck18 distances tabulated on a redshift grid (fast interpolation)."""
+
+    def __init__(self) -> None:
+        from astropy.cosmology import Planck18
+
+        self.zgrid = np.linspace(0.005, 0.3, 600)
+        self.dl_cm = Planck18.luminosity_distance(self.zgrid).to("cm").value
+        self.dm = Planck18.distmod(self.zgrid).value
+        self.kpc_per_arcsec = 1.0 / Planck18.arcsec_per_kpc_proper(self.zgrid).value
+
+    def z_at_distmod(self, dm: np.ndarray) -> np.ndarray:
+        return np.interp(dm, self.dm, self.zgrid)
+
+    def at(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return (
+            np.interp(z, self.zgrid, self.dl_cm),
+            np.interp(z, self.zgrid, self.dm),
+            np.interp(z, self.zgrid, self.kpc_per_arcsec),
+        )
+
+
+def _fibre_fraction(r50_arcsec: np.ndarray, cos_i: np.ndarray, psf_fwhm: np.ndarray) -> np.ndarray:
+    """Share of an inclined exponential disk's light inside the 3" fibre (approximation).
+
+    The projected disk is replaced by a circular exponential of scale h sqrt(q) (q the projected
+    axis ratio), broadened in quadrature by the PSF; f(<R) = 1 - (1 + R/h) exp(-R/h).
+    """
+    h = r50_arcsec / 1.678
+    q = np.sqrt(cos_i**2 + 0.1**2 * (1 - cos_i**2))
+    sigma_psf = psf_fwhm / 2.355
+    h_eff = np.sqrt(h**2 * q + (sigma_psf / 1.5) ** 2)
+    x = FIBRE_RADIUS / h_eff
+    return 1.0 - (1.0 + x) * np.exp(-x)
+
+
+def draw_catalog(n: int, seed: int = 0, start: int = 0) -> pd.DataFrame:
+    """Draw the catalog of ``n`` synthetic galaxies (no images).
+
+    Args:
+        n: number of galaxies.
+        seed: survey seed; galaxy ``start + j`` depends only on (seed, start + j).
+        start: index of the first galaxy (objID = OBJID_BASE + index).
+
+    Returns:
+        DataFrame with :data:`CONTRACT_COLUMNS` (fluxes in 1e-17 erg/s/cm^2, masses log Msun,
+        SFR log Msun/yr, oh_p50 12+log(O/H) or -99.9) followed by :data:`TRUE_COLUMNS`:
+        z; log M* [Msun]; log SFR [Msun/yr]; offset from the main sequence [dex]; log sSFR
+        [1/yr]; quenched (0/1); r-band bulge-to-total; bulge Sersic n; bulge and disk half-light
+        radii [kpc]; disk half-light radius [arcsec]; cos(inclination); position angle [deg];
+        intrinsic disk g-r [mag]; gas A_V [mag]; clumpiness (0-1); starburst (0/1); merger (0/1);
+        AGN (0/1); AGN share of fibre Halpha (0-1); AGN point-source r flux [nanomaggies]; intrinsic 12+log(O/H) [dex]; fibre bias
+        [dex]; fibre aperture fraction; apparent r magnitude; PSF FWHM [arcsec].
+    """
+    if n < 1:
+        raise UserError(f"number of galaxies must be >= 1, got {n}")
+    from scipy.stats import truncnorm
+
+    U, N = _latent_draws(n, seed, start)
+    cosmo = _Cosmo()
+
+    # Population: mass, quenching, star formation.
+    logm = truncnorm.ppf(U["mass"], (8.0 - 9.8) / 0.8, (11.5 - 9.8) / 0.8, 9.8, 0.8)
+    quenched = U["quench"] < 0.75 * _sigmoid((logm - 10.5) / 0.3)
+    starburst = ~quenched & (U["starburst"] < 0.04)
+    merger = U["merger"] < 0.05
+    ms = 0.76 * (logm - 10.0) - 0.1
+    dms = np.where(quenched, -1.2 + 0.4 * N["dms"], 0.3 * N["dms"])
+    dms = dms + starburst * (0.5 + 0.5 * U["sb_boost"]) + (merger & ~quenched) * 0.2
+    logsfr = ms + dms
+    lssfr = logsfr - logm
+
+    # Morphology.
+    bt = np.clip(
+        0.05 + 0.4 * _sigmoid((logm - 10.6) / 0.3) + 0.35 * quenched + 0.08 * N["bt"], 0.0, 0.95
+    )
+    sersic_n = np.clip(np.round((2.5 + 2.0 * bt + 0.4 * N["sersic"]) * 2) / 2, 2.5, 4.5)
+    mass = 10.0**logm
+    r50_disk = 0.1 * mass**0.14 * (1 + mass / 3.98e10) ** 0.25 * 10 ** (0.15 * N["size"])
+    r50_early = 2.88e-6 * mass**0.56 * 10 ** (0.15 * N["size"])
+    w = np.clip((bt - 0.4) / 0.4, 0.0, 1.0)
+    r50_bulge = (1 - w) * 0.3 * r50_disk + w * r50_early
+    cos_i = U["cos_i"]
+    sin_i = np.sqrt(1.0 - cos_i**2)
+    pa = 180.0 * U["pa"]
+    psf_fwhm = 1.1 + 0.4 * U["psf"]
+
+    # Colours, dust, luminosity.
+    disk_gr = np.clip(0.45 - 0.3 * (lssfr + 10.0) + 0.04 * N["disk_col"], 0.15, 0.8)
+    bulge_gr = 0.76 + 0.03 * N["bulge_col"]
+    x = logm - 10.0
+    a_ha = np.clip(0.91 + 0.77 * x + 0.11 * x**2 - 0.09 * x**3, 0.05, None)
+    a_ha = a_ha * (1 + 0.6 * (1 - cos_i) * (1 - bt)) * np.where(quenched, 0.4, 1.0)
+    a_ha = a_ha * 10 ** (0.12 * N["dust"])
+    a_v = a_ha / (_K_HA / _R_V)
+    ebv_star = 0.44 * a_v / _R_V
+    gr_tot = bt * bulge_gr + (1 - bt) * disk_gr
+    log_ml = -0.306 + 1.097 * gr_tot - 0.093  # Chabrier IMF (Bell et al. 2003 Sect. 6)
+    abs_r = 4.65 - 2.5 * (logm - log_ml) + (1 - bt) * _K_R * ebv_star
+    sigma_sfr = 10**logsfr / (2 * np.pi * r50_disk**2)
+    clump = np.where(quenched, 0.0, _sigmoid((np.log10(sigma_sfr) + 1.5) / 0.3))
+
+    # Redshift from the r < 17.77 flux limit.
+    z_lim = np.clip(cosmo.z_at_distmod(R_LIMIT - abs_r), 0.03, 0.15)
+    z = 0.02 + (z_lim - 0.02) * U["z"] ** (1 / 3)  # uniform in volume
+    dl_cm, distmod, kpc_per_arcsec = cosmo.at(z)
+    mag_r = abs_r + distmod
+    r50_arcsec = r50_disk / kpc_per_arcsec
+
+    # Metallicity and the fibre.
+    oh_scatter = 0.07 + 0.03 * np.clip(10.0 - logm, 0.0, 1.5)
+    oh = -1.492 + 1.847 * logm - 0.08026 * logm**2 - 0.2 * dms + oh_scatter * N["oh"]
+    fibre_bias = -0.1 * sin_i * (1 - bt)
+    oh_fibre = oh + fibre_bias
+    fibre_frac = _fibre_fraction(r50_arcsec, cos_i, psf_fwhm)
+
+    # Star-forming lines (1e-17 erg/s/cm^2).
+    flux_unit = 1e17 / (4 * np.pi * dl_cm**2)
+    att_ha = 10 ** (-0.4 * a_ha)
+    att_hb = 10 ** (-0.4 * a_ha * _K_HB / _K_HA)
+    ha_int = 10**logsfr / 7.9e-42 * flux_unit * fibre_frac
+    ha_sf = ha_int * att_ha
+    hb_sf = ha_int / 2.86 * att_hb
+    oh_pp04 = 8.73 + 0.65 * (oh_fibre - 9.0)
+    n2_sf = np.minimum((oh_pp04 - 8.90) / 0.57 + 0.04 * N["sf_n2"], -0.2)
+    kc = kauffmann_curve(n2_sf)
+    o3_sf = np.clip(kc - 0.25 + 0.08 * N["sf_o3"], -1.2, kc - 0.05)
+    nii_sf = ha_sf * 10**n2_sf
+    oiii_sf = hb_sf * 10**o3_sf
+
+    # AGN lines (all inside the fibre).
+    agn = U["agn"] < 0.8 * _sigmoid((logm - 10.0) / 0.35) * np.where(quenched, 0.8, 1.0)
+    seyfert = agn & (U["agn_type"] < 0.35)
+    log_l_agn = 39.8 + 0.8 * (logm - 10.5) + 0.45 * N["agn_lum"] + 0.5 * seyfert
+    ha_agn_int = np.where(agn, 10**log_l_agn * flux_unit, 0.0)
+    ha_agn = ha_agn_int * att_ha
+    hb_agn = ha_agn_int / 3.1 * att_hb
+    agn_x = np.where(seyfert, 0.05 + 0.12 * N["agn_x"], 0.15 + 0.12 * N["agn_x"])
+    agn_y = np.where(seyfert, 0.7 + 0.2 * N["agn_y"], 0.0 + 0.15 * N["agn_y"])
+    nii_agn = ha_agn * 10**agn_x
+    oiii_agn = hb_agn * 10**agn_y
+    agn_frac = ha_agn / (ha_agn + ha_sf)
+
+    true_flux = {
+        "nii_6584_flux": nii_sf + nii_agn,
+        "h_alpha_flux": ha_sf + ha_agn,
+        "oiii_5007_flux": oiii_sf + oiii_agn,
+        "h_beta_flux": hb_sf + hb_agn,
+    }
+    e0 = {"nii_6584_flux": 5.0, "h_alpha_flux": 6.0, "oiii_5007_flux": 4.5, "h_beta_flux": 4.0}
+    noise_key = {
+        "nii_6584_flux": "f_nii",
+        "h_alpha_flux": "f_ha",
+        "oiii_5007_flux": "f_oiii",
+        "h_beta_flux": "f_hb",
+    }
+    jitter = 10 ** (0.1 * N["err"])
+    cat: dict[str, np.ndarray] = {}
+    good = np.ones(n, dtype=bool)
+    for line in BPT_LINES:
+        err = np.sqrt((e0[line] * jitter) ** 2 + (0.03 * true_flux[line]) ** 2)
+        cat[line] = true_flux[line] + err * N[noise_key[line]]
+        cat[line + "_err"] = err
+        good &= cat[line] > 3 * err
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logf = np.log10(np.stack([cat[line] for line in BPT_LINES], axis=1))
+        n2m, o3m = logf[:, 0] - logf[:, 1], logf[:, 2] - logf[:, 3]
+    star_forming = good & ~kauffmann_agn(np.where(good, n2m, 0.0), np.where(good, o3m, 0.0))
+    oh_p50 = np.where(star_forming, oh_fibre + 0.03 * N["oh_meas"], MISSING)
+
+    df = pd.DataFrame(
+        {
+            "objID": (OBJID_BASE + start + np.arange(n)).astype(np.int64),
+            "ra": 120.0 + 120.0 * U["ra"],
+            "dec": np.degrees(np.arcsin(np.sin(np.radians(60.0)) * U["dec"])),
+            "z": z,
+            "oh_p50": oh_p50,
+            "lgm_tot_p50": logm + 0.08 * N["mass_meas"],
+            "sfr_tot_p50": logsfr + np.where(quenched, 0.35, 0.15) * N["sfr_meas"],
+        }
+    )
+    for line in BPT_LINES:
+        df[line] = cat[line]
+        df[line + "_err"] = cat[line + "_err"]
+    true = {
+        "true_z": z,
+        "true_logmass": logm,
+        "true_logsfr": logsfr,
+        "true_delta_ms": dms,
+        "true_log_ssfr": lssfr,
+        "true_quenched": quenched.astype(np.int64),
+        "true_bulge_frac": bt,
+        "true_bulge_n": sersic_n,
+        "true_bulge_r50_kpc": r50_bulge,
+        "true_disk_r50_kpc": r50_disk,
+        "true_r50_arcsec": r50_arcsec,
+        "true_cos_inc": cos_i,
+        "true_pa_deg": pa,
+        "true_disk_gr": disk_gr,
+        "true_dust_av": a_v,
+        "true_clumpiness": clump,
+        "true_starburst": starburst.astype(np.int64),
+        "true_merger": merger.astype(np.int64),
+        "true_agn": agn.astype(np.int64),
+        "true_agn_frac": agn_frac,
+        "true_agn_point_r": np.minimum(0.03 * ha_agn, 0.5 * 10 ** (-0.4 * (mag_r - 22.5))),
+        "true_oh": oh,
+        "true_fibre_bias": fibre_bias,
+        "true_fibre_frac": fibre_frac,
+        "true_mag_r": mag_r,
+        "true_psf_fwhm": psf_fwhm,
+    }
+    for name in TRUE_COLUMNS:
+        df[name] = true[name]
+    return df
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _render_params(cat: pd.DataFrame) -> list[dict]:
+    """Per-galaxy rendering inputs (band fluxes in nanomaggies, sizes in arcsec)."""
+    bt = cat["true_bulge_frac"].to_numpy()
+    f_r = 10 ** (-0.4 * (cat["true_mag_r"].to_numpy() - 22.5))
+    a_v = cat["true_dust_av"].to_numpy()
+    ebv = 0.44 * a_v / _R_V
+    disk_gr = cat["true_disk_gr"].to_numpy() + (_K_G - _K_R) * ebv
+    disk_ri = 0.12 + 0.35 * cat["true_disk_gr"].to_numpy() + (_K_R - _K_I) * ebv
+    kpc_per_arcsec = cat["true_disk_r50_kpc"].to_numpy() / cat["true_r50_arcsec"].to_numpy()
+    point_r = cat["true_agn_point_r"].to_numpy()
+    out = []
+    for j in range(len(cat)):
+        row = cat.iloc[j]
+        out.append(
+            {
+                "f_r": float(f_r[j]),
+                "bt": float(bt[j]),
+                "bulge_n": float(row["true_bulge_n"]),
+                "bulge_r50": float(row["true_bulge_r50_kpc"] / kpc_per_arcsec[j]),
+                "disk_r50": float(row["true_r50_arcsec"]),
+                "disk_gr": float(disk_gr[j]),
+                "disk_ri": float(disk_ri[j]),
+                "cos_i": float(row["true_cos_inc"]),
+                "pa": float(row["true_pa_deg"]),
+                "clump": float(row["true_clumpiness"]),
+                "starburst": bool(row["true_starburst"]),
+                "merger": bool(row["true_merger"]),
+                "point_r": float(point_r[j]),
+                "psf_fwhm": float(row["true_psf_fwhm"]),
+            }
+        )
+    return out
+
+
+def _band_fluxes(f_r: float, gr: float, ri: float) -> np.ndarray:
+    """(3,) g, r, i fluxes from the r flux and colours."""
+    return np.array([f_r * 10 ** (-0.4 * gr), f_r, f_r * 10 ** (0.4 * ri)])
+
+
+def render_galaxy(p: dict, size: int, seed: int, index: int) -> np.ndarray:
+    """Render one galaxy.
+
+    Args:
+        p: rendering inputs from :func:`_render_params`.
+        size: stamp side in pixels.
+        seed, index: survey seed and galaxy index (seed the noise and clump positions).
+
+    Returns:
+        (size, size, 3) uint8 RGB image (Lupton asinh of i, r, g).
+    """
+    import galsim
+    from astropy.visualization import make_lupton_rgb
+
+    rng = np.random.default_rng([seed, index, 1])
+    gsp = galsim.GSParams(folding_threshold=1e-2, maxk_threshold=3e-3, stepk_minimum_hlr=3)
+    psf = galsim.Moffat(beta=3.5, fwhm=p["psf_fwhm"], gsparams=gsp)
+    pa = p["pa"] * galsim.degrees
+    offset = tuple(rng.uniform(-0.5, 0.5, 2))
+    comps: list[tuple[object, np.ndarray]] = []
+
+    inc = np.arccos(p["cos_i"]) * galsim.radians
+    disk = galsim.InclinedExponential(
+        inc, half_light_radius=p["disk_r50"], scale_h_over_r=0.1, gsparams=gsp
+    ).rotate(pa)
+    fd = _band_fluxes(p["f_r"] * (1 - p["bt"]), p["disk_gr"], p["disk_ri"])
+    if p["clump"] > 0.02:
+        nclump = 3 + int(round(8 * p["clump"]))
+        share = 0.3 * p["clump"]
+        h = p["disk_r50"] / 1.678
+        rad = rng.gamma(2.0, h, nclump)
+        phi = rng.uniform(0, 2 * np.pi, nclump)
+        xs, ys = rad * np.cos(phi), rad * np.sin(phi) * p["cos_i"]
+        c, s = np.cos(np.radians(p["pa"])), np.sin(np.radians(p["pa"]))
+        w = rng.uniform(0.5, 1.5, nclump)
+        w /= w.sum()
+        knots = galsim.Sum(
+            [
+                galsim.Gaussian(sigma=0.15, flux=float(wk), gsparams=gsp).shift(
+                    float(c * xk - s * yk), float(s * xk + c * yk)
+                )
+                for wk, xk, yk in zip(w, xs, ys, strict=True)
+            ]
+        )
+        fk = _band_fluxes(share * fd[0] * 10 ** (0.4 * 0.1), 0.1, 0.0)  # g share of the disk
+        comps.append((knots, fk))
+        fd = np.clip(fd - fk, 0.0, None)
+    comps.append((disk, fd))
+    if p["bt"] > 0.01:
+        q = 0.6 + 0.4 * rng.random()
+        bulge = galsim.Sersic(
+            p["bulge_n"], half_light_radius=max(p["bulge_r50"], 0.1), gsparams=gsp
+        ).shear(q=q, beta=pa)
+        comps.append((bulge, _band_fluxes(p["f_r"] * p["bt"], 0.76, 0.40)))
+    if p["starburst"]:
+        nuc = galsim.Gaussian(half_light_radius=max(0.3, 0.2 * p["disk_r50"]), gsparams=gsp)
+        comps.append((nuc, _band_fluxes(0.3 * p["f_r"], 0.1, 0.0)))
+    if p["merger"]:
+        ratio = rng.uniform(0.1, 0.5)
+        sep = min(rng.uniform(1.5, 3.0) * p["disk_r50"], 0.4 * size * PIXEL_SCALE)
+        ang = rng.uniform(0, 2 * np.pi)
+        comp = galsim.Exponential(
+            half_light_radius=p["disk_r50"] * np.sqrt(ratio), gsparams=gsp
+        ).shear(q=rng.uniform(0.4, 1.0), beta=rng.uniform(0, np.pi) * galsim.radians)
+        comp = comp.shift(sep * np.cos(ang), sep * np.sin(ang))
+        comps.append((comp, _band_fluxes(ratio * p["f_r"], 0.45, 0.2)))
+    if p["point_r"] > 0:
+        comps.append((galsim.DeltaFunction(gsparams=gsp), _band_fluxes(p["point_r"], 0.2, 0.1)))
+
+    bands = np.zeros((3, size, size))
+    for prof, flux in comps:
+        img = galsim.Convolve([prof, psf], gsparams=gsp).drawImage(
+            nx=size, ny=size, scale=PIXEL_SCALE, offset=offset
+        )
+        bands += flux[:, None, None] * img.array[None]
+    bands += np.asarray(_SKY_SIGMA)[:, None, None] * rng.standard_normal((3, size, size))
+    g, r, i = bands
+    si, sr, sg = _RGB_SCALES
+    rgb = make_lupton_rgb(si * i, sr * r, sg * g, minimum=0.0, stretch=_LUPTON_STRETCH, Q=_LUPTON_Q)
+    return np.ascontiguousarray(rgb[::-1])  # FITS (y up) to image (y down) orientation
+
+
+def _render_chunk(args: tuple) -> int:
+    params, indices, objids, size, seed, img_dir = args
+    from PIL import Image
+
+    for p, i, oid in zip(params, indices, objids, strict=True):
+        rgb = render_galaxy(p, size, seed, int(i))
+        Image.fromarray(rgb).save(Path(img_dir) / f"{oid}.png")
+    return len(indices)
+
+
+def _default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover
+        return max(1, os.cpu_count() or 1)
+
+
+def synthesize(
+    out: Path,
+    n: int,
+    size: int = 64,
+    seed: int = 0,
+    workers: int | None = None,
+    progress: bool = False,
+    overwrite: bool = False,
+    callback: Callable[[int], None] | None = None,
+) -> Path:
+    """Write a synthetic survey folder in the real dataset format.
+
+    Writes ``galaxies.csv`` (:data:`CONTRACT_COLUMNS` + :data:`TRUE_COLUMNS`), ``images/
+    {objID}.png`` ((size, size, 3) uint8 RGB, 0.262"/px) and ``synth.json`` (n, size, seed,
+    version). The folder appears atomically (built in a temporary sibling, then renamed).
+
+    Args:
+        out: folder to create; must not exist unless ``overwrite``.
+        n: number of galaxies.
+        size: image side in pixels (>= 16).
+        seed: survey seed (identical output for identical (n, size, seed)).
+        workers: rendering processes (None: all available cores; 1: in this process).
+        progress: show a tqdm progress bar.
+        overwrite: replace an existing folder.
+        callback: called with the number of galaxies finished after each chunk.
+
+    Returns:
+        ``out``.
+    """
+    out = Path(out)
+    if size < 16:
+        raise UserError(f"image size must be >= 16 px, got {size}")
+    if out.exists() and not overwrite:
+        raise UserError(f"{out}: already exists (choose another --out, or overwrite)")
+    workers = _default_workers() if workers is None else max(1, int(workers))
+    cat = draw_catalog(n, seed)
+    params = _render_params(cat)
+    objids = cat["objID"].to_numpy()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        img_dir = tmp / "images"
+        img_dir.mkdir()
+        chunk = max(8, min(100, n // (4 * workers) + 1))
+        jobs = [
+            (params[s : s + chunk], range(s, min(n, s + chunk)), objids[s : s + chunk])
+            for s in range(0, n, chunk)
+        ]
+        jobs = [(p, list(i), list(o), size, seed, str(img_dir)) for p, i, o in jobs]
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=n, unit="gal", desc="synth")
+
+        def _done(k: int) -> None:
+            if bar is not None:
+                bar.update(k)
+            if callback is not None:
+                callback(k)
+
+        if workers == 1:
+            for job in jobs:
+                _done(_render_chunk(job))
+        else:
+            import multiprocessing as mp
+
+            ctx = mp.get_context(
+                "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+            )
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
+                futures = [ex.submit(_render_chunk, job) for job in jobs]
+                for fut in as_completed(futures):
+                    _done(fut.result())
+        if bar is not None:
+            bar.close()
+        atomic_write(tmp / "galaxies.csv", lambda p: cat.to_csv(p, index=False))
+        atomic_write_json(
+            tmp / "synth.json",
+            {"n": n, "size": size, "seed": seed, "version": SYNTH_VERSION, "format": "sfnet-synth"},
+        )
+        if out.exists():
+            trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+            os.replace(out, trash / "old")
+            os.replace(tmp, out)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def read_synth_info(data: Path) -> dict | None:
+    """The ``synth.json`` of a synthetic survey folder, or None when absent/unreadable."""
+    try:
+        return json.loads((Path(data) / "synth.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def is_complete(data: Path, n: int, size: int, seed: int) -> bool:
+    """True when ``data`` is a finished synthetic survey with these settings."""
+    info = read_synth_info(data)
+    if not info or (info.get("n"), info.get("size"), info.get("seed")) != (n, size, seed):
+        return False
+    if info.get("version") != SYNTH_VERSION or not (Path(data) / "galaxies.csv").is_file():
+        return False
+    img_dir = Path(data) / "images"
+    return img_dir.is_dir() and sum(1 for _ in img_dir.glob("*.png")) == n
+
+
+def preview(
+    data: Path,
+    column: str,
+    out: Path,
+    n: int = 40,
+    ncols: int = 8,
+    rows: Sequence[int] | None = None,
+) -> Path:
+    """Write a PNG grid of galaxies sorted by ``column`` (evenly spaced in rank).
+
+    Args:
+        data: dataset folder (``galaxies.csv`` + ``images/{objID}.png|jpg``).
+        column: catalog column to sort by (e.g. ``true_cos_inc``).
+        out: PNG path to write.
+        n: galaxies shown; ``ncols`` per row.
+        rows: explicit catalog row numbers to show instead (still sorted by ``column``).
+
+    Returns:
+        ``out``.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    data = Path(data)
+    csv = data / "galaxies.csv"
+    if not csv.is_file():
+        raise DataError(f"{csv}: no such catalog")
+    cat = pd.read_csv(csv, dtype={"objID": str})
+    if column not in cat.columns:
+        trues = ", ".join(c for c in cat.columns if c.startswith("true_")) or "none"
+        raise DataError(f"{csv}: no column {column!r} (true_* columns: {trues})")
+    vals = pd.to_numeric(cat[column], errors="coerce")
+    ok = np.flatnonzero(np.isfinite(vals.to_numpy()))
+    if rows is not None:
+        ok = np.intersect1d(ok, np.asarray(rows, dtype=np.int64))
+    if len(ok) == 0:
+        raise DataError(f"{csv}: column {column!r} has no finite values")
+    order = ok[np.argsort(vals.to_numpy()[ok], kind="stable")]
+    pick = order[np.unique(np.linspace(0, len(order) - 1, min(n, len(order))).round().astype(int))]
+    nrows = int(np.ceil(len(pick) / ncols))
+    fig = Figure(figsize=(1.3 * ncols, 1.45 * nrows + 0.4), dpi=100)
+    FigureCanvasAgg(fig)
+    fig.suptitle(f"{data.name}: sorted by {column} (low to high)", fontsize=9)
+    for k, row in enumerate(pick):
+        oid = cat["objID"].iloc[row]
+        cands = [data / "images" / f"{oid}.{e}" for e in ("png", "jpg", "jpeg")]
+        path = next((c for c in cands if c.is_file()), None)
+        if path is None:
+            raise DataError(f"{data / 'images'}: no image for objID {oid} (catalog row {row})")
+        ax = fig.add_subplot(nrows, ncols, k + 1)
+        ax.imshow(np.asarray(Image.open(path).convert("RGB")))
+        ax.set_title(f"{vals.iloc[row]:.3g}", fontsize=7, pad=2)
+        ax.set_axis_off()
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.92, wspace=0.05, hspace=0.25)
+
+    def _write(p: Path) -> None:
+        fig.savefig(p, format="png")
+
+    atomic_write(Path(out), _write)
+    return Path(out)

@@ -1,0 +1,186 @@
+"""The synthetic survey: schema, determinism, the physical relations, cut fractions, preview."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from scipy.stats import spearmanr
+
+from sfnet.config import DataConfig
+from sfnet.data import synthetic
+from sfnet.data.catalog import read_catalog, select_target
+from sfnet.data.dataset import load_dataset
+from sfnet.errors import DataError, UserError
+from sfnet.physics import BPT_LINES, bpt_ratios, kauffmann_agn
+
+CONTRACT = [
+    "objID",
+    "ra",
+    "dec",
+    "z",
+    "oh_p50",
+    "lgm_tot_p50",
+    "sfr_tot_p50",
+    "nii_6584_flux",
+    "nii_6584_flux_err",
+    "h_alpha_flux",
+    "h_alpha_flux_err",
+    "oiii_5007_flux",
+    "oiii_5007_flux_err",
+    "h_beta_flux",
+    "h_beta_flux_err",
+]
+
+
+@pytest.fixture(scope="module")
+def big_catalog() -> pd.DataFrame:
+    """Catalog only (no images): enough galaxies for the statistical relations."""
+    return synthetic.draw_catalog(6000, seed=1)
+
+
+@pytest.fixture(scope="module")
+def survey(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synth") / "data"
+    return synthetic.synthesize(out, 16, size=32, seed=3, workers=1)
+
+
+def _tree_digest(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_catalog_schema_is_the_real_contract_plus_truth(survey: Path) -> None:
+    raw = pd.read_csv(survey / "galaxies.csv", dtype={"objID": str})
+    assert list(raw.columns[: len(CONTRACT)]) == CONTRACT
+    assert list(raw.columns[len(CONTRACT) :]) == list(synthetic.TRUE_COLUMNS)
+    assert all(c.startswith("true_") for c in synthetic.TRUE_COLUMNS)
+    assert raw["objID"].str.fullmatch(r"\d{19}").all()
+    cat = read_catalog(survey / "galaxies.csv")
+    assert cat["objID"].dtype == np.int64
+    assert cat["objID"].iloc[0] == synthetic.OBJID_BASE
+    imgs = sorted(p.name for p in (survey / "images").iterdir())
+    assert imgs == sorted(f"{o}.png" for o in raw["objID"])
+    arr = np.asarray(Image.open(survey / "images" / imgs[0]))
+    assert arr.shape == (32, 32, 3) and arr.dtype == np.uint8
+    assert arr.max() > 60  # a galaxy, not an empty sky
+    # Physical ranges of the contract columns.
+    assert cat["z"].between(0.02, 0.15).all()
+    assert cat["lgm_tot_p50"].between(7.5, 12.0).all()
+    ok = cat["oh_p50"] > 0
+    assert cat.loc[ok, "oh_p50"].between(7.5, 9.6).all()
+    assert (cat.loc[~ok, "oh_p50"] == synthetic.MISSING).all()
+    for line in BPT_LINES:
+        assert (cat[f"{line}_err"] > 0).all()
+
+
+def test_reads_as_a_dataset(survey: Path) -> None:
+    data = load_dataset(DataConfig(data=str(survey), target="bpt_lines", crop=32))
+    assert data.images.shape[1:] == (3, 32, 32)
+    assert data.images[np.arange(2)].dtype == np.uint8
+    assert data.target_names[1] == "log_h_alpha_flux"
+    assert "true_logmass" in data.catalog.columns
+
+
+def test_deterministic_across_worker_counts(survey: Path, tmp_path: Path) -> None:
+    again = synthetic.synthesize(tmp_path / "two_workers", 16, size=32, seed=3, workers=2)
+    a, b = _tree_digest(survey), _tree_digest(again)
+    assert a == b
+    other = synthetic.synthesize(tmp_path / "seed4", 16, size=32, seed=4, workers=1)
+    c = _tree_digest(other)
+    assert a["galaxies.csv"] != c["galaxies.csv"]
+    assert sum(a[k] == c[k] for k in a if k.startswith("images")) == 0
+
+
+def test_galaxy_does_not_depend_on_survey_size() -> None:
+    small = synthetic.draw_catalog(5, seed=7)
+    large = synthetic.draw_catalog(40, seed=7)
+    pd.testing.assert_frame_equal(small, large.iloc[:5])
+
+
+def test_existing_output_refused_and_failed_run_leaves_nothing(
+    survey: Path, tmp_path: Path, monkeypatch
+) -> None:
+    with pytest.raises(UserError, match="already exists"):
+        synthetic.synthesize(survey, 4, size=32, workers=1)
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("render failed")
+
+    monkeypatch.setattr(synthetic, "render_galaxy", boom)
+    with pytest.raises(RuntimeError):
+        synthetic.synthesize(tmp_path / "broken", 4, size=32, workers=1)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_edge_on_disks_measure_lower_metallicity_at_fixed_mass(big_catalog) -> None:
+    m = select_target(big_catalog, "metallicity").catalog
+    fit = np.poly1d(np.polyfit(m["lgm_tot_p50"], m["oh_p50"], 2))
+    resid = m["oh_p50"] - fit(m["lgm_tot_p50"])
+    disk = m["true_bulge_frac"] < 0.3
+    edge = disk & (m["true_cos_inc"] < 0.3)
+    face = disk & (m["true_cos_inc"] > 0.7)
+    assert edge.sum() > 200 and face.sum() > 200
+    diff = resid[edge].mean() - resid[face].mean()
+    se = np.hypot(resid[edge].std() / np.sqrt(edge.sum()), resid[face].std() / np.sqrt(face.sum()))
+    assert diff < -0.015 and diff < -4 * se
+
+
+def test_agn_sit_above_the_kauffmann_line(big_catalog) -> None:
+    sel = select_target(big_catalog, "bpt_lines")
+    x, y = bpt_ratios(sel.y)
+    above = kauffmann_agn(x, y)
+    agn_dominated = (sel.catalog["true_agn_frac"] > 0.5).to_numpy()
+    pure_sf = (sel.catalog["true_agn"] == 0).to_numpy()
+    assert agn_dominated.sum() > 100
+    assert above[agn_dominated].mean() > 0.9
+    assert above[pure_sf].mean() < 0.1
+    assert 0.15 < above.mean() < 0.45  # composites + AGN share of the line-selected sample
+
+
+def test_bluer_disks_at_higher_specific_sfr(big_catalog) -> None:
+    rho = spearmanr(big_catalog["true_disk_gr"], big_catalog["true_log_ssfr"])[0]
+    assert rho < -0.8
+    # ... and it shows in the pixels: disk-dominated, not too edge-on galaxies.
+    disks = big_catalog[
+        (big_catalog["true_bulge_frac"] < 0.2) & (big_catalog["true_cos_inc"] > 0.4)
+    ].iloc[:60]
+    params = synthetic._render_params(disks)
+    blue = []
+    for j, p in enumerate(params):
+        img = synthetic.render_galaxy(p, 32, 1, int(disks.index[j])).astype(np.float64)
+        core = img[12:20, 12:20].reshape(-1, 3).sum(axis=0)
+        blue.append(core[2] / core.sum())
+    assert spearmanr(blue, disks["true_log_ssfr"])[0] > 0.5
+
+
+def test_cut_fractions_and_metallicity_spread(big_catalog) -> None:
+    n = len(big_catalog)
+    lines = select_target(big_catalog, "bpt_lines").catalog
+    metal = select_target(big_catalog, "metallicity").catalog
+    assert 0.45 < len(lines) / n < 0.8
+    quenched = big_catalog["true_quenched"] == 1
+    q_pass = (lines["true_quenched"] == 1).sum() / quenched.sum()
+    sf_pass = (lines["true_quenched"] == 0).sum() / (~quenched).sum()
+    assert q_pass < 0.4 < sf_pass  # the S/N cut removes weak-line, quenched galaxies
+    assert 0.3 < len(metal) / n < len(lines) / n
+    assert 0.15 < metal["oh_p50"].std() < 0.25
+    # the image-invisible part: metallicity scatter at fixed true factors is not zero
+    assert (metal["oh_p50"] - metal["true_oh"] - metal["true_fibre_bias"]).std() > 0.01
+
+
+def test_preview_grid(survey: Path, tmp_path: Path) -> None:
+    out = synthetic.preview(survey, "true_cos_inc", tmp_path / "grid.png", n=8, ncols=4)
+    img = np.asarray(Image.open(out).convert("RGB"))
+    assert img.shape[0] > 150 and img.shape[1] > 300
+    assert img.std() > 10  # galaxies on a white page, not blank
+    with pytest.raises(DataError, match="true_nope"):
+        synthetic.preview(survey, "true_nope", tmp_path / "bad.png")
+    assert not (tmp_path / "bad.png").exists()
