@@ -158,7 +158,10 @@ def test_stale_store_is_refused(tmp_path):
     assert fingerprint(folder) != fp
     with pytest.raises(DataError, match=r"stale.*re-run `sfnet prepare"):
         open_images(folder, ids, crop=16)
-    prepare(folder, workers=1)
+    (folder / "packed" / "index.json").write_text("{not json")
+    with pytest.raises(DataError, match="unreadable packed-store index"):
+        open_images(folder, ids, crop=16)
+    prepare(folder, workers=1)  # replaces a broken or stale store
     open_images(folder, ids, crop=16)
     with open(folder / "galaxies.csv", "a") as f:
         f.write("\n")

@@ -359,9 +359,11 @@ def _open_packed(
     packed = folder / PACKED_DIR
     fp = fingerprint(folder)
     if idx["fingerprint"] != fp:
+        flags = "".join(f" --{k} {idx[k]}" for k in ("resize", "crop") if idx.get(k))
         raise DataError(
             f"{packed}: the packed store is stale (catalog or images changed since "
-            f"`sfnet prepare`); re-run `sfnet prepare {folder}`"
+            f"`sfnet prepare`); re-run `sfnet prepare {folder}{flags}` (or delete {packed} to "
+            "read the image folder directly)"
         )
     h, w, stored_crop = int(idx["height"]), int(idx["width"]), idx.get("crop")
     redo = f"re-run `sfnet prepare {folder}" + (f" --resize {resize}" if resize else "")
@@ -388,7 +390,8 @@ def _open_packed(
     row_of = {k: r for r, k in enumerate(idx["objids"]) if r not in bad}
     missing = [k for k in keys if k not in row_of]
     if missing:
-        dropped = [k for k in missing if k in set(idx["objids"])]
+        stored = set(idx["objids"])
+        dropped = [k for k in missing if k in stored]
         why = f" ({len(dropped)} dropped by --skip-bad, see {BAD_IMAGES_FILE})" if dropped else ""
         raise DataError(f"{packed}: not in the packed store: {_format_ids(missing)}{why}")
     rows = np.array([row_of[k] for k in keys], dtype=np.int64)
@@ -517,7 +520,10 @@ def prepare(
             "add them or pass --skip-bad to drop them"
         )
 
-    old = _read_index(folder) if (packed / PACKED_INDEX).exists() else None
+    try:
+        old = _read_index(folder)
+    except DataError:  # an unreadable index is simply replaced
+        old = None
     if (
         old is not None
         and old["fingerprint"] == fp
