@@ -86,10 +86,11 @@ def test_fits_gri_cube_and_planes_use_lupton_asinh(tmp_path):
     hdu = fits.PrimaryHDU(np.stack([gri[2], gri[0], gri[1]]))  # stored as z, g, r
     hdu.header["BANDS"] = "zgr"
     hdu.writeto(grz)
+    si, sr, sg = store.LUPTON_RGB_SCALES
     ref = make_lupton_rgb(
-        gri[2],
-        gri[1],
-        gri[0],
+        si * gri[2],
+        sr * gri[1],
+        sg * gri[0],
         minimum=store.LUPTON_MINIMUM,
         stretch=store.LUPTON_STRETCH,
         Q=store.LUPTON_Q,

@@ -15,9 +15,10 @@ Geometry: every image is resized to ``resize`` x ``resize`` pixels when ``resize
 training crop; :func:`open_images` crops on read.
 
 FITS cutouts are mapped to RGB with astropy's Lupton et al. (2004) asinh stretch
-(:func:`astropy.visualization.make_lupton_rgb`, R = i, G = r, B = g, parameters
-:data:`LUPTON_STRETCH`, :data:`LUPTON_Q`, :data:`LUPTON_MINIMUM`, in the image's flux units,
-e.g. nanomaggies) and flipped so that row 0 is the top, as in the survey JPEGs.
+(:func:`astropy.visualization.make_lupton_rgb`, R = i, G = r, B = g scaled by
+:data:`LUPTON_RGB_SCALES`, parameters :data:`LUPTON_STRETCH`, :data:`LUPTON_Q`,
+:data:`LUPTON_MINIMUM`, in the image's flux units, e.g. nanomaggies; the synthetic survey's
+mapping) and flipped so that row 0 is the top, as in the survey JPEGs.
 """
 
 from __future__ import annotations
@@ -49,9 +50,12 @@ PACKED_PROGRESS = "progress.json"
 BAD_IMAGES_FILE = "bad_images.txt"
 STORE_VERSION = 1
 
-#: Lupton asinh mapping of FITS g, r, i planes (flux units of the file, e.g. nanomaggies).
-LUPTON_STRETCH = 0.5
-LUPTON_Q = 8.0
+#: Lupton asinh mapping of FITS g, r, i planes (flux units of the file, e.g. nanomaggies),
+#: the same as the synthetic survey (``sfnet.data.synthetic``): R, G, B = i, r, g times
+#: :data:`LUPTON_RGB_SCALES`, then ``make_lupton_rgb(minimum, stretch, Q)``.
+LUPTON_RGB_SCALES = (0.75, 1.0, 1.6)
+LUPTON_STRETCH = 0.4
+LUPTON_Q = 6.0
 LUPTON_MINIMUM = 0.0
 
 _LIST_LIMIT = 20
@@ -101,7 +105,10 @@ def fits_to_rgb(planes: np.ndarray) -> np.ndarray:
     from astropy.visualization import make_lupton_rgb
 
     g, r, i = (np.nan_to_num(np.asarray(p, dtype=np.float64)) for p in planes)
-    rgb = make_lupton_rgb(i, r, g, minimum=LUPTON_MINIMUM, stretch=LUPTON_STRETCH, Q=LUPTON_Q)
+    si, sr, sg = LUPTON_RGB_SCALES
+    rgb = make_lupton_rgb(
+        si * i, sr * r, sg * g, minimum=LUPTON_MINIMUM, stretch=LUPTON_STRETCH, Q=LUPTON_Q
+    )
     return np.ascontiguousarray(rgb[::-1])
 
 
