@@ -18,6 +18,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
 from sfnet.errors import DataError
+from sfnet.features import rank_features
 from sfnet.physics import bpt_ratios, kauffmann_agn
 
 
@@ -29,38 +30,6 @@ def agn_labels(log_fluxes: np.ndarray) -> np.ndarray:
     """
     x, y = bpt_ratios(log_fluxes)
     return kauffmann_agn(x, y)
-
-
-def activation_matrix(indices: np.ndarray, values: np.ndarray, d: int = 512) -> np.ndarray:
-    """Dense (N, d) activations from the top-k (N, k) indices and values of an SFNet.
-
-    Entries that are not kept, or kept with value <= 0, are 0 (a feature is active only where
-    its value is > 0).
-    """
-    indices = np.asarray(indices, dtype=np.int64)
-    values = np.asarray(values, dtype=np.float32)
-    if indices.shape != values.shape or indices.ndim != 2:
-        raise ValueError(f"indices {indices.shape} and values {values.shape} must both be (N, k)")
-    out = np.zeros((len(indices), d), dtype=np.float32)
-    rows = np.repeat(np.arange(len(indices)), indices.shape[1])
-    out[rows, indices.ravel()] = np.maximum(values.ravel(), 0.0)
-    return out
-
-
-def activation_frequency(acts: np.ndarray) -> np.ndarray:
-    """(d,) fraction of galaxies in which each feature is active (value > 0)."""
-    return (np.asarray(acts) > 0).mean(axis=0)
-
-
-def most_frequent_features(acts: np.ndarray, n: int) -> np.ndarray:
-    """Indices of the n most frequently active features (most frequent first; ties by index).
-
-    Features that are never active are not returned, so fewer than n may come back.
-    """
-    freq = activation_frequency(acts)
-    order = np.lexsort((np.arange(len(freq)), -freq))
-    order = order[freq[order] > 0]
-    return order[:n]
 
 
 @dataclass
@@ -147,8 +116,9 @@ def agn_comparison(
     Returns:
         ``{"top": ..., "all_active": ...}`` :class:`SVMResult`.
     """
-    top = most_frequent_features(train_acts, n_top)
-    active = np.flatnonzero(activation_frequency(train_acts) > 0)
+    freq = (np.asarray(train_acts) > 0).mean(axis=0)
+    top = rank_features(freq, n_top)
+    active = rank_features(freq)
     return {
         "top": agn_svm(train_acts, train_labels, val_acts, val_labels, top, seed=seed),
         "all_active": agn_svm(train_acts, train_labels, val_acts, val_labels, active, seed=seed),

@@ -63,7 +63,9 @@ def load_feature_table(path: Path, objid: np.ndarray) -> np.ndarray:
         if suffix == ".parquet":
             df = pd.read_parquet(path)
             if "objID" not in df.columns:
-                raise DataError(f"{path}: no 'objID' column (has {', '.join(map(str, df.columns[:8]))})")
+                raise DataError(
+                    f"{path}: no 'objID' column (has {', '.join(map(str, df.columns[:8]))})"
+                )
             keys = df["objID"].to_numpy()
             feats = df.drop(columns=["objID"])
             nonnum = [c for c in feats.columns if not pd.api.types.is_numeric_dtype(feats[c])]
@@ -103,9 +105,7 @@ def load_feature_table(path: Path, objid: np.ndarray) -> np.ndarray:
         raise DataError(f"{path}: {e}") from None
     dup = file_ids.duplicated()
     if dup.any():
-        raise DataError(
-            f"{path}: {int(dup.sum())} duplicated objID(s), e.g. {file_ids[dup][0]}"
-        )
+        raise DataError(f"{path}: {int(dup.sum())} duplicated objID(s), e.g. {file_ids[dup][0]}")
     want = _ids(objid)
     pos = file_ids.get_indexer(want)
     missing = pos < 0
@@ -128,14 +128,15 @@ def _ridge() -> object:
     return make_pipeline(StandardScaler(), RidgeCV(alphas=RIDGE_ALPHAS, alpha_per_target=True))
 
 
-def _xgb(seed: int, n_jobs: int) -> object:
+def _xgb(seed: int, n_jobs: int, n_trees: int) -> object:
     from xgboost import XGBRegressor
 
     return XGBRegressor(
-        n_estimators=300,
+        n_estimators=n_trees,
         max_depth=6,
         learning_rate=0.1,
-        subsample=1.0,
+        max_bin=32,
+        colsample_bytree=0.5,
         tree_method="hist",
         random_state=seed,
         n_jobs=n_jobs,
@@ -163,8 +164,9 @@ def probe_targets(
     y_val: np.ndarray,
     target_names: Sequence[str],
     seed: int = 0,
-    n_jobs: int = 2,
+    n_jobs: int = 1,
     models: Sequence[str] = ("linear", "xgboost"),
+    n_trees: int = 300,
 ) -> ProbeResult:
     """Fit linear and XGBoost probes on train (and on val itself); score on validation.
 
@@ -173,8 +175,9 @@ def probe_targets(
         y_train: (N_train, T) targets (physical units); y_val: (N_val, T).
         target_names: T names.
         seed: XGBoost seed.
-        n_jobs: XGBoost threads.
+        n_jobs: XGBoost threads (1 is fastest on a shared machine).
         models: which probes to fit.
+        n_trees: boosting rounds of each XGBoost model (depth 6, learning rate 0.1).
     """
     ytr = np.asarray(y_train, dtype=np.float64).reshape(len(y_train), -1)
     yva = np.asarray(y_val, dtype=np.float64).reshape(len(y_val), -1)
@@ -195,7 +198,7 @@ def probe_targets(
             elif model == "xgboost":
                 pred = np.empty_like(yva)
                 for t in range(fy.shape[1]):
-                    est = _xgb(seed, n_jobs)
+                    est = _xgb(seed, n_jobs, n_trees)
                     est.fit(fx, fy[:, t])
                     pred[:, t] = est.predict(xva)
             else:

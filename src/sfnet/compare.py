@@ -1,0 +1,692 @@
+"""``sfnet compare``: reproduce the paper's checks on any dataset, in one comparison folder.
+
+``FOLDER/``
+  ``compare.toml``            the :class:`CompareConfig` used (rewritten on each call)
+  ``runs/<target>_k<k>_r<r>`` SFNet runs of the k sweep (repeat r trains with seed ``seed + r``)
+  ``runs/<target>_dense``     the dense CNN (k = None) of each target group
+  ``configs/*.toml``          run configs handed to ``torchrun`` (``launcher = "torchrun"``)
+  ``sweep_runs.csv``          validation RMSE of every run, per target and per group
+  ``table_rmse.csv/.md``      the paper's Table 2: k | SFNet mean ± s.e. | PCA, per group
+  ``pca_variance.csv``        variance explained by the top 8 PCs of the dense features
+  ``agn.csv``                 linear-SVM AGN accuracy/F1, top features vs all active features
+  ``probes.csv``              linear/XGBoost probes from other features to the targets
+  ``probe_sfnet_features.csv`` ridge R^2 from other features to each frequent SFNet feature
+  ``rmse_vs_k.png``           the paper's Figure 5 (SFNet mean ± s.e. and PCA vs k)
+  ``comparison.md``           all tables in one page
+
+Seeded and resumable: every run has a fixed seed on the same split; finished runs are reused
+(their config must match), unfinished ones are resumed from their checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import tomli_w
+
+from sfnet.analysis.agn import agn_comparison, agn_labels
+from sfnet.analysis.pca import group_rmse, pca_regression
+from sfnet.analysis.probes import load_feature_table, probe_targets, ridge_r2
+from sfnet.config import TARGETS, ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
+from sfnet.data.dataset import load_dataset
+from sfnet.errors import RunFolderError
+from sfnet.io import atomic_write, atomic_write_bytes
+from sfnet.physics import BPT_LINES
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+LAUNCHERS = ("inprocess", "torchrun")
+#: Values ``--quick`` gives to the options the user did not set.
+QUICK = {"ks": (2, 4), "repeats": 1, "epochs": 2}
+#: The paper's k for each target group (the run whose features are interpreted and probed).
+PAPER_K = {"metallicity": 2, "bpt_lines": 4}
+GROUP_TITLES = {"metallicity": "Metallicity", "bpt_lines": "Spectral lines"}
+
+#: Train settings that may differ between a finished run and a new request (hardware only).
+_HARDWARE_FIELDS = ("device", "amp", "channels_last", "num_workers")
+
+
+@dataclass
+class CompareConfig:
+    """Settings of one comparison.
+
+    Attributes:
+        data: dataset folder or ``.npz`` (as ``DataConfig.data``).
+        targets: target groups to compare (``metallicity``, ``bpt_lines``).
+        ks: SFNet sparsities (and numbers of principal components) to sweep.
+        repeats: SFNet trainings per k, from scratch with seeds ``seed .. seed + repeats - 1``.
+        epochs: epochs of every training (SFNet and dense).
+        quick: the reduced comparison (see :data:`QUICK`); recorded for the reader.
+        launcher: ``inprocess`` (:func:`sfnet.train.fit`) or ``torchrun`` (one subprocess
+            ``torchrun --nproc_per_node nproc -m sfnet train`` per run).
+        nproc: processes per run for ``torchrun``.
+        crop, resize, val_fraction, split_seed: as in :class:`sfnet.config.DataConfig`.
+        batch_size, lr, pretrained, device: as in the train/model configs.
+        seed: seed of repeat 0 (and of the dense run).
+        features: optional user feature file keyed by objID (.parquet/.npz/.npy) probed
+            alongside the dense CNN's features.
+        agn_top: number of most frequent SFNet features for the small AGN classifier.
+        probe_trees: boosting rounds of the XGBoost probes.
+    """
+
+    data: str = ""
+    targets: tuple[str, ...] = TARGETS
+    ks: tuple[int, ...] = (2, 3, 4, 6, 8)
+    repeats: int = 3
+    epochs: int = 20
+    quick: bool = False
+    launcher: str = "inprocess"
+    nproc: int = 1
+    crop: int = 144
+    resize: int | None = None
+    val_fraction: float = 0.2
+    split_seed: int = 0
+    batch_size: int = 64
+    lr: float = 0.1
+    pretrained: str | None = None
+    device: str = "auto"
+    seed: int = 0
+    features: str | None = None
+    agn_top: int = 4
+    probe_trees: int = 300
+
+    @classmethod
+    def create(cls, quick: bool = False, **overrides: Any) -> CompareConfig:
+        """A config from explicit settings; with ``quick``, unset ks/repeats/epochs are reduced.
+
+        ``None`` values in ``overrides`` mean "not set" and take the (quick) default.
+        """
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if quick:
+            for k, v in QUICK.items():
+                given.setdefault(k, v)
+        for k in ("ks", "targets"):
+            if k in given:
+                given[k] = tuple(given[k])
+        cfg = cls(quick=quick, **given)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        if not self.data:
+            raise ConfigError("compare: no data given (a dataset folder or .npz file)")
+        bad = [t for t in self.targets if t not in TARGETS]
+        if bad or not self.targets:
+            raise ConfigError(f"compare: targets must be among {TARGETS}, got {list(self.targets)}")
+        if not self.ks or any(not 0 < int(k) < 512 for k in self.ks):
+            raise ConfigError(f"compare: ks must be in 1..511, got {list(self.ks)}")
+        if len(set(self.ks)) != len(self.ks):
+            raise ConfigError(f"compare: ks has duplicates: {list(self.ks)}")
+        if self.repeats < 1:
+            raise ConfigError(f"compare: repeats must be >= 1, got {self.repeats}")
+        if self.launcher not in LAUNCHERS:
+            raise ConfigError(
+                f"compare: launcher must be one of {LAUNCHERS}, got {self.launcher!r}"
+            )
+        if self.nproc < 1:
+            raise ConfigError(f"compare: nproc must be >= 1, got {self.nproc}")
+        if self.probe_trees < 1:
+            raise ConfigError(f"compare: probe_trees must be >= 1, got {self.probe_trees}")
+        if self.agn_top < 1:
+            raise ConfigError(f"compare: agn_top must be >= 1, got {self.agn_top}")
+        # the run configs validate the rest (crop, lr, epochs, ...)
+        self.run_config(None, 0).validate()
+
+    def run_config(self, k: int | None, repeat: int, target: str | None = None) -> RunConfig:
+        """The RunConfig of one training (k None = dense; repeat r uses seed + r)."""
+        return RunConfig(
+            data=DataConfig(
+                data=self.data,
+                target=target or self.targets[0],
+                crop=self.crop,
+                resize=self.resize,
+                val_fraction=self.val_fraction,
+                split_seed=self.split_seed,
+            ),
+            model=ModelConfig(k=k, pretrained=self.pretrained),
+            train=TrainConfig(
+                epochs=self.epochs,
+                batch_size=self.batch_size,
+                lr=self.lr,
+                seed=self.seed + repeat,
+                device=self.device,
+            ),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["ks"], d["targets"] = list(self.ks), list(self.targets)
+        return {k: v for k, v in d.items() if v is not None}
+
+    def save(self, path: Path) -> None:
+        atomic_write_bytes(Path(path), tomli_w.dumps(self.to_dict()).encode())
+
+    @classmethod
+    def load(cls, path: Path) -> CompareConfig:
+        path = Path(path)
+        try:
+            d = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such compare config") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: not valid TOML: {e}") from None
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"{path}: unknown field(s): {', '.join(unknown)}")
+        quick = bool(d.pop("quick", False))
+        return cls.create(quick=quick, **d)
+
+
+@dataclass
+class RunSpec:
+    """One training of the comparison."""
+
+    name: str
+    target: str
+    k: int | None
+    repeat: int
+    config: RunConfig
+
+
+def plan_runs(cfg: CompareConfig) -> list[RunSpec]:
+    """Every training of the comparison: per target, the dense run then the k sweep."""
+    specs = []
+    for target in cfg.targets:
+        specs.append(RunSpec(f"{target}_dense", target, None, 0, cfg.run_config(None, 0, target)))
+        for k in cfg.ks:
+            for r in range(cfg.repeats):
+                specs.append(
+                    RunSpec(f"{target}_k{k}_r{r}", target, int(k), r, cfg.run_config(k, r, target))
+                )
+    return specs
+
+
+def torchrun_command(
+    config_path: Path, run_dir: Path, nproc: int, resume: bool = False
+) -> list[str]:
+    """The command that trains one run under torchrun (single node, ``nproc`` processes).
+
+    Uses ``python -m torch.distributed.run`` of the current interpreter (the ``torchrun``
+    entry point, guaranteed to run in the same environment). A fresh run is
+    ``sfnet train --config CONFIG --out RUN``; a killed one is ``sfnet train --resume RUN``
+    (its stored config).
+    """
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={int(nproc)}",
+        "-m",
+        "sfnet",
+        "train",
+        "--quiet",
+    ]
+    if resume:
+        return [*cmd, "--resume", str(run_dir)]
+    return [*cmd, "--config", str(config_path), "--out", str(run_dir)]
+
+
+def _comparable(d: dict[str, Any]) -> dict[str, Any]:
+    d = {k: dict(v) if isinstance(v, dict) else v for k, v in d.items()}
+    for f in _HARDWARE_FIELDS:
+        d.get("train", {}).pop(f, None)
+    return d
+
+
+def _check_same_config(spec: RunSpec, run_dir: Path) -> RunConfig | None:
+    """The config to continue an existing run folder with (None if it has none).
+
+    Compares the stored TOML with the requested config, hardware fields aside (raw TOML, so
+    an omitted ``k`` of a dense run stays "dense"); refuses a different one.
+    """
+    saved = run_dir / "config.toml"
+    if not saved.is_file():
+        return None
+    try:
+        stored = tomllib.loads(saved.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise RunFolderError(f"{saved}: not valid TOML ({e})") from None
+    if _comparable(stored) != _comparable(spec.config.to_dict()):
+        raise RunFolderError(
+            f"{run_dir}: exists with different settings than this comparison asks for "
+            "(data, k, epochs, seed, ...); use a new comparison folder"
+        )
+    cfg = copy.deepcopy(spec.config)
+    defaults = TrainConfig()
+    for f in _HARDWARE_FIELDS:  # continue with the hardware settings it started with
+        setattr(cfg.train, f, stored.get("train", {}).get(f, getattr(defaults, f)))
+    return cfg
+
+
+def ensure_run(
+    spec: RunSpec,
+    folder: Path,
+    cfg: CompareConfig,
+    *,
+    data: Any = None,
+    progress: bool = False,
+    runner: Callable[[list[str]], int] | None = None,
+) -> tuple[Path, bool]:
+    """Train ``spec`` unless its run folder is already finished; resume a killed one.
+
+    Args:
+        spec: the run.
+        folder: the comparison folder (the run goes to ``folder/runs/<name>``).
+        cfg: the comparison settings (launcher, nproc).
+        data: the already-loaded galaxies of ``spec``'s target (in-process training only).
+        progress: tqdm bars during in-process training.
+        runner: runs a command list, returns its exit code (default: subprocess).
+
+    Returns:
+        (run folder, whether it was reused as finished).
+    """
+    from sfnet.runs import is_finished
+
+    run_dir = folder / "runs" / spec.name
+    stored = _check_same_config(spec, run_dir)
+    if is_finished(run_dir):
+        return run_dir, True
+    if cfg.launcher == "torchrun":
+        cfg_path = folder / "configs" / f"{spec.name}.toml"
+        spec.config.save(cfg_path)
+        if stored is None and run_dir.exists():
+            shutil.rmtree(run_dir)  # killed before it wrote its config: nothing to keep
+        cmd = torchrun_command(cfg_path, run_dir, cfg.nproc, resume=stored is not None)
+        rc = (runner or _run_subprocess)(cmd)
+        if rc != 0:
+            raise RunFolderError(
+                f"{run_dir}: torchrun training failed (exit {rc}): {' '.join(cmd)}"
+            )
+    else:
+        from sfnet.train import fit
+
+        if stored is None and run_dir.exists():
+            shutil.rmtree(run_dir)
+        fit(stored or spec.config, run_dir, resume=True, progress=progress, data=data)
+    if not is_finished(run_dir):
+        raise RunFolderError(f"{run_dir}: training ended but the run is not finished")
+    return run_dir, False
+
+
+def _run_subprocess(cmd: list[str]) -> int:
+    return subprocess.run(cmd, check=False).returncode
+
+
+def final_val_rmse(run_dir: Path) -> dict[str, float]:
+    """Validation RMSE per target (physical units) of the last epoch in ``metrics.jsonl``."""
+    import json
+
+    path = Path(run_dir) / "metrics.jsonl"
+    try:
+        lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+    except FileNotFoundError:
+        raise RunFolderError(f"{path}: missing") from None
+    if not lines:
+        raise RunFolderError(f"{path}: empty")
+    rec = json.loads(lines[-1])
+    if "val_rmse" not in rec:
+        raise RunFolderError(f"{path}: last record has no 'val_rmse'")
+    return {str(k): float(v) for k, v in rec["val_rmse"].items()}
+
+
+def mean_se(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and standard error (std with ddof=1 / sqrt(n); NaN for a single value)."""
+    v = np.asarray(values, dtype=np.float64)
+    if len(v) < 2:
+        return float(v.mean()), float("nan")
+    return float(v.mean()), float(v.std(ddof=1) / np.sqrt(len(v)))
+
+
+@dataclass
+class CompareResult:
+    """Tables of a comparison (all also written to the folder)."""
+
+    folder: Path
+    sweep: pd.DataFrame
+    table: pd.DataFrame
+    pca_variance: pd.DataFrame
+    agn: pd.DataFrame
+    probes: pd.DataFrame
+    probe_features: pd.DataFrame
+    reused: list[str] = field(default_factory=list)
+    trained: list[str] = field(default_factory=list)
+
+
+def sweep_table(sweep: pd.DataFrame, pca: pd.DataFrame) -> pd.DataFrame:
+    """Summary per (target, k): SFNet mean, s.e. and repeats of the group RMSE; PCA RMSE.
+
+    Args:
+        sweep: one row per run with columns target, k, repeat, group_rmse (sparse runs only).
+        pca: columns target, k, pca_rmse.
+    """
+    rows = []
+    for (target, k), g in sweep.groupby(["target", "k"], sort=True):
+        m, se = mean_se(g["group_rmse"].to_numpy())
+        rows.append(
+            {"target": target, "k": int(k), "sfnet_mean": m, "sfnet_se": se, "repeats": len(g)}
+        )
+    out = pd.DataFrame(rows, columns=["target", "k", "sfnet_mean", "sfnet_se", "repeats"])
+    return out.merge(pca, on=["target", "k"], how="left")
+
+
+def _fmt(x: float, nd: int = 4) -> str:
+    return "n/a" if x is None or not np.isfinite(x) else f"{x:.{nd}f}"
+
+
+def table_markdown(table: pd.DataFrame) -> str:
+    """The paper's Table 2 layout: k | SFNet mean ± s.e. | PCA, for each target group."""
+    targets = [t for t in TARGETS if t in set(table["target"])]
+    head = "| k | " + " | ".join(
+        f"{GROUP_TITLES[t]} SFNet | {GROUP_TITLES[t]} PCA" for t in targets
+    )
+    lines = [head + " |", "|---" * (1 + 2 * len(targets)) + "|"]
+    for k in sorted(set(table["k"])):
+        cells = [str(k)]
+        for t in targets:
+            row = table[(table["target"] == t) & (table["k"] == k)]
+            if row.empty:
+                cells += ["", ""]
+                continue
+            r = row.iloc[0]
+            sf = _fmt(r["sfnet_mean"])
+            if np.isfinite(r["sfnet_se"]):
+                sf += f" ± {_fmt(r['sfnet_se'])}"
+            cells += [sf, _fmt(r["pca_rmse"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _df_markdown(df: pd.DataFrame, nd: int = 4) -> str:
+    if df.empty:
+        return "(none)\n"
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"]
+    for _, r in df.iterrows():
+        cells = []
+        for c in cols:
+            v = r[c]
+            cells.append(_fmt(float(v), nd) if isinstance(v, float | np.floating) else str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_rmse_vs_k(table: pd.DataFrame, path: Path) -> None:
+    """The paper's Figure 5: RMSE vs k, SFNet mean ± s.e. and PCA, one panel per group."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    targets = [t for t in TARGETS if t in set(table["target"])]
+    fig, axes = plt.subplots(1, len(targets), figsize=(4.5 * len(targets), 3.6), squeeze=False)
+    for ax, t in zip(axes[0], targets, strict=True):
+        g = table[table["target"] == t].sort_values("k")
+        se = np.nan_to_num(g["sfnet_se"].to_numpy(), nan=0.0)
+        ax.errorbar(
+            g["k"], g["sfnet_mean"], yerr=se, fmt="o-", color="tab:blue", capsize=3, label="SFNet"
+        )
+        ax.plot(g["k"], g["pca_rmse"], "s--", color="tab:red", label="dense CNN + PCA")
+        ax.set_xlabel("k (active features / principal components)")
+        ax.set_ylabel("validation RMSE" + (" [dex]" if t == "metallicity" else " [dex, log flux]"))
+        ax.set_title(GROUP_TITLES[t])
+        ax.set_xticks(g["k"])
+        ax.legend()
+    fig.tight_layout()
+    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    plt.close(fig)
+
+
+def _write_csv(df: pd.DataFrame, path: Path) -> None:
+    atomic_write(path, lambda tmp: df.to_csv(tmp, index=False, float_format="%.6g"))
+
+
+def _analysis_k(target: str, ks: Sequence[int]) -> int:
+    want = PAPER_K.get(target, 4)
+    return want if want in ks else min(ks)
+
+
+def analyze_target(
+    target: str,
+    folder: Path,
+    cfg: CompareConfig,
+) -> dict[str, pd.DataFrame]:
+    """PCA, AGN and probe tables of one target group from its finished runs."""
+    from sfnet.features import compute_activations, dense_columns, rank_features
+    from sfnet.predict import pooled_features
+    from sfnet.runs import load_run
+
+    dense = load_run(folder / "runs" / f"{target}_dense")
+    data = dense.load_data()
+    tr, va = dense.split(len(data))
+    feats = pooled_features(dense, data.images)
+    y = np.asarray(data.y, dtype=np.float64)
+
+    pca = pca_regression(feats[tr], y[tr], feats[va], y[va], cfg.ks)
+    pca_df = pd.DataFrame({"target": target, "k": pca.ks, "pca_rmse": pca.group_rmse})
+    for j, name in enumerate(data.target_names):
+        pca_df[f"pca_rmse_{name}"] = pca.rmse[:, j]
+    var_df = pd.DataFrame(
+        {
+            "target": target,
+            "component": np.arange(1, len(pca.variance_ratio) + 1),
+            "variance_ratio": pca.variance_ratio,
+            "cumulative": pca.cumulative_variance,
+        }
+    )
+
+    k = _analysis_k(target, cfg.ks)
+    sparse = load_run(folder / "runs" / f"{target}_k{k}_r0")
+    acts = dense_columns(compute_activations(sparse, data, split="all"), range(sparse.meta.d))
+    vmax = acts[va].max(axis=0)  # A_f scale: maximum over the validation set
+    strength = np.divide(acts, vmax, out=np.zeros_like(acts), where=vmax > 0)  # A_f, 0-1
+
+    agn_df = pd.DataFrame()
+    if target == "bpt_lines":
+        order = [data.target_names.index(f"log_{line}") for line in BPT_LINES]
+        labels = agn_labels(y[:, order])
+        res = agn_comparison(
+            strength[tr], labels[tr], strength[va], labels[va], n_top=cfg.agn_top, seed=cfg.seed
+        )
+        agn_df = pd.DataFrame(
+            [
+                {
+                    "run": sparse.dir.name,
+                    "features": name,
+                    "n_features": len(r.features),
+                    "feature_ids": " ".join(map(str, r.features)),
+                    "accuracy": r.accuracy,
+                    "f1": r.f1,
+                    "agn_fraction_val": r.agn_fraction_val,
+                }
+                for name, r in (("top", res["top"]), ("all_active", res["all_active"]))
+            ]
+        )
+
+    sources = {f"dense CNN ({dense.dir.name})": feats}
+    if cfg.features:
+        sources[f"file {Path(cfg.features).name}"] = load_feature_table(
+            Path(cfg.features), data.objid
+        )
+    freq = (acts[va] > 0).mean(axis=0)  # f_activated on the validation set
+    frequent = rank_features(freq, k)
+    probe_rows, feat_rows = [], []
+    for src, F in sources.items():
+        pr = probe_targets(
+            F[tr], y[tr], F[va], y[va], data.target_names, seed=cfg.seed, n_trees=cfg.probe_trees
+        )
+        for (model, fit_on), r in pr.rmse.items():
+            row = {"target": target, "source": src, "model": model, "fit_on": fit_on}
+            row["rmse"] = float(group_rmse(r))
+            row.update({f"rmse_{n}": float(v) for n, v in zip(data.target_names, r, strict=True)})
+            probe_rows.append(row)
+        if len(frequent):
+            r2 = ridge_r2(F[tr], strength[tr][:, frequent], F[va], strength[va][:, frequent])
+            for f, v in zip(frequent, r2, strict=True):
+                feat_rows.append(
+                    {
+                        "target": target,
+                        "source": src,
+                        "run": sparse.dir.name,
+                        "feature": int(f),
+                        "f_activated": float(freq[f]),
+                        "r2": float(v),
+                    }
+                )
+    return {
+        "pca": pca_df,
+        "pca_variance": var_df,
+        "agn": agn_df,
+        "probes": pd.DataFrame(probe_rows),
+        "probe_features": pd.DataFrame(feat_rows),
+    }
+
+
+def run_comparison(
+    folder: Path,
+    cfg: CompareConfig,
+    *,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+    runner: Callable[[list[str]], int] | None = None,
+) -> CompareResult:
+    """Train (or reuse) every run of the comparison, analyse them, write tables and figure.
+
+    Args:
+        folder: the comparison folder (created; rerunning continues where it stopped).
+        cfg: the settings.
+        progress: tqdm bars inside each training.
+        log: called with one line per step (the CLI prints them).
+        runner: runs a torchrun command list and returns its exit code (tests inject one).
+    """
+    folder = Path(folder)
+    cfg.validate()
+    say = log or (lambda _msg: None)
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg.save(folder / "compare.toml")
+
+    from sfnet.runs import is_finished
+
+    specs = plan_runs(cfg)
+    reused, trained, sweep_rows = [], [], []
+    loaded: dict[str, Any] = {}
+    for i, spec in enumerate(specs, 1):
+        say(f"[{i}/{len(specs)}] {spec.name}")
+        data = None
+        if cfg.launcher == "inprocess" and not is_finished(folder / "runs" / spec.name):
+            if spec.target not in loaded:
+                loaded.clear()  # one target's galaxies in memory at a time
+                loaded[spec.target] = load_dataset(spec.config.data)
+            data = loaded[spec.target]
+        run_dir, was_done = ensure_run(
+            spec, folder, cfg, data=data, progress=progress, runner=runner
+        )
+        (reused if was_done else trained).append(spec.name)
+        per = final_val_rmse(run_dir)
+        row = {
+            "target": spec.target,
+            "k": spec.k if spec.k is not None else "dense",
+            "repeat": spec.repeat,
+            "seed": spec.config.train.seed,
+            "run": spec.name,
+            "group_rmse": float(group_rmse(np.array(list(per.values())))),
+        }
+        row.update({f"rmse_{n}": v for n, v in per.items()})
+        sweep_rows.append(row)
+    sweep = pd.DataFrame(sweep_rows)
+
+    loaded.clear()
+    parts: dict[str, list[pd.DataFrame]] = {}
+    for target in cfg.targets:
+        say(f"analysing {target}: PCA, AGN, probes")
+        for key, df in analyze_target(target, folder, cfg).items():
+            parts.setdefault(key, []).append(df)
+
+    def cat(key: str) -> pd.DataFrame:
+        dfs = [d for d in parts.get(key, []) if not d.empty]
+        return pd.concat(dfs, ignore_index=True) if dfs else pd.DataFrame()
+
+    pca = cat("pca")
+    sparse_rows = sweep[sweep["k"] != "dense"].astype({"k": int})
+    table = sweep_table(sparse_rows, pca[["target", "k", "pca_rmse"]])
+    result = CompareResult(
+        folder=folder,
+        sweep=sweep,
+        table=table,
+        pca_variance=cat("pca_variance"),
+        agn=cat("agn"),
+        probes=cat("probes"),
+        probe_features=cat("probe_features"),
+        reused=reused,
+        trained=trained,
+    )
+    write_outputs(result, cfg)
+    return result
+
+
+def write_outputs(result: CompareResult, cfg: CompareConfig) -> None:
+    """CSV tables, the markdown page and the figure into ``result.folder``."""
+    f = result.folder
+    _write_csv(result.sweep, f / "sweep_runs.csv")
+    _write_csv(result.table, f / "table_rmse.csv")
+    _write_csv(result.pca_variance, f / "pca_variance.csv")
+    _write_csv(result.agn, f / "agn.csv")
+    _write_csv(result.probes, f / "probes.csv")
+    _write_csv(result.probe_features, f / "probe_sfnet_features.csv")
+    table_md = table_markdown(result.table)
+    atomic_write_bytes(f / "table_rmse.md", table_md.encode())
+    plot_rmse_vs_k(result.table, f / "rmse_vs_k.png")
+
+    md = [
+        "# SFNet comparison\n",
+        f"Data: `{cfg.data}`; targets: {', '.join(cfg.targets)}; ks: {list(cfg.ks)}; "
+        f"repeats: {cfg.repeats}; epochs: {cfg.epochs}{' (quick)' if cfg.quick else ''}.\n",
+        "## Validation RMSE: SFNet (mean ± s.e. over repeats) vs dense CNN + PCA\n",
+        "RMSE over all targets of a group (for spectral lines: the four log fluxes together).\n",
+        table_md,
+        "![RMSE vs k](rmse_vs_k.png)\n",
+        "## Variance explained by the top principal components of the dense features\n",
+        _df_markdown(result.pca_variance),
+        "## AGN classification (linear SVM, validation)\n",
+        _df_markdown(result.agn, 3),
+        "## Probes from other features to the targets (validation RMSE)\n",
+        "`fit_on = val` is the memorisation check: the probe is fitted on the validation galaxies.\n",
+        _df_markdown(
+            result.probes[["target", "source", "model", "fit_on", "rmse"]]
+            if not result.probes.empty
+            else result.probes
+        ),
+        "## Ridge from other features to the frequent SFNet features (validation R^2)\n",
+        _df_markdown(result.probe_features, 3),
+    ]
+    atomic_write_bytes(f / "comparison.md", "\n".join(md).encode())
+
+
+__all__ = [
+    "CompareConfig",
+    "CompareResult",
+    "RunSpec",
+    "analyze_target",
+    "ensure_run",
+    "final_val_rmse",
+    "mean_se",
+    "plan_runs",
+    "run_comparison",
+    "sweep_table",
+    "table_markdown",
+    "torchrun_command",
+]

@@ -1,0 +1,213 @@
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from sfnet.cli import main
+from sfnet.compare import (
+    CompareConfig,
+    mean_se,
+    plan_runs,
+    run_comparison,
+    sweep_table,
+    table_markdown,
+    torchrun_command,
+)
+from sfnet.config import ConfigError
+from sfnet.errors import RunFolderError
+
+
+def _tiny_survey(folder, n=96, size=32, seed=0):
+    """A dataset folder whose images carry the targets (brightness ~ mass, colour ~ AGN)."""
+    rng = np.random.default_rng(seed)
+    mass = rng.normal(10.2, 0.5, n)
+    agn = rng.random(n) < 0.35
+    oh = 8.9 + 0.3 * (mass - 10.2) + 0.05 * rng.normal(size=n)
+    ha = 10 ** rng.uniform(1.5, 2.5, n)
+    n2 = ha * 10 ** np.where(agn, 0.1, -0.5)
+    hb = ha / 2.86
+    o3 = hb * 10 ** np.where(agn, 0.6, -0.3)
+    cat = pd.DataFrame(
+        {
+            "objID": 1237648720693755000 + np.arange(n, dtype=np.int64),
+            "oh_p50": oh,
+            "lgm_tot_p50": mass,
+            "sfr_tot_p50": rng.normal(0, 0.3, n),
+        }
+    )
+    for name, f in (("nii_6584", n2), ("h_alpha", ha), ("oiii_5007", o3), ("h_beta", hb)):
+        cat[f"{name}_flux"] = f
+        cat[f"{name}_flux_err"] = f / 20
+    (folder / "images").mkdir(parents=True)
+    yy, xx = np.mgrid[:size, :size] - size / 2
+    r2 = xx**2 + yy**2
+    for i, oid in enumerate(cat["objID"]):
+        prof = np.exp(-r2 / (2 * (3 + 2 * (mass[i] - 9.5)) ** 2))
+        rgb = np.stack(
+            [prof * (1.0 if agn[i] else 0.4), prof * 0.7, prof * (0.3 if agn[i] else 1.0)]
+        )
+        img = np.clip(255 * rgb + rng.normal(0, 8, rgb.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(img.transpose(1, 2, 0)).save(folder / "images" / f"{oid}.png")
+    cat.to_csv(folder / "galaxies.csv", index=False)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def survey(tmp_path_factory):
+    return _tiny_survey(tmp_path_factory.mktemp("survey"))
+
+
+def test_quick_comparison_end_to_end_and_resume(survey, tmp_path, monkeypatch):
+    out = tmp_path / "cmp"
+    feats = tmp_path / "user_features.npz"
+    cat = pd.read_csv(survey / "galaxies.csv")
+    rng = np.random.default_rng(3)
+    np.savez(feats, objID=cat["objID"].to_numpy(), features=rng.normal(size=(len(cat), 5)))
+    argv = [
+        "compare",
+        str(survey),
+        "--out",
+        str(out),
+        "--quick",
+        "--epochs",
+        "1",
+        "--crop",
+        "32",
+        "--batch-size",
+        "32",
+        "--device",
+        "cpu",
+        "--features",
+        str(feats),
+    ]
+    assert main(argv) == 0
+
+    cfg = CompareConfig.load(out / "compare.toml")
+    assert cfg.quick and cfg.ks == (2, 4) and cfg.repeats == 1 and cfg.epochs == 1
+    table = pd.read_csv(out / "table_rmse.csv")
+    assert set(table["target"]) == {"metallicity", "bpt_lines"}
+    assert sorted(table["k"].unique()) == [2, 4]
+    assert np.isfinite(table[["sfnet_mean", "pca_rmse"]]).all().all()
+    assert (out / "rmse_vs_k.png").stat().st_size > 1000
+    md = (out / "table_rmse.md").read_text()
+    assert md.splitlines()[0].startswith(
+        "| k | Metallicity SFNet | Metallicity PCA | Spectral lines"
+    )
+    var = pd.read_csv(out / "pca_variance.csv")
+    assert (var.groupby("target")["cumulative"].max() <= 1 + 1e-9).all()
+    agn = pd.read_csv(out / "agn.csv")
+    assert list(agn["features"]) == ["top", "all_active"]
+    assert ((agn["accuracy"] >= 0) & (agn["accuracy"] <= 1)).all()
+    assert agn.loc[0, "n_features"] <= 4
+    probes = pd.read_csv(out / "probes.csv")
+    assert set(probes["model"]) == {"linear", "xgboost"}
+    assert set(probes["fit_on"]) == {"train", "val"}
+    assert probes["source"].str.startswith("file user_features").any()
+    pf = pd.read_csv(out / "probe_sfnet_features.csv")
+    assert not pf.empty and set(pf["target"]) <= {"metallicity", "bpt_lines"}
+    sweep = pd.read_csv(out / "sweep_runs.csv")
+    assert len(sweep) == 6  # per target: dense + k in (2, 4)
+    assert "comparison.md" in {p.name for p in out.iterdir()}
+
+    # a second call reuses every finished run instead of retraining
+    import sfnet.train
+
+    def no_training(*a, **k):
+        raise AssertionError("finished runs must not be retrained")
+
+    monkeypatch.setattr(sfnet.train, "fit", no_training)
+    res = run_comparison(out, cfg)
+    assert res.trained == [] and len(res.reused) == 6
+    pd.testing.assert_frame_equal(
+        res.table.reset_index(drop=True), table, check_dtype=False, atol=1e-5
+    )
+
+    # asking for different settings in the same folder is refused, naming the run
+    cfg2 = CompareConfig.create(
+        quick=True, data=str(survey), epochs=2, crop=32, device="cpu", batch_size=32
+    )
+    with pytest.raises(RunFolderError, match="metallicity_dense"):
+        run_comparison(out, cfg2)
+
+
+def test_torchrun_launcher_command(tmp_path):
+    cmd = torchrun_command(tmp_path / "c.toml", tmp_path / "run", nproc=2)
+    assert cmd[:3] == [sys.executable, "-m", "torch.distributed.run"]
+    assert "--nproc_per_node=2" in cmd
+    i = cmd.index("-m", 3)
+    assert cmd[i + 1 : i + 3] == ["sfnet", "train"]
+    assert cmd[cmd.index("--config") + 1] == str(tmp_path / "c.toml")
+    assert cmd[cmd.index("--out") + 1] == str(tmp_path / "run")
+    resumed = torchrun_command(tmp_path / "c.toml", tmp_path / "run", nproc=2, resume=True)
+    assert resumed[resumed.index("--resume") + 1] == str(tmp_path / "run")
+    assert "--config" not in resumed
+
+
+def test_torchrun_launcher_runs_each_training(tmp_path):
+    from sfnet.compare import ensure_run
+
+    cfg = CompareConfig.create(
+        data="x.npz",
+        launcher="torchrun",
+        nproc=3,
+        ks=(2,),
+        repeats=1,
+        targets=("metallicity",),
+        crop=32,
+    )
+    spec = plan_runs(cfg)[1]
+    seen = []
+
+    def runner(cmd):
+        seen.append(cmd)
+        return 1  # the training failed
+
+    with pytest.raises(RunFolderError, match="torchrun training failed"):
+        ensure_run(spec, tmp_path, cfg, runner=runner)
+    assert "--nproc_per_node=3" in seen[0]
+    saved = tmp_path / "configs" / f"{spec.name}.toml"
+    from sfnet.config import RunConfig
+
+    assert RunConfig.load(saved).model.k == 2
+
+
+def test_config_quick_plan_and_roundtrip(tmp_path):
+    cfg = CompareConfig.create(quick=True, data="d", repeats=2)
+    assert cfg.ks == (2, 4) and cfg.repeats == 2 and cfg.epochs == 2  # explicit wins
+    full = CompareConfig.create(data="d")
+    specs = plan_runs(full)
+    assert len(specs) == 2 * (1 + 5 * 3)
+    seeds = {s.config.train.seed for s in specs if s.k == 3}
+    assert seeds == {0, 1, 2}
+    assert {s.config.data.split_seed for s in specs} == {0}  # same split for every run
+    full.save(tmp_path / "c.toml")
+    assert CompareConfig.load(tmp_path / "c.toml") == full
+    with pytest.raises(ConfigError, match="ks"):
+        CompareConfig.create(data="d", ks=(2, 2))
+    with pytest.raises(ConfigError, match="launcher"):
+        CompareConfig.create(data="d", launcher="mpirun")
+    with pytest.raises(ConfigError, match="no data"):
+        CompareConfig.create()
+
+
+def test_sweep_table_and_markdown():
+    sweep = pd.DataFrame(
+        {
+            "target": ["metallicity"] * 3 + ["bpt_lines"],
+            "k": [2, 2, 2, 2],
+            "repeat": [0, 1, 2, 0],
+            "group_rmse": [0.1, 0.2, 0.3, 0.25],
+        }
+    )
+    pca = pd.DataFrame(
+        {"target": ["metallicity", "bpt_lines"], "k": [2, 2], "pca_rmse": [0.5, 0.4]}
+    )
+    t = sweep_table(sweep, pca)
+    m = t[t["target"] == "metallicity"].iloc[0]
+    assert m["sfnet_mean"] == pytest.approx(0.2)
+    assert m["sfnet_se"] == pytest.approx(0.1 / np.sqrt(3))
+    md = table_markdown(t)
+    assert "| 2 | 0.2000 ± 0.0577 | 0.5000 | 0.2500 | 0.4000 |" in md
+    assert np.isnan(mean_se([1.0])[1])
