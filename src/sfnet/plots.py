@@ -54,9 +54,11 @@ def draw_bpt(ax, x: np.ndarray, y: np.ndarray, strength: np.ndarray, label: str 
     s = np.asarray(strength, dtype=np.float64)
     ok = np.isfinite(x) & np.isfinite(y) & np.isfinite(s)
     order = np.argsort(s[ok], kind="stable")
+    n = int(ok.sum())
+    size = 3.0 if n > 20000 else 6.0 if n > 2000 else 12.0
     sc = ax.scatter(
         x[ok][order], y[ok][order], c=s[ok][order], cmap=ACTIVATION_CMAP, vmin=0, vmax=1,
-        s=4, linewidths=0, rasterized=True,
+        s=size, linewidths=0, rasterized=True,
     )  # fmt: skip
     lo = float(np.nanpercentile(x[ok], 0.5)) - 0.2 if ok.any() else -1.5
     hi = float(np.nanpercentile(x[ok], 99.5)) + 0.2 if ok.any() else 0.5
