@@ -22,6 +22,8 @@ else:  # pragma: no cover
 
 TARGETS = ("metallicity", "bpt_lines")
 SCHEDULES = ("flat_cos", "one_cycle")
+#: How TOML (which has no null) spells an explicit None, e.g. ``k = "none"`` for the dense baseline.
+NONE = "none"
 
 
 class ConfigError(UserError, ValueError):
@@ -156,7 +158,21 @@ class RunConfig:
         self.train.validate()
 
     def to_dict(self) -> dict[str, Any]:
-        return _drop_none(dataclasses.asdict(self))
+        """Plain dict for TOML: a None whose default is None is omitted; a None that overrides
+        a non-None default (``k = None``, the dense baseline) is written as the string "none"."""
+        out: dict[str, Any] = {}
+        for name in ("data", "model", "train"):
+            section = getattr(self, name)
+            values = {}
+            for f in dataclasses.fields(section):
+                v = getattr(section, f.name)
+                if v is None:
+                    if _default(f) is None:
+                        continue
+                    v = NONE
+                values[f.name] = v
+            out[name] = values
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "config") -> RunConfig:
@@ -167,7 +183,7 @@ class RunConfig:
             unknown = sorted(set(section) - known)
             if unknown:
                 raise ConfigError(f"{source}: unknown field(s) in [{name}]: {', '.join(unknown)}")
-            parts[name] = klass(**section)
+            parts[name] = klass(**{k: None if v == NONE else v for k, v in section.items()})
         extra = sorted(set(d) - {"data", "model", "train"})
         if extra:
             raise ConfigError(f"{source}: unknown section(s): {', '.join(extra)}")
@@ -176,7 +192,7 @@ class RunConfig:
         return cfg
 
     def save(self, path: Path) -> None:
-        """Write as TOML atomically (None values are omitted and mean the default)."""
+        """Write as TOML atomically."""
         from sfnet.io import atomic_write_bytes
 
         atomic_write_bytes(Path(path), tomli_w.dumps(self.to_dict()).encode())
@@ -193,7 +209,9 @@ class RunConfig:
         return cls.from_dict(d, source=str(path))
 
 
-def _drop_none(d: Any) -> Any:
-    if isinstance(d, dict):
-        return {k: _drop_none(v) for k, v in d.items() if v is not None}
-    return d
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING

@@ -146,9 +146,9 @@ def fit(
             device = torch.device("cuda", ctx.local_rank)
             torch.cuda.set_device(device)
         if ctx.is_main:
+            config = _prepare_folder(config, out, overwrite, resume)
             if resume and is_finished(out):
                 return FitResult(out, _last_rmse(out), _read_metrics(out / METRICS))
-            config = _prepare_folder(config, out, overwrite, resume)
         ctx.barrier()
         if not ctx.is_main:
             config = RunConfig.load(out / CONFIG)
@@ -174,6 +174,9 @@ def _fit(
     tcfg, mcfg, dcfg = config.train, config.model, config.data
     if data is None:
         data = load_dataset(dcfg)
+    if ctx.is_main:
+        for cut in data.cuts:
+            log.info("cut: %s", cut.describe())
     n = len(data)
     train_idx, val_idx = split_indices(n, dcfg.val_fraction, dcfg.split_seed)
     y = np.asarray(data.y, dtype=np.float64)
