@@ -240,6 +240,8 @@ def analyze_run(
     if gt:
         gt["k"] = k
         write_groundtruth(gt, run_dir)
+    else:  # no ground truth for this data: never leave an older analysis' file behind
+        (run_dir / "groundtruth.json").unlink(missing_ok=True)
 
     # figures
     fig_dir = run_dir / FIGURES
