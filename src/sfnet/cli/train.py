@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -165,7 +166,12 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 def _train(args: argparse.Namespace) -> int:
     from sfnet.train import fit
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
+    logging.basicConfig(
+        level=logging.INFO if main_rank else logging.WARNING,
+        format="%(message)s",
+        stream=sys.stderr,
+    )
     if args.resume:
         if args.out and args.out != args.resume:
             raise UserError(
@@ -201,6 +207,8 @@ def _train(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         on_epoch=report,
     )
+    if not main_rank:
+        return 0
     from sfnet.runs import RunMeta
 
     meta = RunMeta.load(out / "model.json")

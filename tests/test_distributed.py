@@ -1,0 +1,95 @@
+"""DistributedDataParallel: two CPU processes (gloo) under torchrun match one process."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sfnet.data.loader import epoch_order
+from sfnet.distributed import init_distributed
+
+ARGS = [
+    "--crop",
+    "32",
+    "--k",
+    "4",
+    "--epochs",
+    "4",
+    "--batch-size",
+    "32",
+    "--lr",
+    "0.01",
+    "--device",
+    "cpu",
+    "--quiet",
+]
+
+
+def _torchrun() -> list[str]:
+    exe = Path(sys.executable).with_name("torchrun")
+    return [str(exe)] if exe.exists() else [shutil.which("torchrun") or "torchrun"]
+
+
+def _final_rmse(run: Path) -> dict[str, float]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return json.loads(lines[-1])["val_rmse"]
+
+
+def test_epoch_order_shards_partition_the_single_process_order():
+    single = epoch_order(10, epoch=3, seed=5)
+    shards = [epoch_order(10, epoch=3, seed=5, world_size=2, rank=r) for r in (0, 1)]
+    assert sorted(set(shards[0]) | set(shards[1])) == sorted(single.tolist())
+    assert len(shards[0]) == len(shards[1]) == 5
+    assert set(shards[0]).isdisjoint(shards[1])
+
+
+def test_single_process_context_without_torchrun(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    ctx = init_distributed("cpu")
+    assert not ctx.enabled and ctx.is_main and ctx.world_size == 1
+
+
+def test_two_process_ddp_matches_one_process(toy_npz, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one, two = tmp_path / "one", tmp_path / "two"
+    subprocess.run(
+        [sys.executable, "-m", "sfnet", "train", "--data", str(toy_npz), *ARGS, "--out", str(one)],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
+    proc = subprocess.run(
+        [
+            *_torchrun(),
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "sfnet",
+            "train",
+            "--data",
+            str(toy_npz),
+            *ARGS,
+            "--out",
+            str(two),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("run folder:") == 1  # only rank 0 reports
+    assert (two / "model.safetensors").exists()
+    hist = [json.loads(x) for x in (two / "metrics.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in hist] == [1, 2, 3, 4]
+    base = json.loads((one / "model.json").read_text())["extra"]["val_rmse_predict_mean"]
+    r1, r2 = _final_rmse(one), _final_rmse(two)
+    for name in base:
+        # both learn, and the two-process result is the one-process result within noise
+        assert r1[name] < 0.7 * base[name] and r2[name] < 0.7 * base[name], (r1, r2, base)
+        assert r2[name] == pytest.approx(r1[name], rel=0.5), (r1, r2)
