@@ -238,7 +238,7 @@ def _predict(args: argparse.Namespace) -> int:
             val_fraction=dcfg.val_fraction,
             split_seed=dcfg.split_seed,
         )
-    data = load_dataset(dcfg)
+    data = load_dataset(dcfg, require_targets=False)
     if data.images.shape[-1] != run.meta.crop:
         raise UserError(
             f"{dcfg.data}: images are {data.images.shape[-1]} px, the model was trained on {run.meta.crop} px"

@@ -78,8 +78,12 @@ class _CroppedArray:
         return np.ascontiguousarray(self._arr[idx, :, y0 : y0 + c, x0 : x0 + c])
 
 
-def load_dataset(cfg: DataConfig) -> GalaxyData:
-    """Load the galaxies described by ``cfg`` (folder or ``.npz``), after the quality cuts."""
+def load_dataset(cfg: DataConfig, require_targets: bool = True) -> GalaxyData:
+    """Load the galaxies described by ``cfg`` (folder or ``.npz``), after the quality cuts.
+
+    With ``require_targets=False`` (prediction on new galaxies), a catalog that lacks the
+    target columns is accepted whole: no quality cut is applied and ``y`` is NaN.
+    """
     path = Path(cfg.data)
     if not cfg.data:
         raise DataError("no data given: pass a dataset folder or a .npz array file")
@@ -89,7 +93,7 @@ def load_dataset(cfg: DataConfig) -> GalaxyData:
         if path.suffix != ".npz":
             raise DataError(f"{path}: expected a dataset folder or a .npz array file")
         return _load_npz(path, cfg)
-    return _load_folder(path, cfg)
+    return _load_folder(path, cfg, require_targets)
 
 
 def _load_npz(path: Path, cfg: DataConfig) -> GalaxyData:
@@ -149,12 +153,23 @@ def _load_npz(path: Path, cfg: DataConfig) -> GalaxyData:
     )
 
 
-def _load_folder(path: Path, cfg: DataConfig) -> GalaxyData:
+def _load_folder(path: Path, cfg: DataConfig, require_targets: bool = True) -> GalaxyData:
     from sfnet.data import catalog as cat
     from sfnet.data import store
 
     cat_path = cat.find_catalog(path)
-    sel = cat.select_target(cat.read_catalog(cat_path), cfg.target, source=str(cat_path))
+    table = cat.read_catalog(cat_path)
+    missing = [c for c in cat.TARGET_COLUMNS[cfg.target] if c not in table.columns]
+    if missing and not require_targets:
+        names = cat.target_names(cfg.target)
+        sel = cat.TargetSelection(
+            catalog=table.reset_index(drop=True),
+            y=np.full((len(table), len(names)), np.nan, dtype=np.float32),
+            names=names,
+            cuts=[cat.Cut(name="quality cuts", skipped=True, reason=f"no {', '.join(missing)}")],
+        )
+    else:
+        sel = cat.select_target(table, cfg.target, source=str(cat_path))
     cuts = list(sel.cuts)
     y = sel.y
     # Images that `sfnet prepare --skip-bad` dropped (listed in bad_images.txt) are a counted cut.
