@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from sfnet.errors import DataError
-from sfnet.features import spearman_with_catalog
+from sfnet.features import interpretable_columns, spearman_with_catalog
 
 #: Prefix of the ground-truth latent factor columns of the synthetic survey.
 TRUE_PREFIX = "true_"
@@ -55,19 +55,7 @@ class FactorMatch:
 
 def true_factor_columns(catalog: pd.DataFrame) -> list[str]:
     """Numeric, non-constant ``true_*`` columns of a catalog (empty on real data)."""
-    out = []
-    for c in catalog.columns:
-        name = str(c)
-        if not name.startswith(TRUE_PREFIX):
-            continue
-        s = catalog[c]
-        if not (pd.api.types.is_numeric_dtype(s) or s.dtype == bool):
-            continue
-        v = s.to_numpy(dtype=np.float64, na_value=np.nan)
-        fin = v[np.isfinite(v)]
-        if len(fin) > 1 and fin.min() != fin.max():
-            out.append(name)
-    return out
+    return [c for c in interpretable_columns(catalog) if c.startswith(TRUE_PREFIX)]
 
 
 def factor_matches(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -230,14 +231,7 @@ def _predict(args: argparse.Namespace) -> int:
     run = load_run(args.run, device=args.device)
     dcfg = run.config.data
     if args.data:
-        dcfg = DataConfig(
-            data=str(args.data),
-            target=dcfg.target,
-            crop=dcfg.crop,
-            resize=dcfg.resize,
-            val_fraction=dcfg.val_fraction,
-            split_seed=dcfg.split_seed,
-        )
+        dcfg = dataclasses.replace(dcfg, data=str(args.data))
     data = load_dataset(dcfg, require_targets=False)
     if data.images.shape[-1] != run.meta.crop:
         raise UserError(
