@@ -19,7 +19,7 @@ from sfnet.config import ConfigError
 from sfnet.errors import RunFolderError
 
 
-def _tiny_survey(folder, n=96, size=32, seed=0):
+def _tiny_survey(folder, n=64, size=32, seed=0):
     """A dataset folder whose images carry the targets (brightness ~ mass, colour ~ AGN)."""
     rng = np.random.default_rng(seed)
     mass = rng.normal(10.2, 0.5, n)
@@ -59,7 +59,18 @@ def survey(tmp_path_factory):
     return _tiny_survey(tmp_path_factory.mktemp("survey"))
 
 
-def test_quick_comparison_end_to_end_and_resume(survey, tmp_path, monkeypatch):
+@pytest.fixture
+def one_thread():
+    """Tiny convolutions: one torch thread is faster, and far faster on a busy machine."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_quick_comparison_end_to_end_and_resume(survey, tmp_path, monkeypatch, one_thread):
     out = tmp_path / "cmp"
     feats = tmp_path / "user_features.npz"
     cat = pd.read_csv(survey / "galaxies.csv")

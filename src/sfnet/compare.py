@@ -455,6 +455,14 @@ def _write_csv(df: pd.DataFrame, path: Path) -> None:
     atomic_write(path, lambda tmp: df.to_csv(tmp, index=False, float_format="%.6g"))
 
 
+def _analysis_device(device: str) -> str:
+    import torch
+
+    if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
+        return "cuda"
+    return "cpu"
+
+
 def _analysis_k(target: str, ks: Sequence[int]) -> int:
     want = PAPER_K.get(target, 4)
     return want if want in ks else min(ks)
@@ -470,7 +478,8 @@ def analyze_target(
     from sfnet.predict import pooled_features
     from sfnet.runs import load_run
 
-    dense = load_run(folder / "runs" / f"{target}_dense")
+    device = _analysis_device(cfg.device)
+    dense = load_run(folder / "runs" / f"{target}_dense", device=device)
     data = dense.load_data()
     tr, va = dense.split(len(data))
     feats = pooled_features(dense, data.images)
@@ -490,7 +499,7 @@ def analyze_target(
     )
 
     k = _analysis_k(target, cfg.ks)
-    sparse = load_run(folder / "runs" / f"{target}_k{k}_r0")
+    sparse = load_run(folder / "runs" / f"{target}_k{k}_r0", device=device)
     acts = dense_columns(compute_activations(sparse, data, split="all"), range(sparse.meta.d))
     vmax = acts[va].max(axis=0)  # A_f scale: maximum over the validation set
     strength = np.divide(acts, vmax, out=np.zeros_like(acts), where=vmax > 0)  # A_f, 0-1
