@@ -92,11 +92,15 @@ def test_quick_comparison_end_to_end_and_resume(survey, tmp_path, monkeypatch, o
         "cpu",
         "--features",
         str(feats),
+        "--probe-trees",
+        "20",
+        "--quiet",
     ]
     assert main(argv) == 0
 
     cfg = CompareConfig.load(out / "compare.toml")
     assert cfg.quick and cfg.ks == (2, 4) and cfg.repeats == 1 and cfg.epochs == 1
+    assert cfg.probe_trees == 20
     table = pd.read_csv(out / "table_rmse.csv")
     assert set(table["target"]) == {"metallicity", "bpt_lines"}
     assert sorted(table["k"].unique()) == [2, 4]
@@ -118,6 +122,7 @@ def test_quick_comparison_end_to_end_and_resume(survey, tmp_path, monkeypatch, o
     assert probes["source"].str.startswith("file user_features").any()
     pf = pd.read_csv(out / "probe_sfnet_features.csv")
     assert not pf.empty and set(pf["target"]) <= {"metallicity", "bpt_lines"}
+    assert pf["label"].str.match(r"^(Z|SL)\d+$").all()
     sweep = pd.read_csv(out / "sweep_runs.csv")
     assert len(sweep) == 6  # per target: dense + k in (2, 4)
     assert "comparison.md" in {p.name for p in out.iterdir()}

@@ -203,12 +203,16 @@ class RunSpec:
 
 
 def plan_runs(cfg: CompareConfig) -> list[RunSpec]:
-    """Every training of the comparison: per target, the dense run then the k sweep."""
+    """Every training of the comparison, repeat by repeat (so a sweep stopped early has whole
+    repeats of every k and target): repeat 0 starts with each target's dense run."""
     specs = []
-    for target in cfg.targets:
-        specs.append(RunSpec(f"{target}_dense", target, None, 0, cfg.run_config(None, 0, target)))
-        for k in cfg.ks:
-            for r in range(cfg.repeats):
+    for r in range(cfg.repeats):
+        for target in cfg.targets:
+            if r == 0:
+                specs.append(
+                    RunSpec(f"{target}_dense", target, None, 0, cfg.run_config(None, 0, target))
+                )
+            for k in cfg.ks:
                 specs.append(
                     RunSpec(f"{target}_k{k}_r{r}", target, int(k), r, cfg.run_config(k, r, target))
                 )
@@ -474,7 +478,7 @@ def analyze_target(
     cfg: CompareConfig,
 ) -> dict[str, pd.DataFrame]:
     """PCA, AGN and probe tables of one target group from its finished runs."""
-    from sfnet.features import compute_activations, dense_columns, rank_features
+    from sfnet.features import compute_activations, dense_columns, feature_label, rank_features
     from sfnet.predict import pooled_features
     from sfnet.runs import load_run
 
@@ -517,7 +521,7 @@ def analyze_target(
                     "run": sparse.dir.name,
                     "features": name,
                     "n_features": len(r.features),
-                    "feature_ids": " ".join(map(str, r.features)),
+                    "features_used": " ".join(feature_label(target, f) for f in r.features),
                     "accuracy": r.accuracy,
                     "f1": r.f1,
                     "agn_fraction_val": r.agn_fraction_val,
@@ -552,6 +556,7 @@ def analyze_target(
                         "source": src,
                         "run": sparse.dir.name,
                         "feature": int(f),
+                        "label": feature_label(target, int(f)),
                         "f_activated": float(freq[f]),
                         "r2": float(v),
                     }
