@@ -37,12 +37,12 @@ class DemoConfig:
         workers: rendering processes (None: all cores).
     """
 
-    root: Path = Path("sfnet-demo")
-    n: int = 6000
+    root: Path = Path("demo-output")
+    n: int = 5000
     size: int = 64
     seed: int = 0
     crop: int = 48
-    epochs: int = 8
+    epochs: int = 6
     batch_size: int = 64
     lr: float = 0.1
     runs: tuple[tuple[str, int], ...] = (("bpt_lines", 4), ("metallicity", 2))

@@ -56,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     d.add_argument(
-        "--root", default="sfnet-demo", help="folder for the data and runs [default ./sfnet-demo]"
+        "--root", default="demo-output", help="folder for the data and runs [default ./demo-output]"
     )
     d.add_argument("--n", type=int, default=None, help="survey size [default: DemoConfig.n]")
     d.add_argument(

@@ -94,6 +94,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -593,6 +594,28 @@ def _default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _mp_context():
+    """Process start method for the rendering pool.
+
+    ``fork`` (children inherit the imported GalSim: no start-up cost) when torch is not loaded
+    in this process; otherwise a ``forkserver`` that imports GalSim once (forking a process
+    that runs torch's thread pools is not safe), or ``spawn`` where neither exists.
+    """
+    import multiprocessing as mp
+
+    methods = mp.get_all_start_methods()
+    if "torch" not in sys.modules and "fork" in methods:
+        import astropy.visualization  # noqa: F401 - imported once, inherited by the workers
+        import galsim  # noqa: F401
+
+        return mp.get_context("fork")
+    if "forkserver" in methods:
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["galsim", "astropy.visualization", "sfnet.data.synthetic"])
+        return ctx
+    return mp.get_context("spawn")
+
+
 def synthesize(
     out: Path,
     n: int,
@@ -614,7 +637,8 @@ def synthesize(
         n: number of galaxies.
         size: image side in pixels (>= 16).
         seed: survey seed (identical output for identical (n, size, seed)).
-        workers: rendering processes (None: all available cores; 1: in this process).
+        workers: rendering processes (None: all available cores, or 1 for n < 64; 1: in this
+            process).
         progress: show a tqdm progress bar.
         overwrite: replace an existing folder.
         callback: called with the number of galaxies finished after each chunk.
@@ -627,7 +651,9 @@ def synthesize(
         raise UserError(f"image size must be >= 16 px, got {size}")
     if out.exists() and not overwrite:
         raise UserError(f"{out}: already exists (choose another --out, or overwrite)")
-    workers = _default_workers() if workers is None else max(1, int(workers))
+    if workers is None:  # all cores, unless starting processes costs more than it saves
+        workers = _default_workers() if n >= 64 else 1
+    workers = max(1, int(workers))
     cat = draw_catalog(n, seed)
     params = _render_params(cat)
     objids = cat["objID"].to_numpy()
@@ -658,12 +684,7 @@ def synthesize(
             for job in jobs:
                 _done(_render_chunk(job))
         else:
-            import multiprocessing as mp
-
-            ctx = mp.get_context(
-                "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-            )
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context()) as ex:
                 futures = [ex.submit(_render_chunk, job) for job in jobs]
                 for fut in as_completed(futures):
                     _done(fut.result())
