@@ -159,6 +159,16 @@ def test_torchrun_launcher_command(tmp_path):
     resumed = torchrun_command(tmp_path / "c.toml", tmp_path / "run", nproc=2, resume=True)
     assert resumed[resumed.index("--resume") + 1] == str(tmp_path / "run")
     assert "--config" not in resumed
+    # what follows "-m sfnet" is a valid `sfnet train` command line
+    from sfnet.cli import build_parser
+
+    for c in (cmd, resumed):
+        args = build_parser().parse_args(c[c.index("sfnet", 3) + 1 :])
+        assert args.command == "train" and args.quiet
+    assert (
+        build_parser().parse_args(resumed[resumed.index("sfnet", 3) + 1 :]).resume
+        == tmp_path / "run"
+    )
 
 
 def test_torchrun_launcher_runs_each_training(tmp_path):
