@@ -237,3 +237,45 @@ def test_sweep_table_and_markdown():
     md = table_markdown(t)
     assert "| 2 | 0.2000 ± 0.0577 | 0.5000 | 0.2500 | 0.4000 |" in md
     assert np.isnan(mean_se([1.0])[1])
+
+
+def test_ensure_run_continues_unfinished_folders(tmp_path, one_thread):
+    from sfnet.compare import ensure_run
+    from sfnet.data.dataset import save_npz
+    from sfnet.runs import is_finished
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "tiny.npz"
+    save_npz(
+        data,
+        rng.integers(0, 255, (40, 3, 16, 16), dtype=np.uint8),
+        rng.normal(8.9, 0.1, (40, 1)),
+        np.arange(40),
+        ["oh_p50"],
+    )
+    cfg = CompareConfig.create(
+        data=str(data),
+        targets=("metallicity",),
+        ks=(2,),
+        repeats=1,
+        epochs=1,
+        crop=16,
+        batch_size=16,
+        device="auto",
+    )
+    dense, sparse = plan_runs(cfg)
+    # killed before its first checkpoint, with other hardware settings: continued, not refused
+    run_dir = tmp_path / "runs" / sparse.name
+    stored = cfg.run_config(2, 0, "metallicity")
+    stored.train.device = "cpu"
+    run_dir.mkdir(parents=True)
+    stored.save(run_dir / "config.toml")
+    path, reused = ensure_run(sparse, tmp_path, cfg)
+    assert path == run_dir and not reused and is_finished(run_dir)
+    # killed before writing its config: the leftovers are cleared and the run trained
+    junk = tmp_path / "runs" / dense.name
+    junk.mkdir(parents=True)
+    (junk / "partial.tmp").write_text("x")
+    path, reused = ensure_run(dense, tmp_path, cfg)
+    assert not reused and is_finished(path) and not (path / "partial.tmp").exists()
+    assert ensure_run(dense, tmp_path, cfg)[1]  # now finished: reused
