@@ -32,21 +32,24 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import tomli_w
 
 from sfnet.analysis.agn import agn_comparison, agn_labels
 from sfnet.analysis.pca import group_rmse, pca_regression
 from sfnet.analysis.probes import load_feature_table, probe_targets, ridge_r2
-from sfnet.config import TARGETS, ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
+from sfnet.config import (
+    TARGETS,
+    ConfigError,
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+    load_toml,
+    save_toml,
+)
 from sfnet.data.dataset import load_dataset
 from sfnet.errors import RunFolderError
 from sfnet.io import atomic_write, atomic_write_bytes
 from sfnet.physics import BPT_LINES
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 LAUNCHERS = ("inprocess", "torchrun")
 #: Values ``--quick`` gives to the options the user did not set.
@@ -172,17 +175,12 @@ class CompareConfig:
         return {k: v for k, v in d.items() if v is not None}
 
     def save(self, path: Path) -> None:
-        atomic_write_bytes(Path(path), tomli_w.dumps(self.to_dict()).encode())
+        save_toml(path, self.to_dict())
 
     @classmethod
     def load(cls, path: Path) -> CompareConfig:
         path = Path(path)
-        try:
-            d = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such compare config") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{path}: not valid TOML: {e}") from None
+        d = load_toml(path)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -255,16 +253,12 @@ def _comparable(d: dict[str, Any]) -> dict[str, Any]:
 def _check_same_config(spec: RunSpec, run_dir: Path) -> RunConfig | None:
     """The config to continue an existing run folder with (None if it has none).
 
-    Compares the stored TOML with the requested config, hardware fields aside (raw TOML, so
-    an omitted ``k`` of a dense run stays "dense"); refuses a different one.
+    Compares the stored TOML with the requested config, hardware fields aside (raw TOML); refuses a different one.
     """
     saved = run_dir / "config.toml"
     if not saved.is_file():
         return None
-    try:
-        stored = tomllib.loads(saved.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise RunFolderError(f"{saved}: not valid TOML ({e})") from None
+    stored = load_toml(saved)
     if _comparable(stored) != _comparable(spec.config.to_dict()):
         raise RunFolderError(
             f"{run_dir}: exists with different settings than this comparison asks for "

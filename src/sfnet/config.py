@@ -193,20 +193,29 @@ class RunConfig:
 
     def save(self, path: Path) -> None:
         """Write as TOML atomically."""
-        from sfnet.io import atomic_write_bytes
-
-        atomic_write_bytes(Path(path), tomli_w.dumps(self.to_dict()).encode())
+        save_toml(path, self.to_dict())
 
     @classmethod
     def load(cls, path: Path) -> RunConfig:
-        path = Path(path)
-        try:
-            d = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such config file") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{path}: not valid TOML: {e}") from None
-        return cls.from_dict(d, source=str(path))
+        return cls.from_dict(load_toml(path), source=str(path))
+
+
+def save_toml(path: Path, d: dict[str, Any]) -> None:
+    """Write a dict as TOML, atomically."""
+    from sfnet.io import atomic_write_bytes
+
+    atomic_write_bytes(Path(path), tomli_w.dumps(d).encode())
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    """Read a TOML file; a missing or malformed file is a :class:`ConfigError` naming it."""
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
 
 
 def _default(f: dataclasses.Field) -> Any:
