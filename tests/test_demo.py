@@ -62,6 +62,13 @@ def test_demo_driver_caches_the_survey(tmp_path: Path) -> None:
     assert len(summary["scores"]) == 5 and summary["seconds"]["total"] > 0
     assert any("oracle" in line for line in lines)
     assert [p.name for p in res.run_dirs] == ["bpt_lines-k4", "metallicity-k2"]
+    # the demo ends with the feature atlas of each run, and says where it is
+    assert [p.parent for p in res.reports] == res.run_dirs
+    for report in res.reports:
+        html = report.read_text()
+        assert report.name == "report.html" and "<img" in html
+    assert any(line.startswith("feature atlas") and str(res.reports[0]) in line for line in lines)
+    assert summary["reports"] == [str(p) for p in res.reports]
 
     # second call: survey and finished runs are reused, same numbers
     again = run_demo(cfg)

@@ -82,6 +82,7 @@ class DemoResult:
     run_dirs: list[Path]
     scores: list[TargetScore]
     seconds: dict[str, float] = field(default_factory=dict)
+    reports: list[Path] = field(default_factory=list)
 
 
 def run_demo(
@@ -123,6 +124,7 @@ def run_demo(
 
     scores: list[TargetScore] = []
     run_dirs: list[Path] = []
+    reports: list[Path] = []
     for target, k in cfg.runs:
         run_cfg = RunConfig(
             data=DataConfig(data=str(data_dir.resolve()), target=target, crop=cfg.crop),
@@ -162,11 +164,14 @@ def run_demo(
                     target, name, float(result.val_rmse[name]), orc.mean[name], orc.oracle[name]
                 )
             )
-        _analyze(result.run_dir)
+        t0 = time.perf_counter()
+        reports.append(_analyze(result.run_dir, progress))
+        seconds[f"analyze_{target}"] = time.perf_counter() - t0
+        say(f"  feature atlas: {reports[-1]} ({seconds[f'analyze_{target}']:.0f} s)")
         run_dirs.append(result.run_dir)
 
     seconds["total"] = time.perf_counter() - t_start
-    res = DemoResult(data_dir, run_dirs, scores, seconds)
+    res = DemoResult(data_dir, run_dirs, scores, seconds, reports)
     atomic_write_json(
         Path(cfg.root) / "demo.json",
         {
@@ -176,6 +181,7 @@ def run_demo(
             },
             "data": str(data_dir),
             "runs": [str(p) for p in run_dirs],
+            "reports": [str(p) for p in reports],
             "scores": [dataclasses.asdict(s) for s in scores],
             "seconds": seconds,
         },
@@ -188,6 +194,8 @@ def run_demo(
     say(f"data:  {data_dir}")
     for p in run_dirs:
         say(f"run:   {p}")
+    for p in reports:
+        say(f"feature atlas (open in a browser): {p}")
     say(f"summary: {Path(cfg.root) / 'demo.json'}   (total {seconds['total']:.0f} s)")
     return res
 
@@ -206,10 +214,9 @@ def _settings_changed(run_dir: Path, run_cfg) -> bool:
         return True
 
 
-def _analyze(run_dir: Path) -> None:
-    """Analysis / report step for one finished demo run.
+def _analyze(run_dir: Path, progress: bool = False) -> Path:
+    """Analyse one finished demo run (activations, equations, figures, ground truth) and write
+    its feature atlas; returns the path of ``report.html``."""
+    from sfnet.report import write_report
 
-    THE single place where the analysis (``sfnet analyze`` / report) is wired into the demo;
-    it does nothing yet.
-    """
-    return None
+    return write_report(run_dir, progress=progress)
