@@ -216,9 +216,6 @@ _NORMALS = (
 _K_G, _K_R, _K_I, _K_HB, _K_HA = 4.69, 3.55, 2.74, 4.60, 3.33
 _R_V = 4.05
 _SKY_SIGMA = (0.015, 0.02, 0.03)  # nanomaggies / pixel in g, r, i
-_RGB_SCALES = (0.75, 1.0, 1.6)  # multipliers for i, r, g before Lupton
-_LUPTON_STRETCH = 0.4
-_LUPTON_Q = 6.0
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -507,7 +504,8 @@ def render_galaxy(p: dict, size: int, seed: int, index: int) -> np.ndarray:
         (size, size, 3) uint8 RGB image (Lupton asinh of i, r, g).
     """
     import galsim
-    from astropy.visualization import make_lupton_rgb
+
+    from sfnet.data.store import fits_to_rgb
 
     rng = np.random.default_rng([seed, index, 1])
     gsp = galsim.GSParams(folding_threshold=1e-2, maxk_threshold=3e-3, stepk_minimum_hlr=3)
@@ -571,10 +569,7 @@ def render_galaxy(p: dict, size: int, seed: int, index: int) -> np.ndarray:
         )
         bands += flux[:, None, None] * img.array[None]
     bands += np.asarray(_SKY_SIGMA)[:, None, None] * rng.standard_normal((3, size, size))
-    g, r, i = bands
-    si, sr, sg = _RGB_SCALES
-    rgb = make_lupton_rgb(si * i, sr * r, sg * g, minimum=0.0, stretch=_LUPTON_STRETCH, Q=_LUPTON_Q)
-    return np.ascontiguousarray(rgb[::-1])  # FITS (y up) to image (y down) orientation
+    return fits_to_rgb(bands)  # the same Lupton mapping as real FITS cutouts
 
 
 def _render_chunk(args: tuple) -> int:
@@ -611,7 +606,9 @@ def _mp_context():
         return mp.get_context("fork")
     if "forkserver" in methods:
         ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["galsim", "astropy.visualization", "sfnet.data.synthetic"])
+        ctx.set_forkserver_preload(
+            ["galsim", "astropy.visualization", "sfnet.data.store", "sfnet.data.synthetic"]
+        )
         return ctx
     return mp.get_context("spawn")
 
