@@ -279,3 +279,10 @@ def test_ensure_run_continues_unfinished_folders(tmp_path, one_thread):
     path, reused = ensure_run(dense, tmp_path, cfg)
     assert not reused and is_finished(path) and not (path / "partial.tmp").exists()
     assert ensure_run(dense, tmp_path, cfg)[1]  # now finished: reused
+
+
+def test_dense_cnn_never_shares_its_initial_weights_with_an_sfnet():
+    cfg = CompareConfig.create(data="d", repeats=3)
+    seeds = {s.config.train.seed for s in plan_runs(cfg) if s.k is not None}
+    dense = [s.config.train.seed for s in plan_runs(cfg) if s.k is None]
+    assert len(dense) == 2 and not set(dense) & seeds

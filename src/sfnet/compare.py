@@ -52,6 +52,8 @@ from sfnet.io import atomic_write, atomic_write_bytes
 from sfnet.physics import BPT_LINES
 
 LAUNCHERS = ("inprocess", "torchrun")
+#: Seed offset of the dense CNN (see :meth:`CompareConfig.run_config`).
+DENSE_SEED_OFFSET = 1000
 #: Values ``--quick`` gives to the options the user did not set.
 QUICK = {"ks": (2, 4), "repeats": 1, "epochs": 2}
 #: The paper's k for each target group (the run whose features are interpreted and probed).
@@ -149,7 +151,13 @@ class CompareConfig:
         self.run_config(None, 0).validate()
 
     def run_config(self, k: int | None, repeat: int, target: str | None = None) -> RunConfig:
-        """The RunConfig of one training (k None = dense; repeat r uses seed + r)."""
+        """The RunConfig of one training (k None = dense; repeat r uses seed + r).
+
+        The dense CNN uses seed + DENSE_SEED_OFFSET, so it never shares its initial weights with
+        an SFNet of the sweep (shared init would inflate the probes from dense to SFNet features).
+        """
+        if k is None:
+            repeat = DENSE_SEED_OFFSET
         return RunConfig(
             data=DataConfig(
                 data=self.data,
