@@ -74,13 +74,18 @@ def channel_stats(
 
 
 def random_flips(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Independent random horizontal and vertical flips of each image in (N, C, H, W)."""
-    n = x.shape[0]
-    flip = torch.rand(n, 2, generator=generator) < 0.5
-    hf = flip[:, 0].to(x.device)
-    vf = flip[:, 1].to(x.device)
-    x = torch.where(hf.view(n, 1, 1, 1), x.flip(3), x)
-    return torch.where(vf.view(n, 1, 1, 1), x.flip(2), x)
+    """Independent random horizontal and vertical flips of each image in (N, C, H, W).
+
+    Only the images drawn for a flip are copied (in place on ``x``).
+    """
+    flip = torch.rand(x.shape[0], 2, generator=generator) < 0.5
+    h = flip[:, 0].nonzero().flatten().to(x.device)
+    v = flip[:, 1].nonzero().flatten().to(x.device)
+    if len(h):
+        x[h] = x[h].flip(3)
+    if len(v):
+        x[v] = x[v].flip(2)
+    return x
 
 
 def epoch_order(
