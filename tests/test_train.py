@@ -177,3 +177,18 @@ def test_resume_after_sigkill_reaches_same_weights(toy_npz, tmp_path):
         assert torch.equal(a[key], b[key]), key
     hist = [json.loads(x) for x in (killed / "metrics.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in hist] == [1, 2, 3]
+
+
+def test_last_batch_of_one_galaxy_is_dropped(tmp_path):
+    # 41 training galaxies with batch 8 leave a last batch of 1, which batch norm cannot train on
+    # (at 32 px resnet18's last feature map is 1x1)
+    from sfnet.data.dataset import save_npz
+    from tests.conftest import make_toy_images
+
+    images, y = make_toy_images(51)
+    save_npz(tmp_path / "d.npz", images, y, np.arange(51), ["radius", "redness"])
+    cfg = toy_config(tmp_path / "d.npz", epochs=1, k=2)
+    cfg.data.val_fraction = 10 / 51
+    cfg.train.batch_size = 8
+    res = fit(cfg, tmp_path / "run")
+    assert res.history[0]["epoch"] == 1 and np.isfinite(res.history[0]["train_loss"])

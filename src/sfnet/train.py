@@ -233,7 +233,10 @@ def _fit(
         raise RunFolderError(
             f"train.batch_size ({tcfg.batch_size}) is smaller than the number of processes ({ctx.world_size})"
         )
-    steps_per_epoch = math.ceil(math.ceil(len(train_idx) / ctx.world_size) / local_batch)
+    shard = math.ceil(len(train_idx) / ctx.world_size)  # DistributedSampler pads to equal shards
+    # A last batch of one galaxy is dropped: batch norm cannot train on a single sample.
+    shard_used = shard - 1 if shard % local_batch == 1 and shard > 1 else shard
+    steps_per_epoch = math.ceil(shard_used / local_batch)
     opt = ranger(model.parameters(), tcfg)
     sched = make_scheduler(opt, tcfg, steps_per_epoch * tcfg.epochs)
 
@@ -269,6 +272,7 @@ def _fit(
         t0 = time.perf_counter()
         net.train()
         order = train_idx[epoch_order(len(train_idx), epoch, tcfg.seed, ctx.world_size, ctx.rank)]
+        order = order[:shard_used]
         gen = torch.Generator().manual_seed(tcfg.seed * 1_000_003 + epoch * 101 + ctx.rank)
         fired = torch.zeros(model.d, dtype=torch.int32, device=device)
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
