@@ -85,6 +85,7 @@ def test_two_process_ddp_matches_one_process(toy_npz, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("run folder:") == 1  # only rank 0 reports
     assert (two / "model.safetensors").exists()
+    assert json.loads((two / "model.json").read_text())["extra"]["world_size"] == 2
     hist = [json.loads(x) for x in (two / "metrics.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in hist] == [1, 2, 3, 4]
     base = json.loads((one / "model.json").read_text())["extra"]["val_rmse_predict_mean"]
@@ -93,3 +94,22 @@ def test_two_process_ddp_matches_one_process(toy_npz, tmp_path):
         # both learn, and the two-process result is the one-process result within noise
         assert r1[name] < 0.7 * base[name] and r2[name] < 0.7 * base[name], (r1, r2, base)
         assert r2[name] == pytest.approx(r1[name], rel=0.5), (r1, r2)
+
+
+def test_compare_hands_each_training_to_torchrun(tmp_path, monkeypatch):
+    from sfnet.cli import main
+    from sfnet.data.synthetic import synthesize
+    from sfnet.runs import is_finished
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    data = synthesize(tmp_path / "survey", 120, size=32, seed=1, workers=1)
+    out = tmp_path / "cmp"
+    args = ["compare", str(data), "--out", str(out), "--quick", "--ks", "2", "--epochs", "1"]
+    args += ["--crop", "32", "--targets", "bpt_lines", "--nproc", "2", "--device", "cpu"]
+    assert main([*args, "--quiet"]) == 0
+    runs = sorted(p.name for p in (out / "runs").iterdir())
+    assert runs == ["bpt_lines_dense", "bpt_lines_k2_r0"]
+    assert all(is_finished(out / "runs" / r) for r in runs)
+    for r in runs:  # each training really ran as two processes
+        assert json.loads((out / "runs" / r / "model.json").read_text())["extra"]["world_size"] == 2
+    assert (out / "table_rmse.md").is_file()

@@ -210,6 +210,7 @@ def _fit(
         resize=dcfg.resize,
     )
     baseline = np.sqrt(np.mean((y[val_idx] - t_mean) ** 2, axis=0))
+    meta.extra["world_size"] = ctx.world_size
     meta.extra["val_rmse_predict_mean"] = dict(
         zip(data.target_names, baseline.tolist(), strict=True)
     )
