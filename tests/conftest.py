@@ -13,6 +13,12 @@ from sfnet.data.dataset import save_npz
 torch.set_num_threads(2)
 
 
+def toy_train_args(epochs: int) -> list[str]:
+    """``sfnet train`` options for the toy set: 32 px, k=4, batch 32, lr 0.01, CPU, quiet."""
+    args = "--crop 32 --k 4 --batch-size 32 --lr 0.01 --device cpu --quiet"
+    return [*args.split(), "--epochs", str(epochs)]
+
+
 def make_toy_images(n: int, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(n, 3, size, size) uint8 images of a noisy disk; targets (n, 2) = (radius, redness).
 

@@ -11,22 +11,9 @@ import pytest
 
 from sfnet.data.loader import epoch_order
 from sfnet.distributed import init_distributed
+from tests.conftest import toy_train_args
 
-ARGS = [
-    "--crop",
-    "32",
-    "--k",
-    "4",
-    "--epochs",
-    "4",
-    "--batch-size",
-    "32",
-    "--lr",
-    "0.01",
-    "--device",
-    "cpu",
-    "--quiet",
-]
+ARGS = toy_train_args(epochs=4)
 
 
 def _torchrun() -> list[str]:

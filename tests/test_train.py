@@ -15,6 +15,7 @@ from sfnet.config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainC
 from sfnet.errors import RunFolderError
 from sfnet.optim import flat_cos_factor
 from sfnet.train import fit
+from tests.conftest import toy_train_args
 
 
 def toy_config(npz: Path, epochs: int = 3, k: int | None = 4, **train) -> RunConfig:
@@ -131,19 +132,7 @@ def test_resume_after_sigkill_reaches_same_weights(toy_npz, tmp_path):
         "train",
         "--data",
         str(toy_npz),
-        "--crop",
-        "32",
-        "--k",
-        "4",
-        "--epochs",
-        "3",
-        "--batch-size",
-        "32",
-        "--lr",
-        "0.01",
-        "--device",
-        "cpu",
-        "--quiet",
+        *toy_train_args(epochs=3),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     ref = tmp_path / "ref"
