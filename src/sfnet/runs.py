@@ -89,6 +89,14 @@ class RunMeta:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
+def read_metrics(path: Path) -> list[dict]:
+    """The records of a ``metrics.jsonl`` file (empty when it does not exist)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def build_model(meta: RunMeta) -> SparseFeatureNet:
     """An untrained network of the architecture recorded in ``meta``."""
     return SparseFeatureNet(meta.k, len(meta.target_names), backbone=meta.backbone)
@@ -139,10 +147,7 @@ class Run:
         return split_indices(n, self.meta.val_fraction, self.meta.split_seed)
 
     def metrics(self) -> list[dict]:
-        path = self.dir / METRICS
-        if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return read_metrics(self.dir / METRICS)
 
 
 def load_run(run_dir: Path, device: str | torch.device = "cpu") -> Run:

@@ -9,6 +9,7 @@ epoch (torch's DistributedSampler); rank 0 logs and writes. ``batch_size`` is th
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import shutil
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sfnet.config import RunConfig
+from sfnet.config import ConfigError, RunConfig
 from sfnet.data.dataset import GalaxyData, load_dataset
 from sfnet.data.loader import (
     IMAGENET_MEAN,
@@ -37,7 +38,7 @@ from sfnet.data.loader import (
 from sfnet.distributed import DistContext, init_distributed
 from sfnet.errors import RunFolderError
 from sfnet.io import append_jsonl, atomic_write, atomic_write_bytes
-from sfnet.model import SparseFeatureNet
+from sfnet.model import BACKBONE_DIMS, SparseFeatureNet
 from sfnet.optim import make_scheduler, ranger
 from sfnet.runs import (
     CHECKPOINT,
@@ -47,6 +48,7 @@ from sfnet.runs import (
     WEIGHTS,
     RunMeta,
     is_finished,
+    read_metrics,
     save_weights,
 )
 
@@ -76,20 +78,12 @@ def rmse_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(torch.mean((pred.float() - target.float()) ** 2))
 
 
-def _resolve_device(name: str, dist_ctx_local_rank: int = 0) -> torch.device:
+def _resolve_device(name: str) -> torch.device:
     if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise RunFolderError("train.device is 'cuda' but no CUDA device is available")
-    return torch.device("cuda", dist_ctx_local_rank)
-
-
-def _read_metrics(path: Path) -> list[dict[str, Any]]:
-    import json
-
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        raise ConfigError("train.device is 'cuda' but no CUDA device is available")
+    return torch.device("cuda")
 
 
 def _prepare_folder(config: RunConfig, out: Path, overwrite: bool, resume: bool) -> RunConfig:
@@ -148,7 +142,7 @@ def fit(
         if ctx.is_main:
             config = _prepare_folder(config, out, overwrite, resume)
             if resume and is_finished(out):
-                return FitResult(out, _last_rmse(out), _read_metrics(out / METRICS))
+                return FitResult(out, _last_rmse(out), read_metrics(out / METRICS))
         ctx.barrier()
         if not ctx.is_main:
             config = RunConfig.load(out / CONFIG)
@@ -158,7 +152,7 @@ def fit(
 
 
 def _last_rmse(out: Path) -> dict[str, float]:
-    hist = _read_metrics(out / METRICS)
+    hist = read_metrics(out / METRICS)
     return dict(hist[-1]["val_rmse"]) if hist else {}
 
 
@@ -193,7 +187,7 @@ def _fit(
     crop = int(data.images.shape[-1])
     meta = RunMeta(
         k=mcfg.k,
-        d=512,
+        d=BACKBONE_DIMS[mcfg.backbone],
         backbone=mcfg.backbone,
         target=dcfg.target,
         target_names=list(data.target_names),
@@ -231,7 +225,7 @@ def _fit(
         )
     local_batch = tcfg.batch_size // ctx.world_size
     if local_batch < 1:
-        raise RunFolderError(
+        raise ConfigError(
             f"train.batch_size ({tcfg.batch_size}) is smaller than the number of processes ({ctx.world_size})"
         )
     shard = math.ceil(len(train_idx) / ctx.world_size)  # DistributedSampler pads to equal shards
@@ -256,8 +250,8 @@ def _fit(
         start_epoch = int(ckpt["epoch"])
         log.info("resuming %s from the end of epoch %d", out, start_epoch)
     if ctx.is_main:
-        history = _read_metrics(out / METRICS)[:start_epoch]
-        atomic_write_bytes(out / METRICS, "".join(_jsonl(r) for r in history).encode())
+        history = read_metrics(out / METRICS)[:start_epoch]
+        atomic_write_bytes(out / METRICS, "".join(json.dumps(r) + "\n" for r in history).encode())
         meta.epochs_completed = start_epoch
         meta.save(out / META)
     else:
@@ -344,12 +338,6 @@ def _fit(
     ctx.barrier()
     last = history[-1]["val_rmse"] if history else {}
     return FitResult(out, dict(last), history)
-
-
-def _jsonl(record: dict[str, Any]) -> str:
-    import json
-
-    return json.dumps(record) + "\n"
 
 
 @torch.no_grad()
