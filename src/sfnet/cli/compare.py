@@ -68,7 +68,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="[default auto]")
     p.add_argument(
-        "--seed", type=int, default=None, help="seed of repeat 0 and of the dense run [default 0]"
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of repeat 0 (repeat r uses seed+r, the dense CNN seed+1000) [default 0]",
     )
     p.add_argument(
         "--features",
