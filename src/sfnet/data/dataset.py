@@ -182,14 +182,15 @@ def _load_folder(path: Path, cfg: DataConfig, require_targets: bool = True) -> G
         if len(y) == 0:
             raise DataError(f"{path}: no galaxy left after dropping the bad images")
     objid = sel.catalog["objID"].to_numpy()
-    images = store.open_images(path, objid, crop=cfg.crop, resize=cfg.resize)
+    fp = store.fingerprint(path)
+    images = store.open_images(path, objid, crop=cfg.crop, resize=cfg.resize, folder_fingerprint=fp)
     return GalaxyData(
         objid=objid,
         y=y,
         target_names=list(sel.names),
         images=images,
         catalog=sel.catalog,
-        fingerprint=store.fingerprint(path),
+        fingerprint=fp,
         cuts=cuts,
     )
 

@@ -321,12 +321,21 @@ def skipped_objids(folder: Path) -> list[str]:
     return [idx["objids"][r] for r in idx["bad_rows"]]
 
 
-def open_images(folder: Path, objids: Sequence, crop: int = 144, resize: int | None = None) -> Any:
+def open_images(
+    folder: Path,
+    objids: Sequence,
+    crop: int = 144,
+    resize: int | None = None,
+    folder_fingerprint: str | None = None,
+) -> Any:
     """Images of ``objids`` (in that order) from a dataset folder, centre-cropped to ``crop``.
 
     Uses the packed store (``packed/``) when present; it must be fresh (fingerprint of catalog
     + images unchanged) and of compatible geometry (same ``resize``; stored crop equal to
     ``crop`` or the whole image). Otherwise decodes from ``images/`` on access.
+
+    ``folder_fingerprint``: the folder's :func:`fingerprint` when the caller already has it
+    (it stats every image file, so it is computed once per load).
 
     Returns:
         :class:`PackedImages` or :class:`FolderImages`: ``len()``, ``.shape`` (N, 3, crop, crop),
@@ -341,7 +350,8 @@ def open_images(folder: Path, objids: Sequence, crop: int = 144, resize: int | N
     packed = folder / PACKED_DIR
     idx = _read_index(folder)
     if idx is not None:
-        return _open_packed(folder, idx, keys, crop, resize)
+        fp = folder_fingerprint or fingerprint(folder)
+        return _open_packed(folder, idx, keys, crop, resize, fp)
     if (packed / PACKED_PROGRESS).exists() or (packed / PACKED_PARTIAL).exists():
         raise DataError(
             f"{packed}: the packed store is incomplete (an interrupted `sfnet prepare`); "
@@ -361,10 +371,9 @@ def open_images(folder: Path, objids: Sequence, crop: int = 144, resize: int | N
 
 
 def _open_packed(
-    folder: Path, idx: dict[str, Any], keys: list[str], crop: int, resize: int | None
+    folder: Path, idx: dict[str, Any], keys: list[str], crop: int, resize: int | None, fp: str
 ) -> PackedImages:
     packed = folder / PACKED_DIR
-    fp = fingerprint(folder)
     if idx["fingerprint"] != fp:
         flags = "".join(f" --{k} {idx[k]}" for k in ("resize", "crop") if idx.get(k))
         raise DataError(
