@@ -23,7 +23,7 @@ import pandas as pd
 
 from sfnet.analysis.equations import build_equations, write_equations
 from sfnet.analysis.groundtruth import sfnet_groundtruth
-from sfnet.features import (
+from sfnet.analysis.activations import (
     SparseActivations,
     correlation_matrix,
     dense_columns,

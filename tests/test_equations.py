@@ -14,7 +14,7 @@ from sfnet.analysis.equations import (
     to_markdown,
     write_equations,
 )
-from sfnet.features import SparseActivations, feature_label, feature_stats
+from sfnet.analysis.activations import SparseActivations, feature_label, feature_stats
 from sfnet.model import SparseFeatureNet
 from sfnet.physics import bpt_ratios
 

@@ -15,7 +15,7 @@ from sfnet.cli import main
 from sfnet.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from sfnet.data.dataset import save_npz
 from sfnet.errors import RunFolderError
-from sfnet.features import SparseActivations
+from sfnet.analysis.activations import SparseActivations
 from sfnet.report import AnalysisOptions, analyze_run, render_report, write_report
 from sfnet.runs import Run, load_run
 from sfnet.train import fit

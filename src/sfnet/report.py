@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from sfnet.errors import RunFolderError
-from sfnet.features import (
+from sfnet.analysis.activations import (
     ACTIVATIONS_FILE,
     SparseActivations,
     correlation_matrix,
@@ -86,7 +86,7 @@ def _progress_bar(enabled: bool, total: int, desc: str):
 def _load_or_compute(
     run: Any, data: Any, opts: AnalysisOptions, progress: bool
 ) -> SparseActivations:
-    from sfnet.features import compute_activations
+    from sfnet.analysis.activations import compute_activations
 
     path = Path(run.dir) / ACTIVATIONS_FILE
     if path.is_file() and not opts.recompute:

@@ -18,7 +18,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
 from sfnet.errors import DataError
-from sfnet.features import rank_features
+from sfnet.analysis.activations import rank_features
 from sfnet.physics import bpt_ratios, kauffmann_agn
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from sfnet.errors import DataError
-from sfnet.features import SparseActivations, feature_stats
+from sfnet.analysis.activations import SparseActivations, feature_stats
 from sfnet.physics import BPT_LINES
 
 #: Names of the two BPT ratio equations (log10, dex).
@@ -234,7 +234,7 @@ def build_equations(
     labels: dict[int, str],
 ) -> EquationSet:
     """Equations for every target (and the BPT ratios) scaled on the stored activations."""
-    from sfnet.features import rank_features
+    from sfnet.analysis.activations import rank_features
 
     stats = feature_stats(acts)
     eqs = linear_equations(
@@ -254,7 +254,7 @@ def build_equations(
 
 def equations_for_run(run: Any, acts: SparseActivations, target: str) -> EquationSet:
     """:func:`build_equations` with the head and standardization of a loaded run."""
-    from sfnet.features import feature_label
+    from sfnet.analysis.activations import feature_label
 
     head = run.model.head
     weight = head.weight.detach().cpu().double().numpy()

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from sfnet.errors import DataError
-from sfnet.features import interpretable_columns, spearman_with_catalog
+from sfnet.analysis.activations import interpretable_columns, spearman_with_catalog
 
 #: Prefix of the ground-truth latent factor columns of the synthetic survey.
 TRUE_PREFIX = "true_"

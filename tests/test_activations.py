@@ -4,7 +4,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from sfnet.errors import DataError, RunFolderError
-from sfnet.features import (
+from sfnet.analysis.activations import (
     SparseActivations,
     activation_frequency,
     correlation_matrix,
