@@ -21,8 +21,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sfnet.analysis.equations import build_equations, write_equations
-from sfnet.analysis.groundtruth import sfnet_groundtruth
 from sfnet.analysis.activations import (
     SparseActivations,
     correlation_matrix,
@@ -35,6 +33,8 @@ from sfnet.analysis.activations import (
     top_activating,
     variance_explained,
 )
+from sfnet.analysis.equations import build_equations, write_equations
+from sfnet.analysis.groundtruth import sfnet_groundtruth
 from sfnet.physics import bpt_ratios
 from sfnet.plots import plot_feature
 

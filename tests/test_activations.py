@@ -3,7 +3,6 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
-from sfnet.errors import DataError, RunFolderError
 from sfnet.analysis.activations import (
     SparseActivations,
     activation_frequency,
@@ -21,6 +20,7 @@ from sfnet.analysis.activations import (
     top_activating,
     variance_explained,
 )
+from sfnet.errors import DataError, RunFolderError
 
 
 def tiny() -> SparseActivations:

@@ -10,13 +10,14 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
+from sfnet.analysis.activations import SparseActivations
 from sfnet.analysis.equations import RATIO_NAMES
+from sfnet.analysis.run import AnalysisOptions, analyze_run
 from sfnet.cli import main
 from sfnet.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from sfnet.data.dataset import save_npz
 from sfnet.errors import RunFolderError
-from sfnet.analysis.activations import SparseActivations
-from sfnet.report import AnalysisOptions, analyze_run, render_report, write_report
+from sfnet.report import render_report, write_report
 from sfnet.runs import Run, load_run
 from sfnet.train import fit
 

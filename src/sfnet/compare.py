@@ -480,7 +480,12 @@ def analyze_target(
     cfg: CompareConfig,
 ) -> dict[str, pd.DataFrame]:
     """PCA, AGN and probe tables of one target group from its finished runs."""
-    from sfnet.analysis.activations import compute_activations, dense_columns, feature_label, rank_features
+    from sfnet.analysis.activations import (
+        compute_activations,
+        dense_columns,
+        feature_label,
+        rank_features,
+    )
     from sfnet.predict import pooled_features
     from sfnet.runs import load_run
 

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from sfnet.errors import DataError
 from sfnet.analysis.activations import SparseActivations, feature_stats
+from sfnet.errors import DataError
 from sfnet.physics import BPT_LINES
 
 #: Names of the two BPT ratio equations (log10, dex).

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sfnet.errors import DataError
 from sfnet.analysis.activations import interpretable_columns, spearman_with_catalog
+from sfnet.errors import DataError
 
 #: Prefix of the ground-truth latent factor columns of the synthetic survey.
 TRUE_PREFIX = "true_"

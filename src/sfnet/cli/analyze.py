@@ -67,7 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _options(args: argparse.Namespace):
-    from sfnet.report import AnalysisOptions
+    from sfnet.analysis.run import AnalysisOptions
 
     if args.features is not None and args.features <= 0:
         raise UserError(f"--features must be positive, got {args.features}")
@@ -88,7 +88,7 @@ def _given(args: argparse.Namespace) -> bool:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from sfnet.report import analyze_run
+    from sfnet.analysis.run import analyze_run
 
     s = analyze_run(Path(args.run), _options(args), progress=not args.no_progress)
     print(f"analysed {s['n_analysed']} galaxies of {args.run} in {s['seconds']:.1f} s")
