@@ -93,7 +93,7 @@ def run_demo(
     log: Callable[[str], None] | None = None,
 ) -> DemoResult:
     """Run the demo (see module docstring); ``log`` receives one line per step."""
-    from sfnet.analysis.oracle import oracle_report
+    from sfnet.analysis.oracle import oracle_scores
     from sfnet.config import DataConfig, ModelConfig, RunConfig, TrainConfig
     from sfnet.data import synthetic
     from sfnet.data.dataset import load_dataset
@@ -152,7 +152,7 @@ def run_demo(
             ),
         )
         seconds[f"train_{target}"] = time.perf_counter() - t0
-        orc = oracle_report(
+        orc = oracle_scores(
             data.catalog,
             target,
             seed=run_cfg.data.split_seed,

@@ -39,7 +39,7 @@ class OracleResult:
     n_val: int
 
 
-def oracle_report(
+def oracle_scores(
     catalog: pd.DataFrame, target: str, seed: int = 0, val_fraction: float = 0.2
 ) -> OracleResult:
     """Fit the oracle and the mean predictor for a target group and score them held-out.
@@ -90,9 +90,9 @@ def oracle_report(
 def oracle_rmse(catalog: pd.DataFrame, target: str, seed: int = 0) -> dict[str, float]:
     """Held-out RMSE (physical units) per target name of gradient boosting on the true factors.
 
-    See :func:`oracle_report` for the predict-the-mean RMSE on the same split.
+    See :func:`oracle_scores` for the predict-the-mean RMSE on the same split.
     """
-    return oracle_report(catalog, target, seed=seed).oracle
+    return oracle_scores(catalog, target, seed=seed).oracle
 
 
 def _rmse(pred: np.ndarray, y: np.ndarray) -> float:

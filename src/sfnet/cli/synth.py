@@ -105,12 +105,12 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _print_oracle(data: Path) -> None:
-    from sfnet.analysis.oracle import oracle_report
+    from sfnet.analysis.oracle import oracle_scores
     from sfnet.data.catalog import find_catalog, read_catalog
 
     cat = read_catalog(find_catalog(data))
     for target in ("bpt_lines", "metallicity"):
-        r = oracle_report(cat, target)
+        r = oracle_scores(cat, target)
         print(f"{target} (n_train {r.n_train}, n_val {r.n_val}):")
         for name in r.oracle:
             print(f"  {name:<20} oracle {r.oracle[name]:.3f}   predict-mean {r.mean[name]:.3f}")
