@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from sfnet.analysis.oracle import oracle_rmse, oracle_scores
+from sfnet.data.batches import split_indices
 from sfnet.data.catalog import select_target
-from sfnet.data.loader import split_indices
 from sfnet.data.synthetic import HIDDEN_TRUE_COLUMNS, draw_catalog
 from sfnet.errors import DataError
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from sfnet.data.loader import iter_batches
+from sfnet.data.batches import iter_batches
 from sfnet.runs import Run
 
 

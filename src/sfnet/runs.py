@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from sfnet import __version__
 from sfnet.config import RunConfig
-from sfnet.data.loader import Normalization, split_indices
+from sfnet.data.batches import Normalization, split_indices
 from sfnet.errors import RunFolderError
 from sfnet.io import atomic_write, atomic_write_json
 from sfnet.model import SparseFeatureNet

@@ -6,7 +6,7 @@ except :data:`sfnet.data.synthetic.HIDDEN_TRUE_COLUMNS`) and scored on a held-ou
 the RMSE a perfect reader of those factors would reach: a practical bound for any image
 model. The predict-the-mean RMSE on the same split is the other end of the scale.
 
-The split is ``sfnet.data.loader.split_indices`` over the rows kept by the training cuts
+The split is ``sfnet.data.batches.split_indices`` over the rows kept by the training cuts
 (``sfnet.data.catalog.select_target``), so with the same ``seed`` and ``val_fraction`` the
 oracle is scored on the same validation galaxies as a training run.
 """
@@ -56,8 +56,8 @@ def oracle_scores(
     from sklearn.ensemble import HistGradientBoostingRegressor
     from threadpoolctl import threadpool_limits
 
+    from sfnet.data.batches import split_indices
     from sfnet.data.catalog import select_target
-    from sfnet.data.loader import split_indices
     from sfnet.data.synthetic import HIDDEN_TRUE_COLUMNS
 
     sel = select_target(catalog, target)
