@@ -1,4 +1,4 @@
-"""``sfnet analyze`` and ``sfnet report``: read the features of a trained run."""
+"""``sfnet analyze``: the feature analysis of a trained run (files in the run folder)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 from sfnet.errors import UserError
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
+def add_analysis_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="a trained sparse run folder (sfnet train --k K)")
     p.add_argument(
         "--all",
@@ -50,23 +50,11 @@ def register(sub: argparse._SubParsersAction) -> None:
             "data), figures/ and analysis.json into the run folder."
         ),
     )
-    _add_common(p)
+    add_analysis_options(p)
     p.set_defaults(func=_analyze)
 
-    r = sub.add_parser(
-        "report",
-        help="write the HTML feature atlas report.html of a run (analysing it if needed)",
-        description=(
-            "Write report.html, a self-contained feature atlas, into the run folder and print "
-            "its path. Runs 'sfnet analyze' first when the run has no current analysis or when "
-            "analysis options are given."
-        ),
-    )
-    _add_common(r)
-    r.set_defaults(func=_report)
 
-
-def _options(args: argparse.Namespace):
+def analysis_options(args: argparse.Namespace):
     from sfnet.analysis.run import AnalysisOptions
 
     if args.features is not None and args.features <= 0:
@@ -83,14 +71,14 @@ def _options(args: argparse.Namespace):
     )
 
 
-def _given(args: argparse.Namespace) -> bool:
+def options_given(args: argparse.Namespace) -> bool:
     return bool(args.all or args.dense or args.pdf or args.features or args.recompute)
 
 
 def _analyze(args: argparse.Namespace) -> int:
     from sfnet.analysis.run import analyze_run
 
-    s = analyze_run(Path(args.run), _options(args), progress=not args.no_progress)
+    s = analyze_run(Path(args.run), analysis_options(args), progress=not args.no_progress)
     print(f"analysed {s['n_analysed']} galaxies of {args.run} in {s['seconds']:.1f} s")
     print(f"frequent features: {', '.join(s['frequent_features'])}")
     for rec in s["variance_explained"]:
@@ -107,13 +95,4 @@ def _analyze(args: argparse.Namespace) -> int:
                 f"{rm['predict_mean'][name]:.4f})"
             )
     print(f"wrote {Path(args.run) / 'analysis.json'} and figures/")
-    return 0
-
-
-def _report(args: argparse.Namespace) -> int:
-    from sfnet.report import write_report
-
-    opts = _options(args) if _given(args) else None
-    path = write_report(Path(args.run), opts, progress=not args.no_progress)
-    print(path)
     return 0
