@@ -131,7 +131,7 @@ def test_analyze_all_galaxies(runs, tmp_path, capsys):
     shutil.copytree(sparse, copy)
     cfg = json.loads((copy / "analysis.json").read_text())
     assert cfg["split"] == "val"
-    assert main(["analyze", str(copy), "--all", "--features", "1", "--no-progress"]) == 0
+    assert main(["analyze", str(copy), "--all", "--n-features", "1", "--no-progress"]) == 0
     assert "frequent features" in capsys.readouterr().out
     s = json.loads((copy / "analysis.json").read_text())
     assert s["split"] == "all" and s["n_analysed"] == N

@@ -196,7 +196,7 @@ def _load_sparse_run(run_dir: Path) -> Any:
     if run.meta.k is None:
         raise RunFolderError(
             f"{run_dir}: a dense run has no sparse features; analyse a sparse run and pass this "
-            "one with --dense"
+            "one with --dense-run"
         )
     return run
 
@@ -257,7 +257,7 @@ def _groundtruth(a: _Analysis, strengths_top: np.ndarray) -> dict[str, Any]:
         dense_run = load_run(Path(a.opts.dense))
         if dense_run.meta.k is not None:
             raise RunFolderError(
-                f"{a.opts.dense}: --dense needs a dense run (trained with --dense)"
+                f"{a.opts.dense}: --dense-run needs a dense run (trained with --dense)"
             )
         dg = dense_groundtruth(dense_run, a.k, batch_size=a.opts.batch_size)
         if dg is not None:

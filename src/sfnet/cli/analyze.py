@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sfnet.cli.deprecated import add_deprecated_alias
 from sfnet.errors import UserError
 
 
@@ -16,7 +17,8 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
         help="analyse all galaxies instead of the run's validation split",
     )
     p.add_argument(
-        "--dense",
+        "--dense-run",
+        dest="dense",
         metavar="RUN",
         default=None,
         help="a dense run folder (sfnet train --dense): compare its PCA components and raw "
@@ -24,7 +26,9 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--pdf", action="store_true", help="also write every figure as PDF")
     p.add_argument(
-        "--features",
+        "--n-features",
+        dest="features",
+        metavar="N",
         type=int,
         default=None,
         help="frequent features that get figures and a card [default: k]",
@@ -38,6 +42,9 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
         "--batch-size", type=int, default=256, help="galaxies per forward pass [default 256]"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    # old spellings, one release: --dense is a switch in 'train', --features a file in 'compare'
+    add_deprecated_alias(p, "--dense", "--dense-run")
+    add_deprecated_alias(p, "--features", "--n-features")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -58,7 +65,7 @@ def analysis_options(args: argparse.Namespace):
     from sfnet.analysis.run import AnalysisOptions
 
     if args.features is not None and args.features <= 0:
-        raise UserError(f"--features must be positive, got {args.features}")
+        raise UserError(f"--n-features must be positive, got {args.features}")
     if args.batch_size <= 0:
         raise UserError(f"--batch-size must be positive, got {args.batch_size}")
     return AnalysisOptions(
