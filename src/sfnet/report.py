@@ -17,11 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sfnet.analysis.run import ANALYSIS_FILE, AnalysisOptions, analyze_run, is_analysed
+from sfnet.analysis.run import AnalysisOptions, analyze_run, is_analysed
 from sfnet.errors import RunFolderError
-
-REPORT_FILE = "report.html"
-
+from sfnet.runs import ANALYSIS, EQUATIONS_JSON, FEATURES_TABLE, GROUNDTRUTH, REPORT
 
 # ---------------------------------------------------------------------------------- HTML
 
@@ -288,13 +286,13 @@ def _card_html(run_dir: Path, s: dict[str, Any], row: pd.Series, eqs: dict, gt: 
 def render_report(run_dir: Path | str) -> str:
     """The HTML text of the feature atlas from an analysed run folder."""
     run_dir = Path(run_dir)
-    path = run_dir / ANALYSIS_FILE
+    path = run_dir / ANALYSIS
     if not path.is_file():
         raise RunFolderError(f"{run_dir}: not analysed yet (run 'sfnet analyze {run_dir}')")
     s = json.loads(path.read_text())
-    table = pd.read_csv(run_dir / "features.csv")
-    eqs = json.loads((run_dir / "equations.json").read_text())
-    gt_path = run_dir / "groundtruth.json"
+    table = pd.read_csv(run_dir / FEATURES_TABLE)
+    eqs = json.loads((run_dir / EQUATIONS_JSON).read_text())
+    gt_path = run_dir / GROUNDTRUTH
     gt = json.loads(gt_path.read_text()) if gt_path.is_file() else None
     top = list(s["frequent_features"])
     cards = [
@@ -349,6 +347,6 @@ def write_report(
     run_dir = Path(run_dir)
     if options is not None or not is_analysed(run_dir):
         analyze_run(run_dir, options, progress=progress)
-    out = run_dir / REPORT_FILE
+    out = run_dir / REPORT
     atomic_write_bytes(out, render_report(run_dir).encode("utf-8"))
     return out

@@ -7,6 +7,19 @@
                          normalization, split seed, data fingerprint
   ``metrics.jsonl``      one JSON record per epoch
   ``checkpoint.pt``      last epoch-end training state (for ``--resume``; tensors only)
+
+written by ``sfnet analyze`` / ``sfnet report`` (:mod:`sfnet.analysis.run`, :mod:`sfnet.report`):
+
+  ``activations.npz``    sparse top-k activations of the analysed galaxies
+  ``features.csv``       the feature table
+  ``equations.md/json``  linear equations in physical units
+  ``groundtruth.json``   interpretability against the true factors (synthetic data)
+  ``figures/``           figures
+  ``analysis.json``      the analysis summary (written last)
+  ``report.html``        the feature atlas
+
+This module is the only place that knows these names; :func:`default_device` and
+:func:`same_config` are the one device choice and the one "same settings?" check.
 """
 
 from __future__ import annotations
@@ -21,7 +34,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from sfnet import __version__
-from sfnet.config import RunConfig
+from sfnet.config import ConfigError, RunConfig
 from sfnet.data.batches import Normalization, split_indices
 from sfnet.errors import RunFolderError
 from sfnet.io import atomic_write, atomic_write_json
@@ -32,6 +45,48 @@ WEIGHTS = "model.safetensors"
 META = "model.json"
 METRICS = "metrics.jsonl"
 CHECKPOINT = "checkpoint.pt"
+ACTIVATIONS = "activations.npz"
+FEATURES_TABLE = "features.csv"
+EQUATIONS_MD = "equations.md"
+EQUATIONS_JSON = "equations.json"
+GROUNDTRUTH = "groundtruth.json"
+FIGURES = "figures"
+ANALYSIS = "analysis.json"
+REPORT = "report.html"
+
+#: Train settings a run may continue with different values (hardware only, not the result).
+HARDWARE_FIELDS = ("device", "amp", "channels_last", "num_workers")
+
+
+def default_device(requested: str = "auto") -> torch.device:
+    """The torch device for ``requested`` (``auto``: CUDA when available, else CPU).
+
+    Raises:
+        ConfigError: ``cuda`` requested but no CUDA device is available.
+    """
+    if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if requested not in ("cuda", "auto"):
+        raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda', got {requested!r}")
+    if not torch.cuda.is_available():
+        raise ConfigError("device is 'cuda' but no CUDA device is available")
+    return torch.device("cuda")
+
+
+def same_config(
+    a: RunConfig | dict, b: RunConfig | dict, *, ignore_train: tuple[str, ...] = ()
+) -> bool:
+    """True when two run configs (objects, ``to_dict()`` results or raw ``config.toml`` tables)
+    hold the same settings, the ``train`` fields named in ``ignore_train`` aside."""
+
+    def _plain(c: RunConfig | dict) -> dict:
+        d = c.to_dict() if isinstance(c, RunConfig) else c
+        d = {k: dict(v) if isinstance(v, dict) else v for k, v in d.items()}
+        for f in ignore_train:
+            d.get("train", {}).pop(f, None)
+        return d
+
+    return _plain(a) == _plain(b)
 
 
 @dataclass
@@ -95,6 +150,19 @@ def read_metrics(path: Path) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def final_val_rmse(run_dir: Path) -> dict[str, float]:
+    """Validation RMSE per target (physical units) of the last epoch in ``metrics.jsonl``."""
+    path = Path(run_dir) / METRICS
+    if not path.is_file():
+        raise RunFolderError(f"{path}: missing")
+    records = read_metrics(path)
+    if not records:
+        raise RunFolderError(f"{path}: empty")
+    if "val_rmse" not in records[-1]:
+        raise RunFolderError(f"{path}: last record has no 'val_rmse'")
+    return {str(k): float(v) for k, v in records[-1]["val_rmse"].items()}
 
 
 def build_model(meta: RunMeta) -> SparseFeatureNet:

@@ -320,9 +320,10 @@ def to_markdown(eqs: EquationSet, n_terms: int = 8) -> str:
 def write_equations(eqs: EquationSet, run_dir: Path) -> tuple[Path, Path]:
     """Write ``equations.md`` and ``equations.json`` into the run folder (atomically)."""
     from sfnet.io import atomic_write_bytes, atomic_write_json
+    from sfnet.runs import EQUATIONS_JSON, EQUATIONS_MD
 
     run_dir = Path(run_dir)
-    md, js = run_dir / "equations.md", run_dir / "equations.json"
+    md, js = run_dir / EQUATIONS_MD, run_dir / EQUATIONS_JSON
     atomic_write_bytes(md, to_markdown(eqs).encode())
     atomic_write_json(js, eqs.to_dict())
     return md, js

@@ -193,7 +193,8 @@ def write_groundtruth(groundtruth: dict[str, Any], run_dir: Path) -> Path:
     """Write ``groundtruth.json`` (what :func:`sfnet_groundtruth` / :func:`dense_groundtruth`
     returned, keyed by model) into the run folder."""
     from sfnet.io import atomic_write_json
+    from sfnet.runs import GROUNDTRUTH
 
-    path = Path(run_dir) / "groundtruth.json"
+    path = Path(run_dir) / GROUNDTRUTH
     atomic_write_json(path, groundtruth)
     return path

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from sfnet.analysis.metrics import rmse
 from sfnet.errors import DataError
 
 
@@ -82,8 +83,8 @@ def oracle_scores(
                 max_iter=200, learning_rate=0.05, early_stopping=False, random_state=seed
             )
             reg.fit(x[tr], y[tr])
-            oracle[name] = _rmse(reg.predict(x[va]), y[va])
-            mean[name] = _rmse(np.full(len(va), y[tr].mean()), y[va])
+            oracle[name] = float(rmse(reg.predict(x[va]), y[va])[0])
+            mean[name] = float(rmse(np.full(len(va), y[tr].mean()), y[va])[0])
     return OracleResult(oracle, mean, factors, len(tr), len(va))
 
 
@@ -93,7 +94,3 @@ def oracle_rmse(catalog: pd.DataFrame, target: str, seed: int = 0) -> dict[str, 
     See :func:`oracle_scores` for the predict-the-mean RMSE on the same split.
     """
     return oracle_scores(catalog, target, seed=seed).oracle
-
-
-def _rmse(pred: np.ndarray, y: np.ndarray) -> float:
-    return float(np.sqrt(np.mean((pred - y) ** 2)))

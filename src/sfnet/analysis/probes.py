@@ -24,7 +24,7 @@ from sklearn.metrics import r2_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from sfnet.analysis.pca import rmse
+from sfnet.analysis.metrics import rmse
 from sfnet.errors import DataError
 
 #: Ridge penalties searched by leave-one-out CV (on standardized features).

@@ -31,7 +31,6 @@ import numpy as np
 import pandas as pd
 
 from sfnet.analysis.activations import (
-    ACTIVATIONS_FILE,
     SparseActivations,
     correlation_matrix,
     dense_columns,
@@ -44,10 +43,9 @@ from sfnet.analysis.activations import (
     top_activating,
     variance_explained,
 )
+from sfnet.analysis.metrics import rmse
 from sfnet.errors import RunFolderError
-
-ANALYSIS_FILE = "analysis.json"
-FIGURES = "figures"
+from sfnet.runs import ACTIVATIONS, ANALYSIS, FEATURES_TABLE, FIGURES, GROUNDTRUTH
 
 
 @dataclass
@@ -109,46 +107,22 @@ class _Analysis:
         return [self.labels[int(f)] for f in features]
 
 
-def _progress_bar(enabled: bool, total: int, desc: str):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="gal")
-
-
 def _load_or_compute(
     run: Any, data: Any, opts: AnalysisOptions, progress: bool
 ) -> SparseActivations:
     """The run's ``activations.npz`` when it matches the weights and split; else computed."""
     from sfnet.analysis.activations import compute_activations
 
-    path = Path(run.dir) / ACTIVATIONS_FILE
+    path = Path(run.dir) / ACTIVATIONS
     if path.is_file() and not opts.recompute:
         acts = SparseActivations.load(path)
         if acts.split == opts.split and acts.model_sha == model_sha(run.dir):
             return acts
-    bar = _progress_bar(progress, 0, "activations")
-
-    def _cb(done: int, total: int) -> None:
-        if bar is not None:
-            bar.total = total
-            bar.n = done
-            bar.refresh()
-
-    try:
-        acts = compute_activations(
-            run, data, split=opts.split, batch_size=opts.batch_size, progress=_cb
-        )
-    finally:
-        if bar is not None:
-            bar.close()
+    acts = compute_activations(
+        run, data, split=opts.split, batch_size=opts.batch_size, progress=progress
+    )
     acts.save(path)
     return acts
-
-
-def _rmse(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.sqrt(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2, axis=0))
 
 
 def _oracle(catalog: pd.DataFrame, target: str, names: Sequence[str]) -> dict[str, Any]:
@@ -231,7 +205,7 @@ def _write_feature_table(a: _Analysis, eqs: Any) -> None:
         table[f"contrib_{e.name}"] = [
             e.coefficient(int(f)) * a.stats.mean_strength[int(f)] for f in a.table_feats
         ]
-    _write_csv(table, a.dir / "features.csv")
+    _write_csv(table, a.dir / FEATURES_TABLE)
 
 
 def _variance_records(a: _Analysis) -> list[dict[str, Any]]:
@@ -266,7 +240,7 @@ def _groundtruth(a: _Analysis, strengths_top: np.ndarray) -> dict[str, Any]:
         gt["k"] = a.k
         write_groundtruth(gt, a.dir)
     else:  # no ground truth for this data: never leave an older analysis' file behind
-        (a.dir / "groundtruth.json").unlink(missing_ok=True)
+        (a.dir / GROUNDTRUTH).unlink(missing_ok=True)
     return gt
 
 
@@ -334,8 +308,8 @@ def _rmse_summary(a: _Analysis) -> dict[str, Any]:
     preds = a.acts.predictions
     if preds is not None and is_val.any():
         y_val = a.y[is_val]
-        model_rmse = _rmse(preds[is_val], y_val)
-        mean_rmse = _rmse(np.asarray(a.run.meta.target_mean)[None, :], y_val)
+        model_rmse = rmse(preds[is_val], y_val)
+        mean_rmse = rmse(np.broadcast_to(np.asarray(a.run.meta.target_mean), y_val.shape), y_val)
         out["model"] = dict(zip(a.names, map(float, model_rmse), strict=True))
         out["predict_mean"] = dict(zip(a.names, map(float, mean_rmse), strict=True))
     out["oracle"] = _oracle(a.data.catalog, a.target, a.names)
@@ -430,13 +404,13 @@ def analyze_run(
     figures = _figures(a, eqs, strengths_top, exts)
     # 4. the summary, written last: its presence means the analysis is complete
     summary = _summary(a, variance, gt, figures, time.perf_counter() - t0)
-    atomic_write_json(run_dir / ANALYSIS_FILE, summary)
+    atomic_write_json(run_dir / ANALYSIS, summary)
     return summary
 
 
 def is_analysed(run_dir: Path | str) -> bool:
     """True when the run folder holds a complete analysis of its current weights."""
-    path = Path(run_dir) / ANALYSIS_FILE
+    path = Path(run_dir) / ANALYSIS
     if not path.is_file():
         return False
     try:

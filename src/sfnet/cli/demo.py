@@ -40,5 +40,5 @@ def _demo(args: argparse.Namespace) -> int:
     if args.epochs is not None:
         cfg = dataclasses.replace(cfg, epochs=args.epochs)
     progress = not args.no_progress and sys.stderr.isatty()
-    run_demo(cfg, progress=progress, overwrite=args.overwrite, log=print)
+    run_demo(cfg, progress=progress, overwrite=args.overwrite)
     return 0

@@ -148,6 +148,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from sfnet.runs import CONFIG
     from sfnet.train import fit
 
     main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
@@ -161,13 +162,13 @@ def _train(args: argparse.Namespace) -> int:
             raise UserError(
                 "--resume RUN continues RUN in place; do not also give a different --out"
             )
-        if not (args.resume / "config.toml").is_file():
+        if not (args.resume / CONFIG).is_file():
             raise RunFolderError(
                 f"{args.resume}: not a run folder (no config.toml) — nothing to resume"
             )
         from sfnet.config import RunConfig as _RC
 
-        cfg, out = _RC.load(args.resume / "config.toml"), args.resume
+        cfg, out = _RC.load(args.resume / CONFIG), args.resume
     else:
         if not args.out:
             raise UserError("--out RUN_FOLDER is required")
@@ -193,9 +194,9 @@ def _train(args: argparse.Namespace) -> int:
     )
     if not main_rank:
         return 0
-    from sfnet.runs import RunMeta
+    from sfnet.runs import META, RunMeta
 
-    meta = RunMeta.load(out / "model.json")
+    meta = RunMeta.load(out / META)
     base = meta.extra.get("val_rmse_predict_mean", {})
     for name, v in res.val_rmse.items():
         b = base.get(name)
