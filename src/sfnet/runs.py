@@ -28,17 +28,20 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from safetensors.torch import load_file, save_file
 
 from sfnet import __version__
 from sfnet.config import ConfigError, RunConfig
-from sfnet.data.batches import Normalization, split_indices
 from sfnet.errors import RunFolderError
 from sfnet.io import atomic_write, atomic_write_json
-from sfnet.model import SparseFeatureNet
+
+if TYPE_CHECKING:  # torch is imported where it is used: the file names above need no torch
+    import torch
+
+    from sfnet.data.batches import Normalization
+    from sfnet.model import SparseFeatureNet
 
 CONFIG = "config.toml"
 WEIGHTS = "model.safetensors"
@@ -64,6 +67,8 @@ def default_device(requested: str = "auto") -> torch.device:
     Raises:
         ConfigError: ``cuda`` requested but no CUDA device is available.
     """
+    import torch
+
     if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if requested not in ("cuda", "auto"):
@@ -123,6 +128,8 @@ class RunMeta:
 
     @property
     def normalization(self) -> Normalization:
+        from sfnet.data.batches import Normalization
+
         return Normalization(tuple(self.image_mean), tuple(self.image_std))
 
     def to_physical(self, standardized: np.ndarray) -> np.ndarray:
@@ -167,11 +174,15 @@ def final_val_rmse(run_dir: Path) -> dict[str, float]:
 
 def build_model(meta: RunMeta) -> SparseFeatureNet:
     """An untrained network of the architecture recorded in ``meta``."""
+    from sfnet.model import SparseFeatureNet
+
     return SparseFeatureNet(meta.k, len(meta.target_names), backbone=meta.backbone)
 
 
 def save_weights(model: torch.nn.Module, path: Path) -> None:
     """Write the model's state dict as safetensors, atomically."""
+    from safetensors.torch import save_file
+
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     atomic_write(Path(path), lambda tmp: save_file(state, str(tmp)))
 
@@ -212,6 +223,8 @@ class Run:
 
     def split(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """The run's (train_idx, val_idx) for a dataset of ``n`` galaxies."""
+        from sfnet.data.batches import split_indices
+
         return split_indices(n, self.meta.val_fraction, self.meta.split_seed)
 
     def metrics(self) -> list[dict]:
@@ -220,6 +233,8 @@ class Run:
 
 def load_run(run_dir: Path, device: str | torch.device = "cpu") -> Run:
     """Load a finished run (config, metadata, weights) in eval mode. Never unpickles."""
+    from safetensors.torch import load_file
+
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunFolderError(f"{run_dir}: no such run folder")
