@@ -166,5 +166,11 @@ def load_run(run_dir: Path, device: str | torch.device = "cpu") -> Run:
         model.load_state_dict(state)
     except Exception as e:  # noqa: BLE001
         raise RunFolderError(f"{run_dir / WEIGHTS}: cannot load weights ({e})") from None
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise RunFolderError(
+            f"{run_dir / WEIGHTS}: non-finite weights in {', '.join(bad[:3])}"
+            f"{' ...' if len(bad) > 3 else ''} (training diverged); retrain with a lower lr"
+        )
     model.to(device).eval()
     return Run(run_dir, config, meta, model)
