@@ -9,6 +9,7 @@ is one edit in this file.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import sys
@@ -72,6 +73,7 @@ def setting(
     return field(default=default, metadata=meta)
 
 
+_PLURAL = {bool: "booleans", int: "integers", float: "finite numbers", str: "strings"}
 _TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}
 
 
@@ -79,7 +81,8 @@ def _expected(hint: Any, meta: dict[str, Any]) -> str:
     """What a field accepts, in words: 'an integer >= 1 and <= 511, or 'none''."""
     base, optional = _unwrap_optional(hint)
     if typing.get_origin(base) is tuple:
-        words = f"a list of {_expected(typing.get_args(base)[0], meta)}"
+        item = typing.get_args(base)[0]
+        words = " ".join(w for w in (f"a list of {_PLURAL[item]}", _range_words(meta)) if w)
     else:
         words = " ".join(w for w in (_TYPE_WORDS.get(base, str(base)), _range_words(meta)) if w)
     return f"{words}, or {NONE!r}" if optional else words
@@ -300,6 +303,156 @@ class RunConfig:
     @classmethod
     def load(cls, path: Path) -> RunConfig:
         return cls.from_dict(load_toml(path), source=str(path))
+
+
+#: How a comparison launches its trainings (see :class:`CompareConfig`).
+LAUNCHERS = ("inprocess", "torchrun")
+#: Seed offset of the dense CNN (see :meth:`CompareConfig.run_config`).
+DENSE_SEED_OFFSET = 1000
+#: Values ``--quick`` gives to the comparison settings the user did not set.
+QUICK = {"ks": (2, 4), "repeats": 1, "epochs": 2}
+
+
+@dataclass
+class CompareConfig:
+    """Settings of one comparison: its own fields below, and ``run``, the template of every
+    training (a :class:`RunConfig`; each run sets its own ``data.target``, ``model.k`` and
+    ``train.seed`` = template seed + repeat). Saved as ``compare.toml``: these fields at the
+    top, then the template's ``[data]``, ``[model]`` and ``[train]`` sections.
+    """
+
+    targets: tuple[str, ...] = setting(TARGETS, "target groups to compare", choices=TARGETS)
+    ks: tuple[int, ...] = setting(
+        (2, 3, 4, 6, 8),
+        "SFNet k values = numbers of principal components (quick: 2 4)",
+        ge=1,
+        le=511,
+    )
+    repeats: int = setting(
+        3, "SFNet trainings per k from scratch, seeds seed..seed+R-1 (quick: 1)", ge=1
+    )
+    quick: bool = setting(
+        False, "reduced comparison: ks 2 4, 1 repeat, 2 epochs (explicit options win)"
+    )
+    launcher: str = setting(
+        "inprocess",
+        "inprocess (sfnet.train.fit) or torchrun (one subprocess per run; set by --nproc)",
+        choices=LAUNCHERS,
+        cli=False,
+    )
+    nproc: int = setting(
+        1,
+        "train each run with torchrun --nproc_per_node N (DistributedDataParallel) instead "
+        "of in this process",
+        ge=1,
+    )
+    features: str | None = setting(
+        None,
+        "extra features to probe: .parquet (objID + columns), .npz (objID, features) or "
+        "structured .npy, keyed by objID",
+    )
+    agn_top: int = setting(4, "most frequent SFNet features for the small AGN classifier", ge=1)
+    probe_trees: int = setting(300, "boosting rounds of the XGBoost probes", ge=1)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    # The template's settings that the comparison's steps read.
+    data = property(lambda self: self.run.data.data, doc="dataset folder or .npz")
+    epochs = property(lambda self: self.run.train.epochs, doc="epochs of every training")
+    device = property(lambda self: self.run.train.device, doc="auto, cpu or cuda")
+    seed = property(lambda self: self.run.train.seed, doc="seed of repeat 0")
+
+    @classmethod
+    def create(
+        cls, quick: bool = False, run: RunConfig | None = None, **overrides: Any
+    ) -> CompareConfig:
+        """A validated config from explicit settings: the comparison's own fields, or any
+        :class:`RunConfig` field by its name (``epochs``, ``crop``, ``data``, ...), set on the
+        ``run`` template. With ``quick``, unset ks/repeats/epochs are reduced; ``None`` values
+        mean "not set"."""
+        run = copy.deepcopy(run) if run is not None else RunConfig()
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if quick:
+            for k, v in QUICK.items():
+                given.setdefault(k, v)
+        own = {f.name for f in dataclasses.fields(cls)} - {"run"}
+        for name in [n for n in given if n not in own]:
+            section = _run_section(name)
+            if (section, name) in _PER_RUN.items():
+                raise ConfigError(f"compare: {name} is set per run (by targets and ks)")
+            if section is None:
+                raise ConfigError(f"compare: unknown setting {name!r}")
+            setattr(getattr(run, section), name, given.pop(name))
+        run.data = run.data.resolved()  # absolute: the stored run configs compare equal
+        cfg = cls(quick=quick, run=run, **given)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        if not self.data:
+            raise ConfigError("compare: no data given (a dataset folder or .npz file)")
+        check_fields(self, "compare")
+        if not self.targets:
+            raise ConfigError(f"compare: targets must be among {TARGETS}, got none")
+        if len(set(self.ks)) != len(self.ks):
+            raise ConfigError(f"compare: ks has duplicates: {list(self.ks)}")
+        self.run_config(None, 0).validate()  # the template: crop, lr, epochs, ...
+
+    def run_config(self, k: int | None, repeat: int, target: str | None = None) -> RunConfig:
+        """The RunConfig of one training (k None = dense; repeat r uses seed + r).
+
+        The dense CNN uses seed + DENSE_SEED_OFFSET, so it never shares its initial weights with
+        an SFNet of the sweep (shared init would inflate the probes from dense to SFNet features).
+        """
+        if k is None:
+            repeat = DENSE_SEED_OFFSET
+        cfg = copy.deepcopy(self.run)
+        cfg.data.target = target or self.targets[0]
+        cfg.model.k = k
+        cfg.train.seed = self.run.train.seed + repeat
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        """TOML layout: own fields, then the template's sections (without the per-run fields)."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "run"}
+        d = {k: list(v) if isinstance(v, tuple) else v for k, v in d.items() if v is not None}
+        template = self.run.to_dict()
+        for section, name in _PER_RUN.items():
+            template[section].pop(name, None)
+        return d | template
+
+    def save(self, path: Path) -> None:
+        save_toml(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: Path) -> CompareConfig:
+        """Read ``compare.toml``; files of sfnet <= 0.x (flat keys such as ``crop = 144``)
+        load too. Errors name the file and the key."""
+        path = Path(path)
+        d = load_toml(path)
+        tables = [n for n in d if n in SECTIONS and isinstance(d[n], dict)]  # old: data = "..."
+        sections = {name: d.pop(name) for name in tables}
+        for section, name in _PER_RUN.items():
+            if name in sections.get(section, {}):
+                raise ConfigError(
+                    f"{path}: [{section}] {name} is set per run by the comparison; remove it"
+                )
+        run = RunConfig.from_dict(sections, source=str(path)) if sections else None
+        try:
+            return cls.create(quick=bool(d.pop("quick", False)), run=run, **d)
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
+
+
+#: Template fields that each run of a comparison sets itself (section -> field).
+_PER_RUN = {"data": "target", "model": "k"}
+
+
+def _run_section(name: str) -> str | None:
+    """The RunConfig section that has a field ``name`` (field names are unique across them)."""
+    for section, klass in SECTIONS.items():
+        if name in {f.name for f in dataclasses.fields(klass)}:
+            return section
+    return None
 
 
 def save_toml(path: Path, d: dict[str, Any]) -> None:
