@@ -13,7 +13,6 @@ from safetensors.torch import load_file
 
 from sfnet.config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
 from sfnet.errors import RunFolderError, UserError
-from sfnet.optim import flat_cos_factor
 from sfnet.train import fit
 from tests.conftest import toy_train_args
 
@@ -97,15 +96,6 @@ def test_config_toml_round_trip_and_unknown_fields(tmp_path):
     (tmp_path / "bad.toml").write_text("[train]\nepochs = 3\nlearning_rate = 0.1\n")
     with pytest.raises(ConfigError, match="learning_rate"):
         RunConfig.load(tmp_path / "bad.toml")
-
-
-def test_flat_cos_schedule_shape():
-    total = 100
-    assert flat_cos_factor(0, total, 0.75) == 1.0
-    assert flat_cos_factor(74, total, 0.75) == 1.0
-    mid = flat_cos_factor(87, total, 0.75)
-    assert 0.4 < mid < 0.6
-    assert flat_cos_factor(100, total, 0.75) == pytest.approx(1e-5)
 
 
 def test_one_cycle_schedule_trains(toy_npz, tmp_path):
