@@ -6,7 +6,8 @@
   ``model.json``         RunMeta: architecture, target names and standardization, image
                          normalization, split seed, data fingerprint
   ``metrics.jsonl``      one JSON record per epoch
-  ``checkpoint.pt``      last epoch-end training state (for ``--resume``; tensors only)
+  ``checkpoint.pt``      last epoch-end training state and the metrics history so far (for
+                         ``--resume``; tensors and plain values only)
 """
 
 from __future__ import annotations
