@@ -153,3 +153,12 @@ def test_compare_config_holds_a_run_template_and_reads_old_files(tmp_path):
     (tmp_path / "bad.toml").write_text('data = "d.npz"\nrepeats = 1.5\n')
     with pytest.raises(ConfigError, match="bad.toml: compare.repeats must be an integer"):
         CompareConfig.load(tmp_path / "bad.toml")
+
+
+def test_resume_refuses_options_that_would_change_the_stored_config(tmp_path, capsys):
+    run = tmp_path / "run"
+    RunConfig(DataConfig(data="/a.npz")).save(run / "config.toml")
+    assert main(["train", "--resume", str(run), "--epochs", "5", "--dense"]) == 2
+    err = capsys.readouterr().err
+    assert "train.epochs, model.k cannot change" in err
+    assert RunConfig.load(run / "config.toml") == RunConfig(DataConfig(data="/a.npz"))

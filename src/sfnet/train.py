@@ -279,14 +279,14 @@ def _fit(
 def _check_same_data(out: Path, config: RunConfig, fingerprint: str) -> None:
     """On resume, the data (perhaps at a new path) must be what the run started with; the
     stored config then records the path it was found at."""
-    if not (out / META).is_file():
-        return
-    started = RunMeta.load(out / META).data_fingerprint
-    if started != fingerprint:
-        raise RunFolderError(
-            f"{out}: {config.data.data} is not the data this run started with (fingerprint "
-            f"{started} -> {fingerprint}); give the original data with --data, or start a new run"
-        )
+    if (out / META).is_file():
+        started = RunMeta.load(out / META).data_fingerprint
+        if started != fingerprint:
+            raise RunFolderError(
+                f"{out}: {config.data.data} is not the data this run started with (fingerprint "
+                f"{started} -> {fingerprint}); give the original data with --data, or start a "
+                "new run"
+            )
     if RunConfig.load(out / CONFIG).data.data != config.data.data:
         config.save(out / CONFIG)
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sfnet.cli.options import add_run_options, apply_run_options
-from sfnet.config import NONE, RunConfig
+from sfnet.cli.options import add_run_options, apply_run_options, given_options
+from sfnet.config import NONE, SECTIONS, RunConfig
 from sfnet.errors import RunFolderError, UserError
 
 
@@ -69,8 +69,32 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return apply_run_options(cfg, args)
 
 
+def resume_config(args: argparse.Namespace) -> RunConfig:
+    """The stored config of ``--resume RUN``; only ``--data`` (the data moved; checked against
+    the run's data fingerprint) may change it."""
+    from sfnet.runs import CONFIG
+
+    run = args.resume
+    if args.out and args.out.resolve() != run.resolve():
+        raise UserError("--resume RUN continues RUN in place; do not also give a different --out")
+    if not (run / CONFIG).is_file():
+        raise RunFolderError(f"{run}: not a run folder (no {CONFIG}) — nothing to resume")
+    changed = [f"{s}.{k}" for s in SECTIONS for k in given_options(args, s) if k != "data"]
+    changed += ["--config"] if args.config else []
+    changed += ["model.k"] if args.dense else []
+    if changed:
+        raise UserError(
+            f"--resume RUN continues RUN with its stored {CONFIG}; {', '.join(changed)} cannot "
+            "change (only --data, where the data moved): start a new run instead"
+        )
+    cfg = RunConfig.load(run / CONFIG)
+    if getattr(args, "data.data"):
+        cfg.data.data = getattr(args, "data.data")
+    return cfg
+
+
 def _train(args: argparse.Namespace) -> int:
-    from sfnet.runs import CONFIG, META, RunMeta
+    from sfnet.runs import META, RunMeta
     from sfnet.train import fit
 
     main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
@@ -80,17 +104,7 @@ def _train(args: argparse.Namespace) -> int:
         stream=sys.stderr,
     )
     if args.resume:
-        if args.out and args.out.resolve() != args.resume.resolve():
-            raise UserError(
-                "--resume RUN continues RUN in place; do not also give a different --out"
-            )
-        if not (args.resume / CONFIG).is_file():
-            raise RunFolderError(
-                f"{args.resume}: not a run folder (no {CONFIG}) — nothing to resume"
-            )
-        cfg, out = RunConfig.load(args.resume / CONFIG), args.resume
-        if getattr(args, "data.data"):  # the data moved: checked against the run's data fingerprint
-            cfg.data.data = getattr(args, "data.data")
+        cfg, out = resume_config(args), args.resume
     else:
         if not args.out:
             raise UserError("--out RUN_FOLDER is required")
