@@ -132,10 +132,23 @@ def test_compare_config_holds_a_run_template_and_reads_old_files(tmp_path):
     from sfnet.cli.compare import compare_config_from_args
 
     args = build_parser().parse_args(
-        ["compare", "d.npz", "--out", "o", "--quick", "--crop", "32", "--nproc", "2"]
+        [
+            "compare",
+            "d.npz",
+            "--out",
+            "o",
+            "--quick",
+            "--crop",
+            "32",
+            "--nproc",
+            "2",
+            "--epochs",
+            "1",
+        ]
     )
     cfg = compare_config_from_args(args)
-    assert cfg.run.data.crop == 32 and cfg.run.train.epochs == 2 and cfg.ks == (2, 4)
+    assert cfg.run.data.crop == 32 and cfg.ks == (2, 4) and cfg.repeats == 1
+    assert cfg.run.train.epochs == 1  # an explicit option wins over --quick
     assert cfg.launcher == "torchrun" and cfg.nproc == 2
     run = cfg.run_config(4, 1, "bpt_lines")
     assert (run.model.k, run.data.target, run.train.seed, run.data.crop) == (4, "bpt_lines", 1, 32)

@@ -437,10 +437,14 @@ class CompareConfig:
                     f"{path}: [{section}] {name} is set per run by the comparison; remove it"
                 )
         run = RunConfig.from_dict(sections, source=str(path)) if sections else None
+        quick = d.pop("quick", False)  # recorded for the reader: every value is in the file
         try:
-            return cls.create(quick=bool(d.pop("quick", False)), run=run, **d)
+            cfg = cls.create(run=run, **d)
+            cfg.quick = quick
+            cfg.validate()
         except ConfigError as e:
             raise ConfigError(f"{path}: {e}") from None
+        return cfg
 
 
 #: Template fields that each run of a comparison sets itself (section -> field).
