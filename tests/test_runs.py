@@ -88,3 +88,25 @@ def test_default_device(monkeypatch):
         default_device("tpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert default_device("auto") == torch.device("cuda")
+
+
+def test_a_model_with_non_finite_weights_is_refused(trained, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    bad = tmp_path / "diverged"
+    shutil.copytree(trained, bad)
+    state = load_file(str(bad / "model.safetensors"))
+    state["head.weight"][0, 0] = float("nan")
+    save_file(state, str(bad / "model.safetensors"))
+    with pytest.raises(RunFolderError, match="non-finite weights in head.weight"):
+        load_run(bad)
+
+
+def test_predict_refuses_a_batch_size_below_one(trained):
+    from sfnet.config import ConfigError
+
+    run = load_run(trained)
+    with pytest.raises(ConfigError, match="batch size must be an integer >= 1"):
+        predict(run, run.load_data().images, batch_size=0)

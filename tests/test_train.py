@@ -12,8 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from sfnet.config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
-from sfnet.errors import RunFolderError
-from sfnet.optim import flat_cos_factor
+from sfnet.errors import RunFolderError, UserError
 from sfnet.train import fit
 from tests.conftest import toy_train_args
 
@@ -101,15 +100,6 @@ def test_config_toml_round_trip_and_unknown_fields(tmp_path):
         RunConfig.load(tmp_path / "bad.toml")
 
 
-def test_flat_cos_schedule_shape():
-    total = 100
-    assert flat_cos_factor(0, total, 0.75) == 1.0
-    assert flat_cos_factor(74, total, 0.75) == 1.0
-    mid = flat_cos_factor(87, total, 0.75)
-    assert 0.4 < mid < 0.6
-    assert flat_cos_factor(100, total, 0.75) == pytest.approx(1e-5)
-
-
 def test_one_cycle_schedule_trains(toy_npz, tmp_path):
     res = fit(toy_config(toy_npz, epochs=1, schedule="one_cycle"), tmp_path / "run")
     assert np.isfinite(list(res.val_rmse.values())).all()
@@ -183,3 +173,153 @@ def test_last_batch_of_one_galaxy_is_dropped(tmp_path):
     cfg.train.batch_size = 8
     res = fit(cfg, tmp_path / "run")
     assert res.history[0]["epoch"] == 1 and np.isfinite(res.history[0]["train_loss"])
+
+
+#: 40 galaxies of 16 px (32 train, 8 val): two steps of 16 per epoch, for the fault tests.
+TINY_ARGS = [
+    "--crop",
+    "16",
+    "--k",
+    "2",
+    "--batch-size",
+    "16",
+    "--lr",
+    "0.01",
+    "--device",
+    "cpu",
+    "--quiet",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_npz(tmp_path_factory) -> Path:
+    from sfnet.data.dataset import save_npz
+    from tests.conftest import make_toy_images
+
+    images, y = make_toy_images(40, size=16, seed=5)
+    path = tmp_path_factory.mktemp("tiny") / "tiny.npz"
+    save_npz(path, images, y, np.arange(40), ["radius", "redness"])
+    return path
+
+
+def tiny_config(npz: Path, epochs: int = 3) -> RunConfig:
+    return RunConfig(
+        DataConfig(data=str(npz), crop=16),
+        ModelConfig(k=2),
+        TrainConfig(epochs=epochs, batch_size=16, lr=0.01, device="cpu"),
+    )
+
+
+def _strict_json(line: str):
+    """json.loads that refuses NaN/Infinity (which are not JSON)."""
+    return json.loads(line, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+
+
+def test_nonfinite_loss_stops_training_and_keeps_the_last_good_checkpoint(
+    tiny_npz, tmp_path, monkeypatch
+):
+    import sfnet.train
+
+    calls = {"n": 0}
+    real = sfnet.train.rmse_loss
+
+    def blows_up_in_epoch_2(pred, target):  # 2 steps per epoch: the 2nd step of epoch 2
+        calls["n"] += 1
+        loss = real(pred, target)
+        return loss * float("nan") if calls["n"] == 4 else loss
+
+    monkeypatch.setattr(sfnet.train, "rmse_loss", blows_up_in_epoch_2)
+    out = tmp_path / "run"
+    with pytest.raises(UserError, match=r"epoch 2, step 2"):
+        fit(tiny_config(tiny_npz, epochs=3), out)
+    assert not (out / "model.safetensors").exists()
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert ckpt["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert [_strict_json(x)["epoch"] for x in lines] == [1]
+
+
+def test_diverging_lr_is_a_clear_cli_error_and_metrics_stay_json(tiny_npz, tmp_path, capsys):
+    from sfnet.cli import main
+
+    out = tmp_path / "run"
+    argv = ["train", "--data", str(tiny_npz), *TINY_ARGS, "--epochs", "2", "--out", str(out)]
+    assert main([*argv, "--lr", "1e30"]) == 2
+    err = capsys.readouterr().err
+    assert "not finite" in err and "epoch 1" in err and "Traceback" not in err
+    assert not (out / "model.safetensors").exists()
+    for line in (out / "metrics.jsonl").read_text().splitlines():
+        _strict_json(line)
+    with pytest.raises(SystemExit):  # inf is not a learning rate: refused before any run
+        main([*argv, "--lr", "inf", "--overwrite"])
+
+
+def test_metrics_jsonl_refuses_nan(tmp_path):
+    from sfnet.io import append_jsonl
+
+    with pytest.raises(ValueError):
+        append_jsonl(tmp_path / "m.jsonl", {"train_loss": float("nan")})
+
+
+def test_kill_between_checkpoint_and_metrics_line_loses_no_epoch(tiny_npz, tmp_path, monkeypatch):
+    import sfnet.train
+
+    real = sfnet.train.append_jsonl
+
+    def killed_at_epoch_2(path, record):
+        if record["epoch"] == 2:
+            raise KeyboardInterrupt  # the process dies right after checkpointing epoch 2
+        real(path, record)
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(sfnet.train, "append_jsonl", killed_at_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny_config(tiny_npz, epochs=3), out)
+    monkeypatch.setattr(sfnet.train, "append_jsonl", real)
+    res = fit(tiny_config(tiny_npz, epochs=3), out, resume=True)
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert [_strict_json(x)["epoch"] for x in lines] == [1, 2, 3]
+    assert [h["epoch"] for h in res.history] == [1, 2, 3]
+
+
+def test_resume_works_from_another_directory_and_after_moving_the_data(
+    tiny_npz, tmp_path, monkeypatch
+):
+    import shutil
+
+    import sfnet.train
+    from sfnet.cli import main
+
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(tiny_npz, work / "toy.npz")
+    monkeypatch.chdir(work)
+    real = sfnet.train.append_jsonl
+
+    def killed_after_epoch_1(path, record):
+        real(path, record)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sfnet.train, "append_jsonl", killed_after_epoch_1)
+    argv = ["train", "--data", "toy.npz", *TINY_ARGS, "--epochs", "2", "--out", "run"]
+    assert main(argv) == 130
+    monkeypatch.setattr(sfnet.train, "append_jsonl", real)
+    stored = RunConfig.load(work / "run" / "config.toml").data.data
+    assert Path(stored).is_absolute() and Path(stored) == (work / "toy.npz").resolve()
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    shutil.move(work / "toy.npz", elsewhere / "moved.npz")  # the data moved: --data on resume
+    other = elsewhere / "other.npz"
+    from sfnet.data.dataset import save_npz
+    from tests.conftest import make_toy_images
+
+    images, y = make_toy_images(40, seed=9)
+    save_npz(other, images, y, np.arange(40), ["radius", "redness"])
+    run = str(work / "run")
+    assert main(["train", "--resume", run, "--data", str(other), "--quiet"]) == 2
+    assert main(["train", "--resume", run, "--data", "moved.npz", "--quiet"]) == 0
+    assert (work / "run" / "model.safetensors").exists()
+    assert RunConfig.load(work / "run" / "config.toml").data.data == str(elsewhere / "moved.npz")

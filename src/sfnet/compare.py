@@ -21,7 +21,6 @@ Seeded and resumable: every run has a fixed seed on the same split; finished run
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 import shutil
 import subprocess
@@ -39,166 +38,26 @@ from sfnet.analysis.metrics import group_rmse
 from sfnet.analysis.pca import pca_regression
 from sfnet.analysis.probes import load_feature_table, probe_targets, ridge_r2
 from sfnet.config import (
+    DENSE_SEED_OFFSET,
+    LAUNCHERS,
+    QUICK,
     TARGETS,
-    ConfigError,
-    DataConfig,
-    ModelConfig,
+    CompareConfig,
     RunConfig,
     TrainConfig,
     load_toml,
-    save_toml,
 )
 from sfnet.data.dataset import load_dataset
 from sfnet.errors import RunFolderError
 from sfnet.io import atomic_write, atomic_write_bytes
-from sfnet.model import BACKBONE_DIMS
 from sfnet.physics import BPT_LINES
 from sfnet.runs import CONFIG, HARDWARE_FIELDS, final_val_rmse, same_config
 
 log = logging.getLogger(__name__)
 
-LAUNCHERS = ("inprocess", "torchrun")
-#: Seed offset of the dense CNN (see :meth:`CompareConfig.run_config`).
-DENSE_SEED_OFFSET = 1000
-#: Values ``--quick`` gives to the options the user did not set.
-QUICK = {"ks": (2, 4), "repeats": 1, "epochs": 2}
 #: The paper's k for each target group (the run whose features are interpreted and probed).
 PAPER_K = {"metallicity": 2, "bpt_lines": 4}
 GROUP_TITLES = {"metallicity": "Metallicity", "bpt_lines": "Spectral lines"}
-
-
-@dataclass
-class CompareConfig:
-    """Settings of one comparison.
-
-    Attributes:
-        data: dataset folder or ``.npz`` (as ``DataConfig.data``).
-        targets: target groups to compare (``metallicity``, ``bpt_lines``).
-        ks: SFNet sparsities (and numbers of principal components) to sweep.
-        repeats: SFNet trainings per k, from scratch with seeds ``seed .. seed + repeats - 1``.
-        epochs: epochs of every training (SFNet and dense).
-        quick: the reduced comparison (see :data:`QUICK`); recorded for the reader.
-        launcher: ``inprocess`` (:func:`sfnet.train.fit`) or ``torchrun`` (one subprocess
-            ``torchrun --nproc_per_node nproc -m sfnet train`` per run).
-        nproc: processes per run for ``torchrun``.
-        crop, resize, val_fraction, split_seed: as in :class:`sfnet.config.DataConfig`.
-        batch_size, lr, pretrained, device: as in the train/model configs.
-        seed: seed of repeat 0 (and of the dense run).
-        features: optional user feature file keyed by objID (.parquet/.npz/.npy) probed
-            alongside the dense CNN's features.
-        agn_top: number of most frequent SFNet features for the small AGN classifier.
-        probe_trees: boosting rounds of the XGBoost probes.
-    """
-
-    data: str = ""
-    targets: tuple[str, ...] = TARGETS
-    ks: tuple[int, ...] = (2, 3, 4, 6, 8)
-    repeats: int = 3
-    epochs: int = 20
-    quick: bool = False
-    launcher: str = "inprocess"
-    nproc: int = 1
-    crop: int = 144
-    resize: int | None = None
-    val_fraction: float = 0.2
-    split_seed: int = 0
-    batch_size: int = 64
-    lr: float = 0.1
-    pretrained: str | None = None
-    device: str = "auto"
-    seed: int = 0
-    features: str | None = None
-    agn_top: int = 4
-    probe_trees: int = 300
-
-    @classmethod
-    def create(cls, quick: bool = False, **overrides: Any) -> CompareConfig:
-        """A config from explicit settings; with ``quick``, unset ks/repeats/epochs are reduced.
-
-        ``None`` values in ``overrides`` mean "not set" and take the (quick) default.
-        """
-        given = {k: v for k, v in overrides.items() if v is not None}
-        if quick:
-            for k, v in QUICK.items():
-                given.setdefault(k, v)
-        for k in ("ks", "targets"):
-            if k in given:
-                given[k] = tuple(given[k])
-        cfg = cls(quick=quick, **given)
-        cfg.validate()
-        return cfg
-
-    def validate(self) -> None:
-        if not self.data:
-            raise ConfigError("compare: no data given (a dataset folder or .npz file)")
-        bad = [t for t in self.targets if t not in TARGETS]
-        if bad or not self.targets:
-            raise ConfigError(f"compare: targets must be among {TARGETS}, got {list(self.targets)}")
-        d = BACKBONE_DIMS[ModelConfig().backbone]
-        if not self.ks or any(not 0 < int(k) < d for k in self.ks):
-            raise ConfigError(f"compare: ks must be in 1..{d - 1}, got {list(self.ks)}")
-        if len(set(self.ks)) != len(self.ks):
-            raise ConfigError(f"compare: ks has duplicates: {list(self.ks)}")
-        if self.repeats < 1:
-            raise ConfigError(f"compare: repeats must be >= 1, got {self.repeats}")
-        if self.launcher not in LAUNCHERS:
-            raise ConfigError(
-                f"compare: launcher must be one of {LAUNCHERS}, got {self.launcher!r}"
-            )
-        if self.nproc < 1:
-            raise ConfigError(f"compare: nproc must be >= 1, got {self.nproc}")
-        if self.probe_trees < 1:
-            raise ConfigError(f"compare: probe_trees must be >= 1, got {self.probe_trees}")
-        if self.agn_top < 1:
-            raise ConfigError(f"compare: agn_top must be >= 1, got {self.agn_top}")
-        # the run configs validate the rest (crop, lr, epochs, ...)
-        self.run_config(None, 0).validate()
-
-    def run_config(self, k: int | None, repeat: int, target: str | None = None) -> RunConfig:
-        """The RunConfig of one training (k None = dense; repeat r uses seed + r).
-
-        The dense CNN uses seed + DENSE_SEED_OFFSET, so it never shares its initial weights with
-        an SFNet of the sweep (shared init would inflate the probes from dense to SFNet features).
-        """
-        if k is None:
-            repeat = DENSE_SEED_OFFSET
-        return RunConfig(
-            data=DataConfig(
-                data=self.data,
-                target=target or self.targets[0],
-                crop=self.crop,
-                resize=self.resize,
-                val_fraction=self.val_fraction,
-                split_seed=self.split_seed,
-            ),
-            model=ModelConfig(k=k, pretrained=self.pretrained),
-            train=TrainConfig(
-                epochs=self.epochs,
-                batch_size=self.batch_size,
-                lr=self.lr,
-                seed=self.seed + repeat,
-                device=self.device,
-            ),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["ks"], d["targets"] = list(self.ks), list(self.targets)
-        return {k: v for k, v in d.items() if v is not None}
-
-    def save(self, path: Path) -> None:
-        save_toml(path, self.to_dict())
-
-    @classmethod
-    def load(cls, path: Path) -> CompareConfig:
-        path = Path(path)
-        d = load_toml(path)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"{path}: unknown field(s): {', '.join(unknown)}")
-        quick = bool(d.pop("quick", False))
-        return cls.create(quick=quick, **d)
 
 
 @dataclass
@@ -744,6 +603,9 @@ def write_outputs(result: CompareResult, cfg: CompareConfig) -> None:
 
 __all__ = [
     "CompareConfig",
+    "DENSE_SEED_OFFSET",
+    "LAUNCHERS",
+    "QUICK",
     "CompareResult",
     "RunSpec",
     "analyze_target",

@@ -1,12 +1,20 @@
 """Typed configuration, one dataclass per concern, saved with each run as ``config.toml``.
 
-Every number of the paper's recipe lives here and nowhere else; the CLI only overrides fields.
+Every number of the paper's recipe lives here and nowhere else. Each field is declared once
+with :func:`setting`: its default, its help text (units included) and its allowed range or
+choices. The CLI options are generated from these fields (:mod:`sfnet.cli.options`), and
+:meth:`validate` checks every value against its declared type and range, so adding a setting
+is one edit in this file.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import math
 import sys
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,126 +30,216 @@ else:  # pragma: no cover
 
 TARGETS = ("metallicity", "bpt_lines")
 SCHEDULES = ("flat_cos", "one_cycle")
+DEVICES = ("auto", "cpu", "cuda")
+BACKBONES = ("resnet18",)
 #: How TOML (which has no null) spells an explicit None, e.g. ``k = "none"`` for the dense baseline.
 NONE = "none"
+#: Smallest crop: resnet18 halves the image five times; below 16 px its last stages see only
+#: padding (the tests train at 16 px).
+MIN_CROP = 16
 
 
 class ConfigError(UserError, ValueError):
     """A configuration value is invalid; the message names the field."""
 
 
+def setting(
+    default: Any = dataclasses.MISSING,
+    help: str = "",  # noqa: A002 - argparse's word
+    *,
+    factory: Any = dataclasses.MISSING,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    choices: tuple[str, ...] | None = None,
+    flag: str | None = None,
+    cli: bool = True,
+) -> Any:
+    """A config field with its help text and allowed values (all kept in ``field.metadata``).
+
+    Args:
+        default / factory: the default value (or a factory for mutable defaults).
+        help: one line for ``--help``; say the unit and what None means.
+        ge, gt, le, lt: inclusive/exclusive bounds of a number (each element of a tuple).
+        choices: allowed strings.
+        flag: CLI spelling when it differs from the field name (``num_workers`` -> ``workers``).
+        cli: False keeps the field out of the generated CLI options.
+    """
+    meta = {"help": help, "ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices}
+    meta |= {"flag": flag, "cli": cli}
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+_PLURAL = {bool: "booleans", int: "integers", float: "finite numbers", str: "strings"}
+_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}
+
+
+def _expected(hint: Any, meta: dict[str, Any]) -> str:
+    """What a field accepts, in words: 'an integer >= 1 and <= 511, or 'none''."""
+    base, optional = _unwrap_optional(hint)
+    if typing.get_origin(base) is tuple:
+        item = typing.get_args(base)[0]
+        words = " ".join(w for w in (f"a list of {_PLURAL[item]}", _range_words(meta)) if w)
+    else:
+        words = " ".join(w for w in (_TYPE_WORDS.get(base, str(base)), _range_words(meta)) if w)
+    return f"{words}, or {NONE!r}" if optional else words
+
+
+def _unwrap_optional(hint: Any) -> tuple[Any, bool]:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return args[0], len(args) < len(typing.get_args(hint))
+    return hint, False
+
+
+def _range_words(meta: dict[str, Any]) -> str:
+    if meta.get("choices"):
+        return f"(one of {', '.join(meta['choices'])})"
+    ops = (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+    return " and ".join(f"{op} {meta[key]}" for key, op in ops if meta.get(key) is not None)
+
+
+def check_value(key: str, value: Any, hint: Any, meta: dict[str, Any]) -> Any:
+    """``value`` checked against its type ``hint`` and range ``meta``; returns it normalized
+    (an int given for a float becomes a float, a list for a tuple a tuple).
+
+    Raises:
+        ConfigError: naming ``key`` and the expected type and range.
+    """
+    base, optional = _unwrap_optional(hint)
+    expected = _expected(hint, meta)
+    if value is None or (optional and value == NONE):
+        if optional:
+            return None
+        raise ConfigError(f"{key} must be {expected}, got none")
+    bad = ConfigError(f"{key} must be {expected}, got {value!r}")
+    if typing.get_origin(base) is tuple:
+        if not isinstance(value, list | tuple):
+            raise bad
+        item = typing.get_args(base)[0]
+        try:
+            return tuple(check_value(key, v, item, meta) for v in value)
+        except ConfigError:
+            raise bad from None
+    if base is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if base in (int, float) and isinstance(value, bool) or not isinstance(value, base):
+        raise bad
+    if base is float and not math.isfinite(value):
+        raise bad
+    if meta.get("choices") and value not in meta["choices"]:
+        raise bad
+    bounds = {"ge": value.__ge__, "gt": value.__gt__, "le": value.__le__, "lt": value.__lt__}
+    if any(meta.get(k) is not None and not ok(meta[k]) for k, ok in bounds.items()):
+        raise bad
+    return value
+
+
+def check_fields(obj: Any, section: str) -> None:
+    """Check (and normalize in place) every field of dataclass ``obj`` against its declared
+    type and range; errors name ``section.field``."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        if dataclasses.is_dataclass(hints[f.name]):
+            continue
+        value = check_value(f"{section}.{f.name}", getattr(obj, f.name), hints[f.name], f.metadata)
+        setattr(obj, f.name, value)
+
+
 @dataclass
 class DataConfig:
-    """Where the galaxies come from and how images are prepared.
+    """Where the galaxies come from and how images are prepared (see each field's help)."""
 
-    Attributes:
-        data: dataset folder (catalog + images/) or a packed ``.npz`` array file.
-        target: ``metallicity`` (oh_p50, dex) or ``bpt_lines`` (log10 of four line fluxes).
-        crop: side of the centre crop in pixels (applied after ``resize``).
-        resize: resize images to this side (pixels) before cropping; None keeps the stored size.
-        val_fraction: share of galaxies held out for validation (seeded random split).
-        split_seed: seed of the train/validation split.
-    """
-
-    data: str = ""
-    target: str = "metallicity"
-    crop: int = 144
-    resize: int | None = None
-    val_fraction: float = 0.2
-    split_seed: int = 0
+    data: str = setting("", "dataset folder (catalog + images/) or packed .npz array file")
+    target: str = setting(
+        "metallicity",
+        "metallicity (oh_p50, dex) or bpt_lines (log10 of four line fluxes)",
+        choices=TARGETS,
+    )
+    crop: int = setting(144, "side of the centre crop in pixels (after resize)", ge=MIN_CROP)
+    resize: int | None = setting(
+        None,
+        "resize images to this side in pixels before cropping (none: stored size)",
+        ge=MIN_CROP,
+    )
+    val_fraction: float = setting(
+        0.2, "share of galaxies held out for validation (seeded split)", gt=0.0, le=0.5
+    )
+    split_seed: int = setting(0, "seed of the train/validation split", ge=0)
 
     def validate(self) -> None:
-        if self.target not in TARGETS:
-            raise ConfigError(f"data.target must be one of {TARGETS}, got {self.target!r}")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ConfigError(f"data.val_fraction must be in (0, 1), got {self.val_fraction}")
-        if self.crop <= 0:
-            raise ConfigError(f"data.crop must be positive, got {self.crop}")
+        check_fields(self, "data")
         if self.resize is not None and self.resize < self.crop:
             raise ConfigError(f"data.resize ({self.resize}) must be >= data.crop ({self.crop})")
+
+    def resolved(self) -> DataConfig:
+        """A copy whose ``data`` path is absolute (so a run resumes from any directory)."""
+        if not self.data:
+            return dataclasses.replace(self)
+        return dataclasses.replace(self, data=str(Path(self.data).expanduser().resolve()))
 
 
 @dataclass
 class ModelConfig:
-    """The network.
+    """The network (see each field's help)."""
 
-    Attributes:
-        k: active features per galaxy (top-k of d); None is the dense baseline.
-        backbone: torchvision trunk; only ``resnet18`` (d = 512) is supported.
-        pretrained: None (random init), ``imagenet`` (torchvision weights API) or a path to a
-            torchvision-format resnet18 state dict.
-    """
-
-    k: int | None = 4
-    backbone: str = "resnet18"
-    pretrained: str | None = None
+    k: int | None = setting(
+        4, "active features per galaxy, top-k of 512 (none: the dense baseline)", ge=1, le=511
+    )
+    backbone: str = setting("resnet18", "torchvision trunk (resnet18 only)", choices=BACKBONES)
+    pretrained: str | None = setting(
+        None,
+        "'imagenet' (torchvision weights; torch hub cache) or a path to a torchvision resnet18 "
+        "state dict (none: random initialisation)",
+    )
 
     def validate(self) -> None:
-        if self.backbone != "resnet18":
-            raise ConfigError(f"model.backbone must be 'resnet18', got {self.backbone!r}")
-        if self.k is not None and not 0 < self.k < 512:
-            raise ConfigError(f"model.k must be in 1..511 (or None for dense), got {self.k}")
+        check_fields(self, "model")
 
 
 @dataclass
 class TrainConfig:
-    """The optimisation recipe (paper: Ranger, lr 0.1, flat+cosine, 20 epochs, batch 64).
+    """The optimisation recipe (paper: Ranger, lr 0.1, flat+cosine, 20 epochs, batch 64)."""
 
-    Attributes:
-        epochs: passes over the training split.
-        batch_size: galaxies per step.
-        lr: peak learning rate.
-        schedule: ``flat_cos`` (flat for ``flat_fraction`` of the steps, then cosine to ~0) or
-            ``one_cycle`` (as in the paper's public code).
-        flat_fraction: share of steps at the peak rate for ``flat_cos``.
-        lookahead_k: Lookahead synchronisation period (steps).
-        lookahead_alpha: Lookahead slow-weight step size.
-        weight_decay: decoupled (AdamW-style) weight decay of RAdam.
-        beta1, beta2: RAdam moment coefficients (fastai's Ranger: 0.95, 0.99).
-        eps: RAdam epsilon.
-        flips: random horizontal and vertical flips.
-        seed: seed of weight init, shuffling and augmentation.
-        device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
-        amp: mixed precision; None means on for CUDA, off for CPU.
-        channels_last: channels-last memory format; None means on for CUDA, off for CPU.
-        num_workers: background threads that read the next batches while the model trains.
-        deterministic: use deterministic algorithms (exact resume on CPU).
-    """
-
-    epochs: int = 20
-    batch_size: int = 64
-    lr: float = 0.1
-    schedule: str = "flat_cos"
-    flat_fraction: float = 0.75
-    lookahead_k: int = 6
-    lookahead_alpha: float = 0.5
-    weight_decay: float = 0.01
-    beta1: float = 0.95
-    beta2: float = 0.99
-    eps: float = 1e-6
-    flips: bool = True
-    seed: int = 0
-    device: str = "auto"
-    amp: bool | None = None
-    channels_last: bool | None = None
-    num_workers: int = 1
-    deterministic: bool = True
+    epochs: int = setting(20, "passes over the training split", ge=1)
+    batch_size: int = setting(
+        64, "global batch (galaxies per step; batch norm needs at least 2)", ge=2
+    )
+    lr: float = setting(0.1, "peak learning rate", gt=0.0)
+    schedule: str = setting(
+        "flat_cos",
+        "flat_cos (paper: flat for flat_fraction of the steps, then cosine to ~0) or one_cycle "
+        "(the paper's public code)",
+        choices=SCHEDULES,
+    )
+    flat_fraction: float = setting(0.75, "share of steps at the peak rate (flat_cos)", ge=0, le=1)
+    lookahead_k: int = setting(6, "Lookahead synchronisation period (steps)", ge=1)
+    lookahead_alpha: float = setting(0.5, "Lookahead slow-weight step size", gt=0, le=1)
+    weight_decay: float = setting(0.01, "decoupled (AdamW-style) weight decay of RAdam", ge=0)
+    beta1: float = setting(0.95, "RAdam first-moment coefficient (fastai's Ranger)", ge=0, lt=1)
+    beta2: float = setting(0.99, "RAdam second-moment coefficient (fastai's Ranger)", ge=0, lt=1)
+    eps: float = setting(1e-6, "RAdam epsilon", gt=0)
+    flips: bool = setting(True, "random horizontal and vertical flips")
+    seed: int = setting(0, "seed of weight init, shuffling and flips", ge=0)
+    device: str = setting("auto", "auto (CUDA when present), cpu or cuda", choices=DEVICES)
+    amp: bool | None = setting(None, "bfloat16 autocast (default: on for CUDA, off on CPU)")
+    channels_last: bool | None = setting(
+        None, "channels-last memory format (default: on for CUDA, off on CPU)"
+    )
+    num_workers: int = setting(
+        1, "background threads that read the next batches", ge=0, flag="workers"
+    )
+    deterministic: bool = setting(True, "deterministic algorithms (exact resume on CPU)")
 
     def validate(self) -> None:
-        if self.epochs <= 0:
-            raise ConfigError(f"train.epochs must be positive, got {self.epochs}")
-        if self.batch_size <= 0:
-            raise ConfigError(f"train.batch_size must be positive, got {self.batch_size}")
-        if not self.lr > 0:
-            raise ConfigError(f"train.lr must be positive, got {self.lr}")
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"train.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if not 0.0 <= self.flat_fraction <= 1.0:
-            raise ConfigError(f"train.flat_fraction must be in [0, 1], got {self.flat_fraction}")
-        if self.lookahead_k < 1 or not 0.0 < self.lookahead_alpha <= 1.0:
-            raise ConfigError("train.lookahead_k must be >= 1 and train.lookahead_alpha in (0, 1]")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ConfigError(f"train.device must be auto, cpu or cuda, got {self.device!r}")
+        check_fields(self, "train")
+
+
+#: The sections of a :class:`RunConfig`, in file order.
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 
 
 @dataclass
@@ -153,6 +251,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> None:
+        """Check every field's type and range (raises :class:`ConfigError` naming the key)."""
         self.data.validate()
         self.model.validate()
         self.train.validate()
@@ -161,7 +260,7 @@ class RunConfig:
         """Plain dict for TOML: a None whose default is None is omitted; a None that overrides
         a non-None default (``k = None``, the dense baseline) is written as the string "none"."""
         out: dict[str, Any] = {}
-        for name in ("data", "model", "train"):
+        for name in SECTIONS:
             section = getattr(self, name)
             values = {}
             for f in dataclasses.fields(section):
@@ -176,19 +275,25 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "config") -> RunConfig:
+        """A validated config from a TOML-shaped dict; errors name ``source`` and the key."""
+        extra = sorted(set(d) - set(SECTIONS))
+        if extra:
+            raise ConfigError(f"{source}: unknown section(s): {', '.join(extra)}")
         parts = {}
-        for name, klass in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig)):
-            section = dict(d.get(name, {}))
+        for name, klass in SECTIONS.items():
+            section = d.get(name, {})
+            if not isinstance(section, dict):
+                raise ConfigError(f"{source}: [{name}] must be a table, got {section!r}")
             known = {f.name for f in dataclasses.fields(klass)}
             unknown = sorted(set(section) - known)
             if unknown:
                 raise ConfigError(f"{source}: unknown field(s) in [{name}]: {', '.join(unknown)}")
-            parts[name] = klass(**{k: None if v == NONE else v for k, v in section.items()})
-        extra = sorted(set(d) - {"data", "model", "train"})
-        if extra:
-            raise ConfigError(f"{source}: unknown section(s): {', '.join(extra)}")
+            parts[name] = klass(**section)
         cfg = cls(**parts)
-        cfg.validate()
+        try:
+            cfg.validate()
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
         return cfg
 
     def save(self, path: Path) -> None:
@@ -200,6 +305,160 @@ class RunConfig:
         return cls.from_dict(load_toml(path), source=str(path))
 
 
+#: How a comparison launches its trainings (see :class:`CompareConfig`).
+LAUNCHERS = ("inprocess", "torchrun")
+#: Seed offset of the dense CNN (see :meth:`CompareConfig.run_config`).
+DENSE_SEED_OFFSET = 1000
+#: Values ``--quick`` gives to the comparison settings the user did not set.
+QUICK = {"ks": (2, 4), "repeats": 1, "epochs": 2}
+
+
+@dataclass
+class CompareConfig:
+    """Settings of one comparison: its own fields below, and ``run``, the template of every
+    training (a :class:`RunConfig`; each run sets its own ``data.target``, ``model.k`` and
+    ``train.seed`` = template seed + repeat). Saved as ``compare.toml``: these fields at the
+    top, then the template's ``[data]``, ``[model]`` and ``[train]`` sections.
+    """
+
+    targets: tuple[str, ...] = setting(TARGETS, "target groups to compare", choices=TARGETS)
+    ks: tuple[int, ...] = setting(
+        (2, 3, 4, 6, 8),
+        "SFNet k values = numbers of principal components (quick: 2 4)",
+        ge=1,
+        le=511,
+    )
+    repeats: int = setting(
+        3, "SFNet trainings per k from scratch, seeds seed..seed+R-1 (quick: 1)", ge=1
+    )
+    quick: bool = setting(
+        False, "reduced comparison: ks 2 4, 1 repeat, 2 epochs (explicit options win)"
+    )
+    launcher: str = setting(
+        "inprocess",
+        "inprocess (sfnet.train.fit) or torchrun (one subprocess per run; set by --nproc)",
+        choices=LAUNCHERS,
+        cli=False,
+    )
+    nproc: int = setting(
+        1,
+        "train each run with torchrun --nproc_per_node N (DistributedDataParallel) instead "
+        "of in this process",
+        ge=1,
+    )
+    features: str | None = setting(
+        None,
+        "extra features to probe: .parquet (objID + columns), .npz (objID, features) or "
+        "structured .npy, keyed by objID",
+    )
+    agn_top: int = setting(4, "most frequent SFNet features for the small AGN classifier", ge=1)
+    probe_trees: int = setting(300, "boosting rounds of the XGBoost probes", ge=1)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    # The template's settings that the comparison's steps read.
+    data = property(lambda self: self.run.data.data, doc="dataset folder or .npz")
+    epochs = property(lambda self: self.run.train.epochs, doc="epochs of every training")
+    device = property(lambda self: self.run.train.device, doc="auto, cpu or cuda")
+    seed = property(lambda self: self.run.train.seed, doc="seed of repeat 0")
+
+    @classmethod
+    def create(
+        cls, quick: bool = False, run: RunConfig | None = None, **overrides: Any
+    ) -> CompareConfig:
+        """A validated config from explicit settings: the comparison's own fields, or any
+        :class:`RunConfig` field by its name (``epochs``, ``crop``, ``data``, ...), set on the
+        ``run`` template. With ``quick``, unset ks/repeats/epochs are reduced; ``None`` values
+        mean "not set"."""
+        run = copy.deepcopy(run) if run is not None else RunConfig()
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if quick:
+            for k, v in QUICK.items():
+                given.setdefault(k, v)
+        own = {f.name for f in dataclasses.fields(cls)} - {"run"}
+        for name in [n for n in given if n not in own]:
+            section = _run_section(name)
+            if (section, name) in _PER_RUN.items():
+                raise ConfigError(f"compare: {name} is set per run (by targets and ks)")
+            if section is None:
+                raise ConfigError(f"compare: unknown setting {name!r}")
+            setattr(getattr(run, section), name, given.pop(name))
+        run.data = run.data.resolved()  # absolute: the stored run configs compare equal
+        cfg = cls(quick=quick, run=run, **given)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        if not self.data:
+            raise ConfigError("compare: no data given (a dataset folder or .npz file)")
+        check_fields(self, "compare")
+        if not self.targets:
+            raise ConfigError(f"compare: targets must be among {TARGETS}, got none")
+        if len(set(self.ks)) != len(self.ks):
+            raise ConfigError(f"compare: ks has duplicates: {list(self.ks)}")
+        self.run_config(None, 0).validate()  # the template: crop, lr, epochs, ...
+
+    def run_config(self, k: int | None, repeat: int, target: str | None = None) -> RunConfig:
+        """The RunConfig of one training (k None = dense; repeat r uses seed + r).
+
+        The dense CNN uses seed + DENSE_SEED_OFFSET, so it never shares its initial weights with
+        an SFNet of the sweep (shared init would inflate the probes from dense to SFNet features).
+        """
+        if k is None:
+            repeat = DENSE_SEED_OFFSET
+        cfg = copy.deepcopy(self.run)
+        cfg.data.target = target or self.targets[0]
+        cfg.model.k = k
+        cfg.train.seed = self.run.train.seed + repeat
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        """TOML layout: own fields, then the template's sections (without the per-run fields)."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "run"}
+        d = {k: list(v) if isinstance(v, tuple) else v for k, v in d.items() if v is not None}
+        template = self.run.to_dict()
+        for section, name in _PER_RUN.items():
+            template[section].pop(name, None)
+        return d | template
+
+    def save(self, path: Path) -> None:
+        save_toml(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: Path) -> CompareConfig:
+        """Read ``compare.toml``; files of sfnet <= 0.x (flat keys such as ``crop = 144``)
+        load too. Errors name the file and the key."""
+        path = Path(path)
+        d = load_toml(path)
+        tables = [n for n in d if n in SECTIONS and isinstance(d[n], dict)]  # old: data = "..."
+        sections = {name: d.pop(name) for name in tables}
+        for section, name in _PER_RUN.items():
+            if name in sections.get(section, {}):
+                raise ConfigError(
+                    f"{path}: [{section}] {name} is set per run by the comparison; remove it"
+                )
+        run = RunConfig.from_dict(sections, source=str(path)) if sections else None
+        quick = d.pop("quick", False)  # recorded for the reader: every value is in the file
+        try:
+            cfg = cls.create(run=run, **d)
+            cfg.quick = quick
+            cfg.validate()
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
+        return cfg
+
+
+#: Template fields that each run of a comparison sets itself (section -> field).
+_PER_RUN = {"data": "target", "model": "k"}
+
+
+def _run_section(name: str) -> str | None:
+    """The RunConfig section that has a field ``name`` (field names are unique across them)."""
+    for section, klass in SECTIONS.items():
+        if name in {f.name for f in dataclasses.fields(klass)}:
+            return section
+    return None
+
+
 def save_toml(path: Path, d: dict[str, Any]) -> None:
     """Write a dict as TOML, atomically."""
     from sfnet.io import atomic_write_bytes
@@ -208,13 +467,15 @@ def save_toml(path: Path, d: dict[str, Any]) -> None:
 
 
 def load_toml(path: Path) -> dict[str, Any]:
-    """Read a TOML file; a missing or malformed file is a :class:`ConfigError` naming it."""
+    """Read a TOML file; a missing, unreadable or malformed file is a :class:`ConfigError`."""
     path = Path(path)
     try:
         return tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
-    except tomllib.TOMLDecodeError as e:
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a config file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
 
 

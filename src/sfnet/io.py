@@ -48,9 +48,11 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    """Append one JSON line (flushed and fsynced)."""
+    """Append one JSON line (flushed and fsynced). NaN/Infinity are refused (``ValueError``):
+    they are not JSON."""
+    line = json.dumps(record, allow_nan=False) + "\n"
     with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
+        f.write(line)
         f.flush()
         os.fsync(f.fileno())
 

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from sfnet.config import ConfigError
 from sfnet.data.batches import iter_batches
 from sfnet.runs import Run
 
@@ -44,7 +45,10 @@ def predict(run: Run, images, idx: np.ndarray | None = None, batch_size: int = 2
     Args:
         images: ImageArray of (N, 3, H, W) uint8 at the run's crop size.
         idx: rows to predict.
+        batch_size: galaxies per forward pass (>= 1).
     """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"predict: batch size must be an integer >= 1, got {batch_size!r}")
     rows = _rows(images, idx)
     device = _device(run)
     norm = run.meta.normalization

@@ -6,7 +6,8 @@
   ``model.json``         RunMeta: architecture, target names and standardization, image
                          normalization, split seed, data fingerprint
   ``metrics.jsonl``      one JSON record per epoch
-  ``checkpoint.pt``      last epoch-end training state (for ``--resume``; tensors only)
+  ``checkpoint.pt``      last epoch-end training state and the metrics history so far (for
+                         ``--resume``; tensors and plain values only)
 
 written by ``sfnet analyze`` / ``sfnet report`` (:mod:`sfnet.analysis.run`, :mod:`sfnet.report`):
 
@@ -82,13 +83,16 @@ def same_config(
     a: RunConfig | dict, b: RunConfig | dict, *, ignore_train: tuple[str, ...] = ()
 ) -> bool:
     """True when two run configs (objects, ``to_dict()`` results or raw ``config.toml`` tables)
-    hold the same settings, the ``train`` fields named in ``ignore_train`` aside."""
+    hold the same settings, the ``train`` fields named in ``ignore_train`` aside; data paths
+    are compared resolved."""
 
     def _plain(c: RunConfig | dict) -> dict:
         d = c.to_dict() if isinstance(c, RunConfig) else c
         d = {k: dict(v) if isinstance(v, dict) else v for k, v in d.items()}
         for f in ignore_train:
             d.get("train", {}).pop(f, None)
+        if d.get("data", {}).get("data"):  # runs of sfnet 0.1 stored the path as typed
+            d["data"]["data"] = str(Path(d["data"]["data"]).resolve())
         return d
 
     return _plain(a) == _plain(b)
@@ -233,6 +237,7 @@ class Run:
 
 def load_run(run_dir: Path, device: str | torch.device = "cpu") -> Run:
     """Load a finished run (config, metadata, weights) in eval mode. Never unpickles."""
+    import torch
     from safetensors.torch import load_file
 
     run_dir = Path(run_dir)
@@ -249,5 +254,11 @@ def load_run(run_dir: Path, device: str | torch.device = "cpu") -> Run:
         model.load_state_dict(state)
     except Exception as e:  # noqa: BLE001
         raise RunFolderError(f"{run_dir / WEIGHTS}: cannot load weights ({e})") from None
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise RunFolderError(
+            f"{run_dir / WEIGHTS}: non-finite weights in {', '.join(bad[:3])}"
+            f"{' ...' if len(bad) > 3 else ''} (training diverged); retrain with a lower lr"
+        )
     model.to(device).eval()
     return Run(run_dir, config, meta, model)

@@ -9,6 +9,7 @@ epoch (torch's DistributedSampler); rank 0 logs and writes. ``batch_size`` is th
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sfnet.config import ConfigError, RunConfig
+from sfnet.config import ConfigError, RunConfig, TrainConfig
 from sfnet.data.batches import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -36,7 +37,7 @@ from sfnet.data.batches import (
 )
 from sfnet.data.dataset import GalaxyData, load_dataset
 from sfnet.distributed import DistContext, init_distributed
-from sfnet.errors import RunFolderError
+from sfnet.errors import RunFolderError, UserError
 from sfnet.io import append_jsonl, atomic_write, atomic_write_bytes
 from sfnet.model import BACKBONE_DIMS, SparseFeatureNet
 from sfnet.optim import make_scheduler, ranger
@@ -87,16 +88,22 @@ def _resolve_device(name: str) -> torch.device:
 
 
 def _prepare_folder(config: RunConfig, out: Path, overwrite: bool, resume: bool) -> RunConfig:
-    """Create or check the run folder; returns the config to train with."""
+    """Create or check the run folder; returns the config to train with.
+
+    On resume the requested config must equal the stored one, except the data path: a dataset
+    that moved may be given anew (its fingerprint is checked against ``model.json``).
+    """
     stored = out / CONFIG
     if resume and stored.is_file():
         saved = RunConfig.load(stored)
-        if saved.to_dict() != config.to_dict():
+        if _without_data_path(saved) != _without_data_path(config):
             raise RunFolderError(
                 f"{out}: the stored config.toml differs from the requested one; resume with the "
                 "stored config (sfnet train --resume RUN) or use --overwrite to start again"
             )
-        return saved
+        if saved.data.data != config.data.data:
+            log.info("data moved: %s -> %s", saved.data.data, config.data.data)
+        return config
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise RunFolderError(
@@ -107,6 +114,12 @@ def _prepare_folder(config: RunConfig, out: Path, overwrite: bool, resume: bool)
     out.mkdir(parents=True, exist_ok=True)
     config.save(stored)
     return config
+
+
+def _without_data_path(config: RunConfig) -> dict[str, Any]:
+    d = config.to_dict()
+    d["data"].pop("data", None)
+    return d
 
 
 def fit(
@@ -131,6 +144,7 @@ def fit(
         on_epoch: called with each epoch's metrics record (rank 0 only).
     """
     config.validate()
+    config = dataclasses.replace(config, data=config.data.resolved())  # absolute data path
     out = Path(out)
     tcfg = config.train
     device = _resolve_device(tcfg.device)
@@ -143,9 +157,7 @@ def fit(
             config = _prepare_folder(config, out, overwrite, resume)
             if resume and is_finished(out):
                 return FitResult(out, _last_rmse(out), read_metrics(out / METRICS))
-        ctx.barrier()
-        if not ctx.is_main:
-            config = RunConfig.load(out / CONFIG)
+        ctx.barrier()  # every rank trains with the same (resolved) config as rank 0
         return _fit(config, out, device, ctx, data, progress, on_epoch)
     finally:
         ctx.close()
@@ -154,6 +166,64 @@ def fit(
 def _last_rmse(out: Path) -> dict[str, float]:
     hist = read_metrics(out / METRICS)
     return dict(hist[-1]["val_rmse"]) if hist else {}
+
+
+class TrainingDiverged(UserError):
+    """The loss (or validation RMSE) became NaN or infinite; the message names epoch and step."""
+
+
+@dataclass
+class Precision:
+    """The one place that decides autocast and memory format (``train.amp``,
+    ``train.channels_last``; None means on for CUDA, off on CPU)."""
+
+    device: torch.device
+    amp: bool
+    channels_last: bool
+
+    @classmethod
+    def choose(cls, tcfg: TrainConfig, device: torch.device) -> Precision:
+        on_cuda = device.type == "cuda"
+        amp = tcfg.amp if tcfg.amp is not None else on_cuda
+        channels_last = tcfg.channels_last if tcfg.channels_last is not None else on_cuda
+        return cls(device, amp and on_cuda, channels_last)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """bfloat16 autocast around the forward pass (a no-op when off)."""
+        if self.amp:
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def model(self, model: nn.Module) -> nn.Module:
+        model.to(self.device)
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+    def images(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+
+@dataclass
+class Trainer:
+    """What the epoch loop works with: the data, its split and standardization, the network
+    and its optimizer (built by :func:`_build`)."""
+
+    config: RunConfig
+    data: GalaxyData
+    meta: RunMeta
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    y: np.ndarray  # (N, T) targets, physical units
+    y_std: torch.Tensor  # (N, T) standardized targets on the device
+    norm: Normalization
+    model: SparseFeatureNet
+    net: nn.Module  # the model, or its DistributedDataParallel wrapper
+    opt: Any
+    sched: Any
+    ctx: DistContext
+    precision: Precision
+    local_batch: int
+    shard_used: int
+    steps_per_epoch: int
 
 
 def _fit(
@@ -165,14 +235,77 @@ def _fit(
     progress: bool,
     on_epoch: Callable[[dict[str, Any]], None] | None,
 ) -> FitResult:
-    tcfg, mcfg, dcfg = config.train, config.model, config.data
+    # data: load, split (seeded), standardize targets and images on the training split
     if data is None:
-        data = load_dataset(dcfg)
+        data = load_dataset(config.data)
+    if ctx.is_main:
+        _check_same_data(out, config, data.fingerprint)
+    meta, norm, (train_idx, val_idx) = _describe_run(config, data, ctx)
+    # model, optimizer and schedule (seeded init; DDP wrapper under torchrun)
+    tr = _build(config, data, meta, norm, train_idx, val_idx, device, ctx)
+    # restore: continue from the last checkpoint; metrics.jsonl is rebuilt from it
+    start_epoch, history = _restore(out, tr)
+    for epoch in range(start_epoch, config.train.epochs):
+        t0 = time.perf_counter()
+        # one epoch over this rank's shard, then validation on the held-out split
+        train_loss, dead = _train_epoch(tr, epoch, progress)
+        val_rmse = _validate(tr)
+        _check_finite_rmse(val_rmse, epoch)
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            "val_rmse": dict(zip(data.target_names, val_rmse.tolist(), strict=True)),
+            "dead_features": dead,
+            "lr": float(tr.sched.get_last_lr()[0]),
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+        # checkpoint: the training state and the metrics history are committed together
+        if ctx.is_main:
+            history.append(record)
+            _commit_epoch(out, tr, history)
+            if on_epoch is not None:
+                on_epoch(record)
+        ctx.barrier()
+    # finish: final weights; the checkpoint is no longer needed
+    if ctx.is_main:
+        save_weights(tr.model, out / WEIGHTS)
+        tr.meta.save(out / META)
+        (out / CHECKPOINT).unlink(missing_ok=True)
+    ctx.barrier()
+    last = history[-1]["val_rmse"] if history else {}
+    return FitResult(out, dict(last), history)
+
+
+def _check_same_data(out: Path, config: RunConfig, fingerprint: str) -> None:
+    """On resume, the data (perhaps at a new path) must be what the run started with; the
+    stored config then records the path it was found at."""
+    if (out / META).is_file():
+        started = RunMeta.load(out / META).data_fingerprint
+        if started != fingerprint:
+            raise RunFolderError(
+                f"{out}: {config.data.data} is not the data this run started with (fingerprint "
+                f"{started} -> {fingerprint}); give the original data with --data, or start a "
+                "new run"
+            )
+    if RunConfig.load(out / CONFIG).data.data != config.data.data:
+        config.save(out / CONFIG)
+
+
+def _describe_run(
+    config: RunConfig, data: GalaxyData, ctx: DistContext
+) -> tuple[RunMeta, Normalization, tuple[np.ndarray, np.ndarray]]:
+    """The split, target standardization and image normalization, recorded as ``model.json``."""
+    dcfg, mcfg = config.data, config.model
     if ctx.is_main:
         for cut in data.cuts:
             log.info("cut: %s", cut.describe())
-    n = len(data)
-    train_idx, val_idx = split_indices(n, dcfg.val_fraction, dcfg.split_seed)
+    train_idx, val_idx = split_indices(len(data), dcfg.val_fraction, dcfg.split_seed)
+    if len(train_idx) < 2 or len(val_idx) < 1:
+        raise ConfigError(
+            f"{dcfg.data}: {len(data)} galaxies give {len(train_idx)} for training and "
+            f"{len(val_idx)} for validation (data.val_fraction {dcfg.val_fraction}); training "
+            "needs at least 2 and validation 1"
+        )
     y = np.asarray(data.y, dtype=np.float64)
     t_mean = y[train_idx].mean(axis=0)
     t_std = np.maximum(y[train_idx].std(axis=0), MIN_TARGET_STD)
@@ -183,8 +316,6 @@ def _fit(
         log.info(
             "random initialisation (no pretrained weights); per-channel image statistics from the training split"
         )
-    y_std = torch.from_numpy(((y - t_mean) / t_std).astype(np.float32))
-    crop = int(data.images.shape[-1])
     meta = RunMeta(
         k=mcfg.k,
         d=BACKBONE_DIMS[mcfg.backbone],
@@ -200,7 +331,7 @@ def _fit(
         data_fingerprint=data.fingerprint,
         n_train=len(train_idx),
         n_val=len(val_idx),
-        crop=crop,
+        crop=int(data.images.shape[-1]),
         resize=dcfg.resize,
     )
     baseline = np.sqrt(np.mean((y[val_idx] - t_mean) ** 2, axis=0))
@@ -208,16 +339,27 @@ def _fit(
     meta.extra["val_rmse_predict_mean"] = dict(
         zip(data.target_names, baseline.tolist(), strict=True)
     )
+    return meta, norm, (train_idx, val_idx)
 
+
+def _build(
+    config: RunConfig,
+    data: GalaxyData,
+    meta: RunMeta,
+    norm: Normalization,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    device: torch.device,
+    ctx: DistContext,
+) -> Trainer:
+    """The seeded network, its optimizer and schedule, and the per-rank batch arithmetic."""
+    tcfg, mcfg = config.train, config.model
     if tcfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     torch.manual_seed(tcfg.seed)
+    precision = Precision.choose(tcfg, device)
     model = SparseFeatureNet(mcfg.k, len(data.target_names), mcfg.backbone, mcfg.pretrained)
-    amp = tcfg.amp if tcfg.amp is not None else device.type == "cuda"
-    channels_last = tcfg.channels_last if tcfg.channels_last is not None else device.type == "cuda"
-    model.to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = precision.model(model)
     net: nn.Module = model
     if ctx.enabled:
         net = nn.parallel.DistributedDataParallel(
@@ -234,152 +376,153 @@ def _fit(
     steps_per_epoch = math.ceil(shard_used / local_batch)
     opt = ranger(model.parameters(), tcfg)
     sched = make_scheduler(opt, tcfg, steps_per_epoch * tcfg.epochs)
+    y = np.asarray(data.y, dtype=np.float64)
+    y_std = (y - np.asarray(meta.target_mean)) / np.asarray(meta.target_std)
+    y_dev = torch.from_numpy(y_std.astype(np.float32)).to(device)
+    return Trainer(
+        config, data, meta, train_idx, val_idx, y, y_dev, norm, model, net, opt, sched, ctx,
+        precision, local_batch, shard_used, steps_per_epoch,
+    )  # fmt: skip
 
-    start_epoch = 0
+
+def _restore(out: Path, tr: Trainer) -> tuple[int, list[dict[str, Any]]]:
+    """Load ``checkpoint.pt`` when there is one; returns (epochs done, metrics history).
+
+    ``metrics.jsonl`` and ``model.json`` are rewritten (atomically) to match the checkpoint, so
+    a kill between a checkpoint and its metrics line loses nothing.
+    """
+    start_epoch, history = 0, None
     ckpt_path = out / CHECKPOINT
     if ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
-        if ckpt["data_fingerprint"] != data.fingerprint:
+        ckpt = torch.load(ckpt_path, map_location=tr.precision.device, weights_only=True)
+        if ckpt["data_fingerprint"] != tr.data.fingerprint:
             raise RunFolderError(
                 f"{out}: the data changed since this run started (fingerprint "
-                f"{ckpt['data_fingerprint']} -> {data.fingerprint}); start a new run"
+                f"{ckpt['data_fingerprint']} -> {tr.data.fingerprint}); start a new run"
             )
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
+        tr.model.load_state_dict(ckpt["model"])
+        tr.opt.load_state_dict(ckpt["optimizer"])
+        tr.sched.load_state_dict(ckpt["scheduler"])
         start_epoch = int(ckpt["epoch"])
+        history = ckpt.get("history")  # absent in checkpoints of sfnet <= 0.x
         log.info("resuming %s from the end of epoch %d", out, start_epoch)
-    if ctx.is_main:
+    if not tr.ctx.is_main:
+        return start_epoch, []
+    if history is None:
         history = read_metrics(out / METRICS)[:start_epoch]
-        atomic_write_bytes(out / METRICS, "".join(json.dumps(r) + "\n" for r in history).encode())
-        meta.epochs_completed = start_epoch
-        meta.save(out / META)
-    else:
-        history = []
+    _write_metrics(out, history)
+    tr.meta.epochs_completed = start_epoch
+    tr.meta.save(out / META)
+    return start_epoch, list(history)
 
-    autocast = (
-        torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-        if amp and device.type == "cuda"
-        else contextlib.nullcontext()
-    )
-    y_dev = y_std.to(device)
-    for epoch in range(start_epoch, tcfg.epochs):
-        t0 = time.perf_counter()
-        net.train()
-        order = train_idx[epoch_order(len(train_idx), epoch, tcfg.seed, ctx.world_size, ctx.rank)]
-        order = order[:shard_used]
-        gen = torch.Generator().manual_seed(tcfg.seed * 1_000_003 + epoch * 101 + ctx.rank)
-        fired = torch.zeros(model.d, dtype=torch.int32, device=device)
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        batches = iter_batches(data.images, order, local_batch, prefetch=tcfg.num_workers)
-        bar = None
-        if progress and ctx.is_main:
-            from tqdm.auto import tqdm
 
-            bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{tcfg.epochs}", leave=False)
-        for rows, xb in batches:
-            x = norm.apply(xb.to(device, non_blocking=True))
-            if tcfg.flips:
-                x = random_flips(x, gen)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast:
-                outp = net(x)
-            loss = rmse_loss(outp.predictions, y_dev[torch.from_numpy(rows).to(device)])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            fired |= (outp.features.detach() > 0).any(dim=0).to(torch.int32)
-            loss_sum += loss.detach().double() * len(rows)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.3f}")
+def _train_epoch(tr: Trainer, epoch: int, progress: bool) -> tuple[float, int]:
+    """One pass over this rank's shard; returns (mean training loss, dead features), both
+    reduced over all processes. Raises :class:`TrainingDiverged` on a non-finite loss."""
+    tcfg, ctx, device = tr.config.train, tr.ctx, tr.precision.device
+    tr.net.train()
+    order = tr.train_idx[
+        epoch_order(len(tr.train_idx), epoch, tcfg.seed, ctx.world_size, ctx.rank)
+    ][: tr.shard_used]
+    gen = torch.Generator().manual_seed(tcfg.seed * 1_000_003 + epoch * 101 + ctx.rank)
+    fired = torch.zeros(tr.model.d, dtype=torch.int32, device=device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    # first step (1-based) with a non-finite loss; checked once per epoch (no per-step sync)
+    no_step = torch.tensor(tr.steps_per_epoch + 1, dtype=torch.int64, device=device)
+    bad_step = no_step.clone()
+    batches = iter_batches(tr.data.images, order, tr.local_batch, prefetch=tcfg.num_workers)
+    bar = _progress_bar(progress and ctx.is_main, tr.steps_per_epoch, epoch, tcfg.epochs)
+    for step, (rows, xb) in enumerate(batches, start=1):
+        x = tr.norm.apply(xb.to(device, non_blocking=True))
+        if tcfg.flips:
+            x = random_flips(x, gen)
+        with tr.precision.autocast():
+            outp = tr.net(tr.precision.images(x))
+        loss = rmse_loss(outp.predictions, tr.y_std[torch.from_numpy(rows).to(device)])
+        tr.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        tr.opt.step()
+        tr.sched.step()
+        fired |= (outp.features.detach() > 0).any(dim=0).to(torch.int32)
+        loss_sum += loss.detach().double() * len(rows)
+        bad_step = torch.where(torch.isfinite(loss.detach()), bad_step, bad_step.clamp(max=step))
         if bar is not None:
-            bar.close()
-        n_seen = torch.tensor(float(len(order)), dtype=torch.float64, device=device)
-        ctx.all_reduce_sum(loss_sum)
-        ctx.all_reduce_sum(n_seen)
-        ctx.all_reduce_max(fired)
-        val_rmse = _validate(
-            model,
-            data.images,
-            val_idx,
-            y,
-            meta,
-            norm,
-            device,
-            ctx,
-            local_batch * 2,
-            channels_last,
-            autocast,
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    if bar is not None:
+        bar.close()
+    n_seen = torch.tensor(float(len(order)), dtype=torch.float64, device=device)
+    for t in (loss_sum, n_seen):
+        ctx.all_reduce_sum(t)
+    ctx.all_reduce_max(fired)
+    first_bad = -ctx.all_reduce_max(-bad_step)  # the earliest bad step over all processes
+    if int(first_bad.item()) <= tr.steps_per_epoch:
+        raise TrainingDiverged(
+            f"training diverged: the loss is not finite at epoch {epoch + 1}, step "
+            f"{int(first_bad.item())} (train.lr {tcfg.lr} may be too high); the last good "
+            "checkpoint is kept, nothing of this epoch was written"
         )
-        record = {
-            "epoch": epoch + 1,
-            "train_loss": float(loss_sum.item() / max(1.0, n_seen.item())),
-            "val_rmse": dict(zip(data.target_names, val_rmse.tolist(), strict=True)),
-            "dead_features": int(model.d - int(fired.sum().item())),
-            "lr": float(sched.get_last_lr()[0]),
-            "seconds": round(time.perf_counter() - t0, 3),
-        }
-        if ctx.is_main:
-            _checkpoint(out / CHECKPOINT, model, opt, sched, epoch + 1, data.fingerprint)
-            append_jsonl(out / METRICS, record)
-            meta.epochs_completed = epoch + 1
-            meta.save(out / META)
-            history.append(record)
-            if on_epoch is not None:
-                on_epoch(record)
-        ctx.barrier()
-    if ctx.is_main:
-        save_weights(model, out / WEIGHTS)
-        meta.save(out / META)
-        (out / CHECKPOINT).unlink(missing_ok=True)
-    ctx.barrier()
-    last = history[-1]["val_rmse"] if history else {}
-    return FitResult(out, dict(last), history)
+    return float(loss_sum.item() / max(1.0, n_seen.item())), int(tr.model.d - int(fired.sum()))
+
+
+def _progress_bar(show: bool, steps: int, epoch: int, epochs: int):
+    if not show:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=steps, desc=f"epoch {epoch + 1}/{epochs}", leave=False)
+
+
+def _check_finite_rmse(val_rmse: np.ndarray, epoch: int) -> None:
+    if not np.isfinite(val_rmse).all():
+        raise TrainingDiverged(
+            f"training diverged: the validation RMSE is not finite after epoch {epoch + 1}; the "
+            "last good checkpoint is kept, nothing of this epoch was written"
+        )
 
 
 @torch.no_grad()
-def _validate(
-    model: SparseFeatureNet,
-    images,
-    val_idx: np.ndarray,
-    y: np.ndarray,
-    meta: RunMeta,
-    norm: Normalization,
-    device: torch.device,
-    ctx: DistContext,
-    batch_size: int,
-    channels_last: bool,
-    autocast,
-) -> np.ndarray:
-    """Validation RMSE per target in physical units (val rows sharded across processes)."""
-    model.eval()
-    rows = val_idx[ctx.rank :: ctx.world_size]
+def _validate(tr: Trainer) -> np.ndarray:
+    """(T,) validation RMSE per target, physical units (val rows sharded across processes)."""
+    ctx, device, meta = tr.ctx, tr.precision.device, tr.meta
+    tr.model.eval()
+    rows = tr.val_idx[ctx.rank :: ctx.world_size]
     std = torch.tensor(meta.target_std, dtype=torch.float64, device=device)
     mean = torch.tensor(meta.target_mean, dtype=torch.float64, device=device)
     sq = torch.zeros(len(meta.target_names), dtype=torch.float64, device=device)
     count = torch.tensor(float(len(rows)), dtype=torch.float64, device=device)
-    for r, xb in iter_batches(images, rows, batch_size):
-        x = norm.apply(xb.to(device))
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast:
-            p = model(x).predictions.double() * std + mean
-        t = torch.from_numpy(y[r]).to(device)
+    for r, xb in iter_batches(tr.data.images, rows, tr.local_batch * 2):
+        x = tr.norm.apply(xb.to(device))
+        with tr.precision.autocast():
+            p = tr.model(tr.precision.images(x)).predictions.double() * std + mean
+        t = torch.from_numpy(tr.y[r]).to(device)
         sq += ((p - t) ** 2).sum(dim=0)
     ctx.all_reduce_sum(sq)
     ctx.all_reduce_sum(count)
     return torch.sqrt(sq / count.clamp(min=1.0)).cpu().numpy()
 
 
-def _checkpoint(path: Path, model, opt, sched, epoch: int, fingerprint: str) -> None:
+def _commit_epoch(out: Path, tr: Trainer, history: list[dict[str, Any]]) -> None:
+    """Write the epoch-end checkpoint (holding the metrics history), then its metrics line.
+
+    The checkpoint is the commit point: a kill before it replays the epoch, a kill after it
+    (before the metrics line) is repaired on resume from the history the checkpoint holds.
+    """
+    epoch = history[-1]["epoch"]
     state = {
         "epoch": epoch,
-        "model": model.state_dict(),
-        "optimizer": opt.state_dict(),
-        "scheduler": sched.state_dict(),
-        "data_fingerprint": fingerprint,
+        "model": tr.model.state_dict(),
+        "optimizer": tr.opt.state_dict(),
+        "scheduler": tr.sched.state_dict(),
+        "data_fingerprint": tr.data.fingerprint,
+        "history": history,
     }
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    atomic_write(out / CHECKPOINT, lambda tmp: torch.save(state, tmp))
+    append_jsonl(out / METRICS, history[-1])
+    tr.meta.epochs_completed = epoch
+    tr.meta.save(out / META)
+
+
+def _write_metrics(out: Path, history: list[dict[str, Any]]) -> None:
+    text = "".join(json.dumps(r, allow_nan=False) + "\n" for r in history)
+    atomic_write_bytes(out / METRICS, text.encode())
