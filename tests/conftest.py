@@ -45,3 +45,24 @@ def toy_npz(tmp_path_factory) -> Path:
     objid = np.arange(len(y), dtype=np.int64) + 1237648702973411443
     save_npz(path, images, y, objid, ["radius", "redness"])
     return path
+
+
+@pytest.fixture(scope="session")
+def map_run(tmp_path_factory) -> Path:
+    """A tiny analysed sparse run on 64 px toy images (2x2 spatial maps), k = 2, two targets.
+
+    One epoch on 48 galaxies: the weights are barely trained, which is all the map and
+    explanation tests need (they check exact identities, not learned behaviour).
+    """
+    from sfnet.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from sfnet.report import AnalysisOptions, analyze_run
+    from sfnet.train import fit
+
+    root = tmp_path_factory.mktemp("maps")
+    images, y = make_toy_images(48, size=64, seed=3)
+    save_npz(root / "toy64.npz", images, y, np.arange(48, dtype=np.int64) + 5000, ["radius", "red"])
+    data = DataConfig(data=str(root / "toy64.npz"), target="metallicity", crop=64)
+    train = TrainConfig(epochs=1, batch_size=16, lr=0.01, device="cpu")
+    run_dir = fit(RunConfig(data, ModelConfig(k=2), train), root / "run").run_dir
+    analyze_run(run_dir, AnalysisOptions(split="all"))
+    return run_dir

@@ -64,6 +64,7 @@ class AnalysisOptions:
         pdf: also write every figure as PDF.
         recompute: recompute activations even if ``activations.npz`` matches the model.
         batch_size: galaxies per forward pass.
+        redundancy_rho: Spearman rho of A_f above which two features are redundant.
     """
 
     split: str = "val"
@@ -73,6 +74,7 @@ class AnalysisOptions:
     pdf: bool = False
     recompute: bool = False
     batch_size: int = 256
+    redundancy_rho: float = 0.9
 
 
 def _progress_bar(enabled: bool, total: int, desc: str):
@@ -176,8 +178,16 @@ def analyze_run(
     """
     from sfnet.analysis.equations import equations_for_run, write_equations
     from sfnet.analysis.groundtruth import dense_groundtruth, sfnet_groundtruth, write_groundtruth
+    from sfnet.analysis.maps import write_map_figures
+    from sfnet.analysis.redundancy import redundant_features
+    from sfnet.features import active_strengths
     from sfnet.physics import bpt_ratios
-    from sfnet.plots import plot_correlation_matrix, plot_equations, plot_feature
+    from sfnet.plots import (
+        plot_activation_histograms,
+        plot_correlation_matrix,
+        plot_equations,
+        plot_feature,
+    )
     from sfnet.runs import load_run
 
     t0 = time.perf_counter()
@@ -216,6 +226,10 @@ def analyze_run(
         table[f"contrib_{e.name}"] = [
             e.coefficient(int(f)) * stats.mean_strength[int(f)] for f in table_feats
         ]
+    redundancy = redundant_features(acts, threshold=opts.redundancy_rho)
+    table["redundant_with"] = [
+        ", ".join(labels[p] for p in redundancy.partners(int(f))) for f in table_feats
+    ]
     _write_csv(table, run_dir / "features.csv")
 
     # variance explained by the top-m features, m = 1..2k
@@ -250,9 +264,11 @@ def analyze_run(
     bpt_xy = bpt_ratios(y) if target == "bpt_lines" and y.shape[1] == 4 else None
     figures: dict[str, str] = {}
     top_images: dict[str, np.ndarray] = {}
+    map_rows, map_strengths = {}, {}
     for j, f in enumerate(top):
         lab = labels[int(f)]
         pos, raw = top_activating(acts, int(f), 9)
+        map_rows[lab], map_strengths[lab] = acts.rows[pos], raw / stats.max[int(f)]
         imgs = _images(data, acts.rows[pos])
         if len(imgs):
             top_images[lab] = imgs[0]
@@ -267,6 +283,16 @@ def analyze_run(
                 f_activated=float(stats.frequency[int(f)]),
             )
         figures[f"feature_{lab}"] = str(p.relative_to(run_dir).with_suffix(".png"))
+    # where each feature fires (spatial maps of its top galaxies) and how strongly (histograms)
+    feats_of = {labels[int(f)]: int(f) for f in top}
+    figures.update(
+        write_map_figures(run, data.images, map_rows, feats_of, map_strengths, fig_dir, exts)
+    )
+    hist = {labels[int(f)]: active_strengths(acts, int(f), stats.max[int(f)]) for f in top}
+    freq = {labels[int(f)]: float(stats.frequency[int(f)]) for f in top}
+    for ext in exts:
+        plot_activation_histograms(fig_dir / f"histograms.{ext}", hist, freq)
+    figures["histograms"] = f"{FIGURES}/histograms.png"
     corr = correlation_matrix(acts, table_feats)
     for ext in exts:
         plot_correlation_matrix(
@@ -318,6 +344,7 @@ def analyze_run(
             var.to_records(names, [labels[int(f)] for f in ranked[:n_var]]) if var else []
         ),
         "groundtruth": _gt_summary(gt),
+        "redundancy": redundancy.to_dict(labels),
         "figures": figures,
         "options": asdict(opts),
         "seconds": round(time.perf_counter() - t0, 2),
@@ -476,6 +503,8 @@ def _feature_table_html(table: pd.DataFrame) -> str:
             _fmt(r["mean_strength"], ".3f"),
         ]
         row += [_esc(r[c]) if isinstance(r[c], str) else "" for c in extra]
+        red = r.get("redundant_with")
+        row.append(_esc(red) if isinstance(red, str) else "")
         rows.append(row)
     head = ["feature", "f_activated", "mean A_f"]
     head += [
@@ -485,7 +514,33 @@ def _feature_table_html(table: pd.DataFrame) -> str:
         }[c]
         for c in extra
     ]
+    head.append("redundant with (ρ > threshold)")
     return _table(head, rows, {1, 2})
+
+
+def _redundancy_html(s: dict[str, Any]) -> str:
+    red = s.get("redundancy")
+    if not red:
+        return '<p class="muted">(no redundancy analysis in this run\'s analysis.json)</p>'
+    out = [
+        f'<p class="muted">Two features are redundant when the Spearman ρ of their A_f over '
+        f"the galaxies where either fires exceeds {red['threshold']:.2f}: one feature split in "
+        f"two. Compared: the {red['n_compared']} features active on at least 10 analysed "
+        "galaxies (at most the 32 most frequent).</p>",
+        f"<p><b>Effective number of distinct features:</b> {red['n_effective']} of "
+        f"{red['n_compared']} compared.</p>",
+    ]
+    if not red["groups"]:
+        out.append("<p>No redundant groups.</p>")
+        return "".join(out)
+    rows = [[_esc(", ".join(g))] for g in red["groups"]]
+    out.append(_table(["redundant group"], rows, set()))
+    prs = [
+        [_esc(p["a"]), _esc(p["b"]), _fmt(p["rho"], "+.3f"), str(p["n_union"])]
+        for p in red["pairs"]
+    ]
+    out.append(_table(["feature", "feature", "Spearman ρ", "galaxies (either fires)"], prs, {2, 3}))
+    return "".join(out)
 
 
 def _equations_html(eqs: dict[str, Any], top: Sequence[str]) -> str:
@@ -565,6 +620,7 @@ def _gt_html(gt: dict[str, Any] | None) -> str:
 def _card_html(run_dir: Path, s: dict[str, Any], row: pd.Series, eqs: dict, gt: dict | None) -> str:
     lab = str(row["label"])
     fig = s["figures"].get(f"feature_{lab}")
+    maps = s["figures"].get(f"maps_{lab}")
     wrows = []
     for e in eqs["equations"]:
         term = next((t for t in e["terms"] if t["label"] == lab), None)
@@ -592,6 +648,7 @@ def _card_html(run_dir: Path, s: dict[str, Any], row: pd.Series, eqs: dict, gt: 
         f"<p>f_activated = {100 * row['f_activated']:.1f}% · mean A_f = {row['mean_strength']:.3f}"
         f" · max activation = {row['max_activation']:.4g}</p>"
         + (_img(run_dir, fig, f"{lab}: BPT diagram and top activations") if fig else "")
+        + (_img(run_dir, maps, f"{lab}: spatial maps on its top galaxies") if maps else "")
         + '<div class="cols"><div>'
         + _table(["equation", "weight (dex per A_f)", "mean contribution (dex)"], wrows, {1, 2})
         + "</div><div>"
@@ -629,7 +686,17 @@ def render_report(run_dir: Path | str) -> str:
         "is non-zero). A_f = activation / max of that feature. Correlates: Spearman ρ of A_f "
         "with catalog columns.</p>" + _feature_table_html(table) + "</section>",
         f"<section><h2>Variance explained by the top features</h2>{_variance_html(s)}</section>",
+        f"<section><h2>Redundant features</h2>{_redundancy_html(s)}</section>",
         f'<section><h2>Frequent features</h2><div class="cards">{"".join(cards)}</div></section>',
+        "<section><h2>Activation histograms</h2>"
+        '<p class="muted">Distribution of A_f over the analysed galaxies where each feature '
+        "fires.</p>"
+        + (
+            _img(run_dir, s["figures"]["histograms"], "histograms")
+            if "histograms" in s["figures"]
+            else ""
+        )
+        + "</section>",
         "<section><h2>Equations</h2>"
         + _img(run_dir, s["figures"]["equations"], "equations figure")
         + _equations_html(eqs, top)
