@@ -51,7 +51,7 @@ def toy_npz(tmp_path_factory) -> Path:
 def map_run(tmp_path_factory) -> Path:
     """A tiny analysed sparse run on 64 px toy images (2x2 spatial maps), k = 2, two targets.
 
-    One epoch on 48 galaxies: the weights are barely trained, which is all the map and
+    One epoch on 32 galaxies: the weights are barely trained, which is all the map and
     explanation tests need (they check exact identities, not learned behaviour).
     """
     from sfnet.config import DataConfig, ModelConfig, RunConfig, TrainConfig
@@ -59,8 +59,8 @@ def map_run(tmp_path_factory) -> Path:
     from sfnet.train import fit
 
     root = tmp_path_factory.mktemp("maps")
-    images, y = make_toy_images(48, size=64, seed=3)
-    save_npz(root / "toy64.npz", images, y, np.arange(48, dtype=np.int64) + 5000, ["radius", "red"])
+    images, y = make_toy_images(32, size=64, seed=3)
+    save_npz(root / "toy64.npz", images, y, np.arange(32, dtype=np.int64) + 5000, ["radius", "red"])
     data = DataConfig(data=str(root / "toy64.npz"), target="metallicity", crop=64)
     train = TrainConfig(epochs=1, batch_size=16, lr=0.01, device="cpu")
     run_dir = fit(RunConfig(data, ModelConfig(k=2), train), root / "run").run_dir

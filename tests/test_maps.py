@@ -66,3 +66,12 @@ def test_upsample_keeps_a_constant_map_and_shape():
     up = upsample(np.full((3, 2, 2), 0.7), 16)
     assert up.shape == (3, 16, 16)
     np.testing.assert_allclose(up, 0.7, rtol=1e-6)
+
+
+def test_upsample_puts_each_cell_on_its_receptive_field_centre():
+    # resnet18's cell (1, 1) at 64 px is centred on pixel (32, 32), the image centre
+    m = np.zeros((2, 2))
+    m[1, 1] = 1.0
+    up = upsample(m, 64)
+    assert up[32, 32] == 1.0 and up[63, 63] == 1.0 and up[0, 0] == 0.0
+    assert up[16, 32] == 0.5  # halfway between the cell centres at rows 0 and 32

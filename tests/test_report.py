@@ -8,6 +8,7 @@ from pathlib import Path
 
 import matplotlib.image as mpimg
 import numpy as np
+import pandas as pd
 import pytest
 
 from sfnet.analysis.equations import RATIO_NAMES
@@ -68,6 +69,12 @@ def test_analysis_files_and_summary(runs):
     assert all(lab.startswith("SL") for lab in s["frequent_features"])
     for lab in s["frequent_features"]:
         assert (sparse / "figures" / f"feature_{lab}.png").stat().st_size > 1000
+        assert s["figures"][f"maps_{lab}"] == f"figures/maps_{lab}.png"
+        assert (sparse / "figures" / f"maps_{lab}.png").stat().st_size > 1000
+    assert (sparse / "figures" / "histograms.png").stat().st_size > 1000
+    red = s["redundancy"]
+    assert red["threshold"] == 0.9 and red["n_effective"] <= red["n_compared"]
+    assert "redundant_with" in pd.read_csv(sparse / "features.csv").columns
     assert (sparse / "figures" / "correlation.png").is_file()
     assert (sparse / "figures" / "equations.png").is_file()
     assert [r["m"] for r in s["variance_explained"]] == list(
@@ -190,7 +197,9 @@ def test_report_renders_in_chromium(runs, tmp_path):
     report = write_report(sparse)
     text = report.read_text()
     assert "http://" not in text and "https://" not in text  # opens offline
-    assert text.count("data:image/png;base64,") >= len(s["frequent_features"]) + 2
+    # per feature: BPT + grid and spatial maps; plus equations, correlation, histograms
+    assert text.count("data:image/png;base64,") >= 2 * len(s["frequent_features"]) + 3
+    assert "Redundant features" in text and "Effective number of distinct features" in text
     for lab in s["frequent_features"]:
         assert f'id="{lab}"' in text
     assert render_report(sparse) == text

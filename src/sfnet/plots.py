@@ -204,7 +204,7 @@ def overlay_map(ax, image: np.ndarray, heat: np.ndarray, vmax: float, cmap=None)
     """
     ax.imshow(to_rgb(image), interpolation="nearest")
     norm = np.clip(np.asarray(heat, np.float64) / vmax, 0, 1) if vmax > 0 else np.zeros_like(heat)
-    im = ax.imshow(norm, cmap=cmap or "inferno", vmin=0, vmax=1, alpha=0.7 * norm)
+    im = ax.imshow(norm, cmap=cmap or "inferno", vmin=0, vmax=1, alpha=0.55 * norm)
     ax.contour(norm, levels=[0.5], colors="white", linewidths=0.6)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -245,7 +245,7 @@ def plot_feature_maps(
         )  # fmt: skip
     fig.suptitle(f"{label}: where it fires", fontsize=10, y=0.99)
     fig.text(
-        0.5, 0.045, f"map {resolution} (bilinear to the cutout); colour scale: max over these 9",
+        0.5, 0.045, f"map {resolution}; cell centres every 32 px from the top-left pixel",
         ha="center", fontsize=7, color="0.3",
     )  # fmt: skip
     return save_figure(fig, path)
@@ -360,5 +360,7 @@ def plot_explanation(
                     ax.set_title(f"top galaxies of {lab}", fontsize=7, loc="left")
             else:
                 ax.set_facecolor("0.9")
-    fig.suptitle(f"{title}\nmaps {resolution}; colour = this galaxy's maps", fontsize=9)
+    fig.suptitle(
+        f"{title}\nmaps {resolution} (cell centres every 32 px from the top-left)", fontsize=9
+    )
     return save_figure(fig, path)

@@ -29,20 +29,36 @@ def native_resolution(maps: np.ndarray, image_size: int) -> str:
     return f"{h}x{w} at {int(image_size)} px"
 
 
-def upsample(maps: np.ndarray, size: int) -> np.ndarray:
-    """(..., h, w) maps -> (..., size, size) by bilinear interpolation (cell centres aligned).
+#: Stride of resnet18's last block: map cell (i, j) is centred on input pixel (32 i, 32 j)
+#: (every strided conv/pool of the trunk is centred on its first input pixel), so the grid is
+#: anchored at the top-left corner, not spread evenly: at 64 px the 2x2 cells sit on the
+#: corner, the two edges' midpoints and the image centre (32, 32).
+FEATURE_STRIDE = 32
 
-    Bilinear interpolation with ``align_corners=False`` preserves a constant map; it is for
-    display only (statistics use the native maps).
+
+def _interp_matrix(size: int, cells: int, stride: int) -> np.ndarray:
+    """(size, cells) linear-interpolation weights of pixel p at map coordinate p / stride."""
+    u = np.clip(np.arange(size, dtype=np.float64) / stride, 0, cells - 1)
+    lo = np.floor(u).astype(int)
+    hi = np.minimum(lo + 1, cells - 1)
+    frac = u - lo
+    m = np.zeros((size, cells))
+    m[np.arange(size), lo] += 1 - frac
+    m[np.arange(size), hi] += frac
+    return m
+
+
+def upsample(maps: np.ndarray, size: int, stride: int = FEATURE_STRIDE) -> np.ndarray:
+    """(..., h, w) maps -> (..., size, size), bilinear, each cell at its receptive-field centre.
+
+    Cell (i, j) is placed on pixel (stride i, stride j) and values are interpolated between
+    cell centres (held constant beyond the last one), so a feature that fires on the galaxy's
+    centre is drawn on the centre. For display only; statistics use the native maps.
     """
-    import torch
-    import torch.nn.functional as F
-
-    m = np.asarray(maps, dtype=np.float32)
-    lead = m.shape[:-2]
-    t = torch.from_numpy(np.ascontiguousarray(m.reshape(-1, 1, *m.shape[-2:])))
-    up = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)
-    return up.numpy().reshape(*lead, size, size)
+    m = np.asarray(maps, dtype=np.float64)
+    my = _interp_matrix(size, m.shape[-2], stride)
+    mx = _interp_matrix(size, m.shape[-1], stride)
+    return np.einsum("yi,...ij,xj->...yx", my, m, mx).astype(np.float32)
 
 
 @dataclass
