@@ -292,6 +292,7 @@ def draw_waterfall(
         ax.axvline(measured, color="k", ls="--", lw=1, label=f"measured {measured:.3f}")
         ax.legend(fontsize=6, loc="lower right", frameon=False)
     ax.set_yticks(range(len(labels)), labels, fontsize=6)
+    ax.yaxis.tick_right()
     ax.invert_yaxis()
     lo = min(intercept, level, measured if measured is not None else level)
     hi = max(intercept, level, measured if measured is not None else level)
@@ -322,7 +323,7 @@ def plot_explanation(
         resolution: native map grid, e.g. ``'5x5 at 144 px'``.
     """
     T = len(target_names)
-    ncol = max(5, 2 + T)
+    ncol = max(5, 4 + T)
     nrow = 1 + max(len(features), 1)
     fig = Figure(figsize=(2.0 * ncol, 2.1 * nrow))
     gs = fig.add_gridspec(nrow, ncol, wspace=0.25, hspace=0.45)
@@ -340,7 +341,7 @@ def plot_explanation(
         ax.set_yticks([])
         ax.set_title(f"contribution to {name}", fontsize=7)
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02).ax.tick_params(labelsize=6)
-    wf = gs[0, 1 + T :].subgridspec(T, 1, hspace=0.9)
+    wf = gs[0, 2 + T :].subgridspec(T, 1, hspace=0.9)
     for t, (icpt, steps, measured) in enumerate(waterfalls):
         draw_waterfall(fig.add_subplot(wf[t, 0]), icpt, steps, measured, target_names[t])
     vmax = max((float(np.max(m)) for _, _, m, _ in features), default=1.0)
