@@ -1,6 +1,7 @@
 """Redundant features: a planted duplicate is found, an independent pair is not grouped."""
 
 import numpy as np
+import pytest
 
 from sfnet.analysis.redundancy import redundant_features
 from sfnet.features import SparseActivations
@@ -45,3 +46,19 @@ def test_threshold_is_a_parameter():
     acts = _acts(np.random.default_rng(2), duplicate=False)
     # feature 0 fires everywhere, so over the union with 1 it is independent noise: rho ~ 0
     assert redundant_features(acts, threshold=-0.5, min_overlap=0.0).groups == [[0, 1, 2]]
+
+
+def test_union_spearman_equals_scipy_with_ties():
+    from scipy.stats import spearmanr
+
+    from sfnet.analysis.redundancy import _positive_ranks, _union_spearman
+
+    rng = np.random.default_rng(3)
+    s = np.where(rng.random((400, 3)) < 0.4, rng.gamma(2, 1, (400, 3)), 0).astype(np.float32)
+    s[:, 2] = np.where(s[:, 0] > 0, np.round(s[:, 0], 1), 0)  # tied values
+    ranks = _positive_ranks(s)
+    for a, b in [(0, 1), (0, 2), (1, 2)]:
+        union = (s[:, a] > 0) | (s[:, b] > 0)
+        rho, n = _union_spearman(ranks, a, b)
+        assert n == union.sum()
+        assert rho == pytest.approx(spearmanr(s[union, a], s[union, b]).statistic, abs=1e-9)

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sfnet.analysis.redundancy import REDUNDANCY_RHO
 from sfnet.errors import RunFolderError
 from sfnet.features import (
     ACTIVATIONS_FILE,
@@ -74,7 +75,7 @@ class AnalysisOptions:
     pdf: bool = False
     recompute: bool = False
     batch_size: int = 256
-    redundancy_rho: float = 0.9
+    redundancy_rho: float = REDUNDANCY_RHO
 
 
 def _progress_bar(enabled: bool, total: int, desc: str):
@@ -525,8 +526,9 @@ def _redundancy_html(s: dict[str, Any]) -> str:
     out = [
         f'<p class="muted">Two features are redundant when the Spearman ρ of their A_f over '
         f"the galaxies where either fires exceeds {red['threshold']:.2f}: one feature split in "
-        f"two. Compared: the {red['n_compared']} features active on at least 10 analysed "
-        "galaxies (at most the 32 most frequent).</p>",
+        f"two. Compared: the {red['n_compared']} features active on at least "
+        f"{red.get('min_active', 10)} analysed galaxies (at most the "
+        f"{red.get('max_features', 32)} most frequent).</p>",
         f"<p><b>Effective number of distinct features:</b> {red['n_effective']} of "
         f"{red['n_compared']} compared.</p>",
     ]

@@ -8,8 +8,9 @@ of them fires (A_f = 0 where a feature does not fire). Redundant pairs are joine
 Only features active on at least ``min_active`` galaxies are compared (a feature seen a handful
 of times has no meaningful rank correlation), and a pair is tested only when the galaxies where
 both fire are at least ``min_overlap`` of those where either fires (Jaccard index); pairs that
-rarely fire together cannot rank the union alike. Cost: one sparse co-firing count plus one
-rank correlation per overlapping pair, O(N k) memory.
+rarely fire together cannot rank the union alike. Cost: one sparse co-firing count, one rank
+pass per compared feature, then O(union) arithmetic per overlapping pair (no sorting per pair);
+memory O(N m) for m compared features (at most ``max_features``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ import numpy as np
 
 from sfnet.features import SparseActivations, feature_max, feature_stats, rank_features
 
+#: Spearman rho of A_f above which two features count as one feature split in two.
+REDUNDANCY_RHO = 0.9
+
 
 @dataclass
 class Redundancy:
@@ -31,12 +35,15 @@ class Redundancy:
         features: (m,) the features compared (active on >= min_active galaxies).
         groups: lists of feature indices (each of size >= 2), most frequent feature first.
         pairs: (feature a, feature b, rho, galaxies where either fires) of every redundant pair.
+        min_active, max_features: which features were compared (see :func:`redundant_features`).
     """
 
     threshold: float
     features: np.ndarray
     groups: list[list[int]] = field(default_factory=list)
     pairs: list[tuple[int, int, float, int]] = field(default_factory=list)
+    min_active: int = 10
+    max_features: int = 32
 
     @property
     def n_effective(self) -> int:
@@ -55,6 +62,8 @@ class Redundancy:
         return {
             "threshold": float(self.threshold),
             "n_compared": int(len(self.features)),
+            "min_active": int(self.min_active),
+            "max_features": int(self.max_features),
             "n_effective": int(self.n_effective),
             "groups": [[lab(f) for f in g] for g in self.groups],
             "pairs": [
@@ -87,13 +96,33 @@ def _cofiring(strength: np.ndarray) -> np.ndarray:
     return np.asarray((ind.T @ ind).todense())
 
 
-def _spearman(x: np.ndarray, y: np.ndarray) -> float:
+def _positive_ranks(strength: np.ndarray) -> np.ndarray:
+    """(N, m) float32 rank of each active value among its feature's active values (0 if not)."""
     from scipy.stats import rankdata
 
-    rx = rankdata(x) - (len(x) + 1) / 2
-    ry = rankdata(y) - (len(y) + 1) / 2
-    den = np.sqrt((rx**2).sum() * (ry**2).sum())
-    return float((rx * ry).sum() / den) if den > 0 else 0.0
+    out = np.zeros_like(strength)
+    for j in range(strength.shape[1]):
+        on = strength[:, j] > 0
+        out[on, j] = rankdata(strength[on, j])
+    return out
+
+
+def _union_spearman(ranks: np.ndarray, a: int, b: int) -> tuple[float, int]:
+    """Spearman rho of features a, b over the galaxies where either fires, and their number.
+
+    Within the union, a feature's zeros tie at the bottom (average rank (z + 1) / 2) and its
+    active values rank above them in their global order (z + rank among its active values),
+    so no sorting is needed per pair.
+    """
+    union = (ranks[:, a] > 0) | (ranks[:, b] > 0)
+    n = int(union.sum())
+    cols = []
+    for j in (a, b):
+        r = ranks[union, j].astype(np.float64)
+        z = float(n - np.count_nonzero(r))
+        cols.append(np.where(r > 0, z + r, (z + 1) / 2) - (n + 1) / 2)
+    den = np.sqrt((cols[0] ** 2).sum() * (cols[1] ** 2).sum())
+    return (float((cols[0] * cols[1]).sum() / den) if den > 0 else 0.0), n
 
 
 def _groups(pairs: list[tuple[int, int, float, int]], order: dict[int, int]) -> list[list[int]]:
@@ -115,7 +144,7 @@ def _groups(pairs: list[tuple[int, int, float, int]], order: dict[int, int]) -> 
 
 def redundant_features(
     acts: SparseActivations,
-    threshold: float = 0.9,
+    threshold: float = REDUNDANCY_RHO,
     min_active: int = 10,
     min_overlap: float = 0.2,
     max_features: int = 32,
@@ -135,7 +164,7 @@ def redundant_features(
     stats = feature_stats(acts)
     ranked = rank_features(stats.frequency)
     feats = ranked[stats.count[ranked] >= min_active][:max_features]
-    result = Redundancy(threshold=float(threshold), features=feats)
+    result = Redundancy(float(threshold), feats, min_active=min_active, max_features=max_features)
     if len(feats) < 2:
         return result
     strength = _strength_columns(acts, feats)
@@ -143,11 +172,12 @@ def redundant_features(
     count = np.diag(both)
     either = count[:, None] + count[None, :] - both
     a_idx, b_idx = np.nonzero(np.triu(both >= min_overlap * np.maximum(either, 1), k=1))
+    ranks = _positive_ranks(strength)
+    del strength
     for a, b in zip(a_idx, b_idx, strict=True):
-        union = (strength[:, a] > 0) | (strength[:, b] > 0)
-        rho = _spearman(strength[union, a], strength[union, b])
+        rho, n_union = _union_spearman(ranks, a, b)
         if rho > threshold:
-            result.pairs.append((int(feats[a]), int(feats[b]), rho, int(union.sum())))
+            result.pairs.append((int(feats[a]), int(feats[b]), rho, n_union))
     order = {int(f): i for i, f in enumerate(feats)}
     result.groups = _groups(result.pairs, order)
     return result
