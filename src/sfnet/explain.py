@@ -153,7 +153,7 @@ def find_rows(galaxies: Galaxies, objids: Sequence[str | int]) -> np.ndarray:
 
 def load_analysis(run_dir: Path):
     """The run's stored activations (for A_f scales and top-activating galaxies)."""
-    from sfnet.features import ACTIVATIONS_FILE, SparseActivations
+    from sfnet.features import ACTIVATIONS_FILE, SparseActivations, model_sha
 
     path = Path(run_dir) / ACTIVATIONS_FILE
     if not path.is_file():
@@ -161,7 +161,13 @@ def load_analysis(run_dir: Path):
             f"{run_dir}: not analysed yet, so A_f and top-activating galaxies are unknown; "
             f"run 'sfnet analyze {run_dir}' first"
         )
-    return SparseActivations.load(path)
+    acts = SparseActivations.load(path)
+    if acts.model_sha and acts.model_sha != model_sha(Path(run_dir)):
+        raise RunFolderError(
+            f"{path}: computed with other weights than {run_dir}/model.safetensors; "
+            f"run 'sfnet analyze {run_dir} --recompute'"
+        )
+    return acts
 
 
 def explain_galaxies(
