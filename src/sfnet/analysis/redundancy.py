@@ -96,12 +96,15 @@ def _cofiring(strength: np.ndarray) -> np.ndarray:
     return np.asarray((ind.T @ ind).todense())
 
 
-def _positive_ranks(strength: np.ndarray) -> np.ndarray:
-    """(N, m) float32 rank of each active value among its feature's active values (0 if not)."""
+def _positive_ranks(strength: np.ndarray, columns: np.ndarray | None = None) -> np.ndarray:
+    """(N, m) float32 rank of each active value among its feature's active values (0 if not).
+
+    Only ``columns`` are ranked (all when None); the others stay 0.
+    """
     from scipy.stats import rankdata
 
     out = np.zeros_like(strength)
-    for j in range(strength.shape[1]):
+    for j in range(strength.shape[1]) if columns is None else columns:
         on = strength[:, j] > 0
         out[on, j] = rankdata(strength[on, j])
     return out
@@ -172,7 +175,7 @@ def redundant_features(
     count = np.diag(both)
     either = count[:, None] + count[None, :] - both
     a_idx, b_idx = np.nonzero(np.triu(both >= min_overlap * np.maximum(either, 1), k=1))
-    ranks = _positive_ranks(strength)
+    ranks = _positive_ranks(strength, np.union1d(a_idx, b_idx))
     del strength
     for a, b in zip(a_idx, b_idx, strict=True):
         rho, n_union = _union_spearman(ranks, a, b)
