@@ -4,6 +4,9 @@
   by A_f (bpt_lines runs) beside a 3x3 grid of the most strongly activating galaxies.
 - :func:`plot_correlation_matrix` — correlation of the frequent features' activations.
 - :func:`plot_equations` — each equation as intercept + sum of w_f x (top galaxy of feature f).
+- :func:`plot_feature_maps` — the top-activating grid with the feature's spatial map overlaid.
+- :func:`plot_activation_histograms` — A_f where each feature fires.
+- :func:`plot_explanation` — one galaxy: contribution maps, waterfall, its active features.
 
 Figures are built on :class:`matplotlib.figure.Figure` objects (no pyplot global state) and
 written atomically.
@@ -302,6 +305,26 @@ def draw_waterfall(
     ax.set_title(name, fontsize=8)
 
 
+def _draw_feature_row(fig: Figure, gs, r: int, image: np.ndarray, row: tuple, vmax: float) -> None:
+    """Row r of :func:`plot_explanation`: map on the galaxy, caption, 3 top galaxies."""
+    lab, caption, heat, tops = row
+    overlay_map(fig.add_subplot(gs[r, 0]), image, heat, vmax)
+    fig.axes[-1].set_title(f"{lab} on this galaxy", fontsize=7)
+    cap = fig.add_subplot(gs[r, 1])
+    cap.axis("off")
+    cap.text(0.0, 0.5, caption, fontsize=7, va="center", ha="left", transform=cap.transAxes)
+    for j in range(3):
+        ax = fig.add_subplot(gs[r, 2 + j])
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if j < len(tops):
+            ax.imshow(to_rgb(tops[j]), interpolation="nearest")
+            if j == 0:
+                ax.set_title(f"top galaxies of {lab}", fontsize=7, loc="left")
+        else:
+            ax.set_facecolor("0.9")
+
+
 def plot_explanation(
     path: Path,
     title: str,
@@ -345,22 +368,8 @@ def plot_explanation(
     for t, (icpt, steps, measured) in enumerate(waterfalls):
         draw_waterfall(fig.add_subplot(wf[t, 0]), icpt, steps, measured, target_names[t])
     vmax = max((float(np.max(m)) for _, _, m, _ in features), default=1.0)
-    for r, (lab, caption, heat, tops) in enumerate(features, start=1):
-        overlay_map(fig.add_subplot(gs[r, 0]), image, heat, vmax)
-        fig.axes[-1].set_title(f"{lab} on this galaxy", fontsize=7)
-        cap = fig.add_subplot(gs[r, 1])
-        cap.axis("off")
-        cap.text(0.0, 0.5, caption, fontsize=7, va="center", ha="left", transform=cap.transAxes)
-        for j in range(3):
-            ax = fig.add_subplot(gs[r, 2 + j])
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if j < len(tops):
-                ax.imshow(to_rgb(tops[j]), interpolation="nearest")
-                if j == 0:
-                    ax.set_title(f"top galaxies of {lab}", fontsize=7, loc="left")
-            else:
-                ax.set_facecolor("0.9")
+    for r, row in enumerate(features, start=1):
+        _draw_feature_row(fig, gs, r, image, row, vmax)
     fig.suptitle(
         f"{title}\nmaps {resolution} (cell centres every 32 px from the top-left)", fontsize=9
     )
