@@ -24,10 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sfnet.analysis.equations import build_equations, write_equations
-from sfnet.analysis.groundtruth import sfnet_groundtruth
-from sfnet.analysis.redundancy import redundant_features
-from sfnet.features import (
+from sfnet.analysis.activations import (
     SparseActivations,
     active_strengths,
     correlation_matrix,
@@ -40,6 +37,9 @@ from sfnet.features import (
     top_activating,
     variance_explained,
 )
+from sfnet.analysis.equations import build_equations, write_equations
+from sfnet.analysis.groundtruth import sfnet_groundtruth
+from sfnet.analysis.redundancy import redundant_features
 from sfnet.physics import bpt_ratios
 from sfnet.plots import plot_activation_histograms, plot_feature
 
@@ -73,6 +73,19 @@ def synthetic(rng: np.random.Generator):
     for i in range(10):
         cat[f"true_f{i}"] = rng.normal(size=N)
     return acts, w, b, mean, std, y, cat
+
+
+def _checks(stats, ranked, top, var, err, gt, red) -> list[str]:
+    """What the analysis found (sanity checks of the synthetic set), one line each."""
+    return [
+        f"features ever active: {len(ranked)}; top-{K} f_activated: "
+        + ", ".join(f"{stats.frequency[f]:.1%}" for f in top),
+        f"top-{K} share of prediction variance: {var.r2_prediction[K - 1].mean():.4f}",
+        f"equations max |error| vs head predictions: {err:.2e} dex",
+        f"ground truth mean best |rho| (random factors): {gt['mean_best_abs_rho']:.3f}",
+        f"redundancy: {len(red.features)} features compared, {len(red.groups)} groups, "
+        f"{red.n_effective} effective",
+    ]
 
 
 def main() -> int:
@@ -134,17 +147,7 @@ def main() -> int:
     peak_mb = peak_kb / 1024 if sys.platform != "darwin" else peak_kb / 1024**2
     for name, s in steps.items():
         print(f"{name:>24s}: {s:6.2f} s")
-    print(
-        f"features ever active: {len(ranked)}; top-{K} f_activated: "
-        + ", ".join(f"{stats.frequency[f]:.1%}" for f in top)
-    )
-    print(f"top-{K} share of prediction variance: {var.r2_prediction[K - 1].mean():.4f}")
-    print(f"equations max |error| vs head predictions: {err:.2e} dex")
-    print(f"ground truth mean best |rho| (random factors): {gt['mean_best_abs_rho']:.3f}")
-    print(
-        f"redundancy: {len(red.features)} features compared, {len(red.groups)} groups, "
-        f"{red.n_effective} effective"
-    )
+    print("\n".join(_checks(stats, ranked, top, var, err, gt, red)))
     print(f"analysis_s={total:.2f} peak_mb={peak_mb:.0f}")
     return 0
 

@@ -9,8 +9,8 @@ from sfnet.runs import load_run
 
 
 @pytest.fixture(scope="module")
-def loaded(map_run):
-    run = load_run(map_run)
+def loaded(analysed_runs):
+    run = load_run(analysed_runs[0])  # 64 px, k = 4, four targets
     return run, run.load_data()
 
 
@@ -47,7 +47,7 @@ def test_contribution_map_mean_plus_intercept_is_the_prediction(loaded):
     cm = contribution_maps(
         maps, pred.indices, pred.values, w, b, run.meta.target_mean, run.meta.target_std
     )
-    assert cm.maps.shape == (len(rows), 2, 2, 2)
+    assert cm.maps.shape == (len(rows), len(run.meta.target_names), 2, 2)
     np.testing.assert_allclose(cm.predictions(), pred.predictions, atol=1e-4)
     per = cm.intercept[None] + cm.per_feature.sum(axis=1)
     np.testing.assert_allclose(per, pred.predictions, atol=1e-4)

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from sfnet.analysis.activations import SparseActivations
 from sfnet.analysis.redundancy import redundant_features
-from sfnet.features import SparseActivations
 
 N, D = 2000, 16
 

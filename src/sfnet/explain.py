@@ -23,9 +23,6 @@ import numpy as np
 
 from sfnet.errors import DataError, RunFolderError
 
-#: Default output folder inside the run.
-EXPLAIN_DIR = "explain"
-
 
 @dataclass
 class FeatureExplanation:
@@ -153,9 +150,10 @@ def find_rows(galaxies: Galaxies, objids: Sequence[str | int]) -> np.ndarray:
 
 def load_analysis(run_dir: Path):
     """The run's stored activations (for A_f scales and top-activating galaxies)."""
-    from sfnet.features import ACTIVATIONS_FILE, SparseActivations, model_sha
+    from sfnet.analysis.activations import SparseActivations, model_sha
+    from sfnet.runs import ACTIVATIONS
 
-    path = Path(run_dir) / ACTIVATIONS_FILE
+    path = Path(run_dir) / ACTIVATIONS
     if not path.is_file():
         raise RunFolderError(
             f"{run_dir}: not analysed yet, so A_f and top-activating galaxies are unknown; "
@@ -174,8 +172,8 @@ def explain_galaxies(
     run: Any, galaxies: Galaxies, rows: np.ndarray, acts: Any, n_top: int = 3
 ) -> list[GalaxyExplanation]:
     """Explain ``galaxies[rows]`` with a run and its stored analysis ``acts``."""
+    from sfnet.analysis.activations import feature_label, feature_max, top_activating
     from sfnet.analysis.maps import contribution_maps, head_of, native_resolution
-    from sfnet.features import feature_label, feature_max, top_activating
     from sfnet.predict import predict, spatial_features
 
     if run.meta.k is None:
@@ -275,7 +273,7 @@ def write_explanations(
         out_dir: where to write (default ``RUN/explain``).
     """
     from sfnet.io import atomic_write_json
-    from sfnet.runs import load_run
+    from sfnet.runs import EXPLAIN, load_run
 
     run = load_run(Path(run_dir))
     acts = load_analysis(run.dir)
@@ -288,7 +286,7 @@ def write_explanations(
     rows = find_rows(galaxies, objids)
     explanations = explain_galaxies(run, galaxies, rows, acts)
     ref = run.load_data().images if (data or images) else galaxies.images
-    out = Path(out_dir) if out_dir is not None else run.dir / EXPLAIN_DIR
+    out = Path(out_dir) if out_dir is not None else run.dir / EXPLAIN
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     pos_of = {str(o): i for i, o in enumerate(np.asarray(acts.objid).astype(str))}

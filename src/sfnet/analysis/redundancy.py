@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from sfnet.features import SparseActivations, feature_max, feature_stats, rank_features
+from sfnet.analysis.activations import SparseActivations, feature_max, feature_stats, rank_features
 
 #: Spearman rho of A_f above which two features count as one feature split in two.
 REDUNDANCY_RHO = 0.9
