@@ -5,7 +5,10 @@ inactive) with a random linear head, a catalog of 12 numeric columns and 10 ``tr
 Times every step of ``sfnet analyze`` that does not need images or a network: statistics,
 ranking, scaled strengths, equations (and their check against the head's predictions),
 variance explained for m = 1..2k, the feature table with Spearman correlations, the correlation
-matrix, ground truth, the k BPT figures (no galaxy images) and writing activations.npz / equations / features.csv.
+matrix, ground truth, redundant-feature groups and activation histograms, the k BPT figures
+(no galaxy images) and writing activations.npz / equations / features.csv. Spatial feature maps
+need images and a network; ``analyze`` computes them only for the drawn galaxies (9 per frequent
+feature), independent of N, so they are not part of this benchmark.
 
 Last line: ``analysis_s=<x> peak_mb=<y>`` (peak resident memory of the process).
 """
@@ -23,6 +26,7 @@ import pandas as pd
 
 from sfnet.analysis.activations import (
     SparseActivations,
+    active_strengths,
     correlation_matrix,
     dense_columns,
     feature_label,
@@ -35,8 +39,9 @@ from sfnet.analysis.activations import (
 )
 from sfnet.analysis.equations import build_equations, write_equations
 from sfnet.analysis.groundtruth import sfnet_groundtruth
+from sfnet.analysis.redundancy import redundant_features
 from sfnet.physics import bpt_ratios
-from sfnet.plots import plot_feature
+from sfnet.plots import plot_activation_histograms, plot_feature
 
 N, K, D, T = 250_000, 4, 512, 4
 LINES = ["log_nii_6584_flux", "log_h_alpha_flux", "log_oiii_5007_flux", "log_h_beta_flux"]
@@ -68,6 +73,19 @@ def synthetic(rng: np.random.Generator):
     for i in range(10):
         cat[f"true_f{i}"] = rng.normal(size=N)
     return acts, w, b, mean, std, y, cat
+
+
+def _checks(stats, ranked, top, var, err, gt, red) -> list[str]:
+    """What the analysis found (sanity checks of the synthetic set), one line each."""
+    return [
+        f"features ever active: {len(ranked)}; top-{K} f_activated: "
+        + ", ".join(f"{stats.frequency[f]:.1%}" for f in top),
+        f"top-{K} share of prediction variance: {var.r2_prediction[K - 1].mean():.4f}",
+        f"equations max |error| vs head predictions: {err:.2e} dex",
+        f"ground truth mean best |rho| (random factors): {gt['mean_best_abs_rho']:.3f}",
+        f"redundancy: {len(red.features)} features compared, {len(red.groups)} groups, "
+        f"{red.n_effective} effective",
+    ]
 
 
 def main() -> int:
@@ -111,6 +129,10 @@ def main() -> int:
             scaled_strength(acts, top, stats.max), [labels[int(f)] for f in top], cat
         )
         t = step("corr+top9+groundtruth", t)
+        red = redundant_features(acts)
+        hist = {labels[int(f)]: active_strengths(acts, int(f), stats.max[int(f)]) for f in top}
+        plot_activation_histograms(out / "histograms.png", hist, {})
+        t = step("redundancy+histograms", t)
         x_bpt, y_bpt = bpt_ratios(y)
         strengths = scaled_strength(acts, top, stats.max)
         blank = np.full((9, 3, 64, 64), 128, np.uint8)
@@ -125,13 +147,7 @@ def main() -> int:
     peak_mb = peak_kb / 1024 if sys.platform != "darwin" else peak_kb / 1024**2
     for name, s in steps.items():
         print(f"{name:>24s}: {s:6.2f} s")
-    print(
-        f"features ever active: {len(ranked)}; top-{K} f_activated: "
-        + ", ".join(f"{stats.frequency[f]:.1%}" for f in top)
-    )
-    print(f"top-{K} share of prediction variance: {var.r2_prediction[K - 1].mean():.4f}")
-    print(f"equations max |error| vs head predictions: {err:.2e} dex")
-    print(f"ground truth mean best |rho| (random factors): {gt['mean_best_abs_rho']:.3f}")
+    print("\n".join(_checks(stats, ranked, top, var, err, gt, red)))
     print(f"analysis_s={total:.2f} peak_mb={peak_mb:.0f}")
     return 0
 

@@ -62,6 +62,7 @@ def trained_toy_run(toy_npz, tmp_path_factory) -> Path:
 
 REPORT_LINES = ["log_nii_6584_flux", "log_h_alpha_flux", "log_oiii_5007_flux", "log_h_beta_flux"]
 REPORT_N = 60
+REPORT_PX = 64
 
 
 def _with_truth(load):
@@ -81,7 +82,10 @@ def _with_truth(load):
 @pytest.fixture(scope="session")
 def analysed_runs(tmp_path_factory):
     """(sparse run, dense run, analysis summary): a 60-galaxy bpt_lines run trained one epoch,
-    analysed with synthetic-style true_* factors and a dense counterpart (shared; read only)."""
+    analysed with synthetic-style true_* factors and a dense counterpart (shared; read only).
+
+    64 px images, so resnet18's spatial feature maps are 2x2 (the map and explanation tests
+    check exact identities on them, not learned behaviour)."""
     from sfnet.analysis.run import AnalysisOptions, analyze_run
     from sfnet.config import DataConfig, ModelConfig, RunConfig, TrainConfig
     from sfnet.runs import Run
@@ -92,12 +96,12 @@ def analysed_runs(tmp_path_factory):
     y = rng.normal(size=(REPORT_N, 4)).astype(np.float32) + np.array(
         [1.0, 1.5, 0.8, 1.2], np.float32
     )
-    images = rng.integers(0, 256, (REPORT_N, 3, 32, 32), dtype=np.uint8)
+    images = rng.integers(0, 256, (REPORT_N, 3, REPORT_PX, REPORT_PX), dtype=np.uint8)
     images[:, 0] = np.clip(images[:, 0] * 0.5 + 60 * (y[:, :1, None] - 0.0), 0, 255)
     save_npz(
         root / "data.npz", images, y, np.arange(REPORT_N, dtype=np.int64) + 10**17, REPORT_LINES
     )
-    data = DataConfig(data=str(root / "data.npz"), target="bpt_lines", crop=32)
+    data = DataConfig(data=str(root / "data.npz"), target="bpt_lines", crop=REPORT_PX)
     train = TrainConfig(epochs=1, batch_size=16, device="cpu")
     sparse = fit(RunConfig(data, ModelConfig(k=4), train), root / "sparse").run_dir
     # the dense baseline has the same weights minus TopK: reuse them instead of training again

@@ -6,6 +6,7 @@ from scipy.stats import spearmanr
 from sfnet.analysis.activations import (
     SparseActivations,
     activation_frequency,
+    active_strengths,
     correlation_matrix,
     dense_columns,
     feature_label,
@@ -61,6 +62,14 @@ def test_rank_labels_columns_and_top():
     np.testing.assert_allclose(raw, [4, 2])
     pos, _ = top_activating(a, 0, 1)
     np.testing.assert_array_equal(pos, [2])
+
+
+def test_active_strengths_skip_kept_but_inactive_entries():
+    a = tiny()
+    # feature 2 is kept in row 1 with value 0 (inactive) and fires with 1 in row 2
+    np.testing.assert_allclose(active_strengths(a, 2, 4.0), [0.25])
+    np.testing.assert_allclose(sorted(active_strengths(a, 1, 3.0)), [1 / 3, 1.0])
+    assert active_strengths(a, 4, 0.0).size == 0  # never active: empty, no division by 0
 
 
 def test_save_load_roundtrip_and_validation(tmp_path):

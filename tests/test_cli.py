@@ -17,6 +17,7 @@ SUBCOMMANDS = [
     "demo",
     "analyze",
     "report",
+    "explain",
     "compare",
 ]
 
@@ -32,7 +33,7 @@ def test_parser_lists_every_subcommand_once_in_order():
 
 def test_one_module_per_subcommand_group():
     # a subcommand named like a module lives in that module (predict, demo, report included)
-    for name in ("train", "predict", "synth", "demo", "analyze", "report", "compare"):
+    for name in ("train", "predict", "synth", "demo", "analyze", "report", "explain", "compare"):
         assert name in COMMAND_MODULES
 
 
@@ -84,3 +85,19 @@ def test_deprecated_count_is_still_type_checked(capsys):
 def test_train_dense_is_still_a_switch():
     args = build_parser().parse_args(["train", "--dense", "--out", "R"])
     assert args.dense is True
+
+
+@pytest.mark.parametrize("command", ["analyze", "report"])
+def test_redundancy_rho_is_an_analysis_option(command, tmp_path, capsys):
+    from sfnet.analysis.redundancy import REDUNDANCY_RHO
+    from sfnet.cli.analyze import analysis_options, options_given
+
+    parser = build_parser()
+    plain = parser.parse_args([command, "RUN"])
+    assert not options_given(plain)
+    assert analysis_options(plain).redundancy_rho == REDUNDANCY_RHO
+    given = parser.parse_args([command, "RUN", "--redundancy-rho", "0.75"])
+    assert options_given(given)  # 'report' re-analyses when it is given
+    assert analysis_options(given).redundancy_rho == 0.75
+    assert main([command, str(tmp_path), "--redundancy-rho", "1.5"]) == 2
+    assert "--redundancy-rho must lie in [-1, 1], got 1.5" in capsys.readouterr().err

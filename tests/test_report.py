@@ -24,7 +24,9 @@ def test_report_is_self_contained_with_a_card_per_frequent_feature(runs):
     assert report == sparse / "report.html"
     assert "http://" not in text and "https://" not in text  # opens offline
     assert "<script" not in text
-    assert text.count("data:image/png;base64,") >= len(s["frequent_features"]) + 2
+    # per feature: BPT + grid and spatial maps; plus equations, correlation, histograms
+    assert text.count("data:image/png;base64,") >= 2 * len(s["frequent_features"]) + 3
+    assert "Redundant features" in text and "Effective number of distinct features" in text
     for lab in s["frequent_features"]:
         assert f'id="{lab}"' in text
     assert render_report(sparse) == text

@@ -5,6 +5,7 @@ import json
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from sfnet.analysis.activations import SparseActivations
@@ -30,6 +31,12 @@ def test_analysis_files_and_summary(runs):
     assert all(lab.startswith("SL") for lab in s["frequent_features"])
     for lab in s["frequent_features"]:
         assert (sparse / "figures" / f"feature_{lab}.png").stat().st_size > 1000
+        assert s["figures"][f"maps_{lab}"] == f"figures/maps_{lab}.png"
+        assert (sparse / "figures" / f"maps_{lab}.png").stat().st_size > 1000
+    assert (sparse / "figures" / "histograms.png").stat().st_size > 1000
+    red = s["redundancy"]
+    assert red["threshold"] == 0.9 and red["n_effective"] <= red["n_compared"]
+    assert "redundant_with" in pd.read_csv(sparse / "features.csv").columns
     assert (sparse / "figures" / "correlation.png").is_file()
     assert (sparse / "figures" / "equations.png").is_file()
     assert [r["m"] for r in s["variance_explained"]] == list(

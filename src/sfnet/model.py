@@ -158,6 +158,18 @@ class SparseFeatureNet(nn.Module):
         """(N, d) pooled features after the ReLU, before TopK."""
         return self.relu(self.trunk(x))
 
+    def feature_maps(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, d, h, w) spatial maps of the last convolutional block, before average pooling.
+
+        For resnet18 this is the (post-ReLU) output of ``layer4``: h = w = ceil(H / 32), e.g.
+        5x5 for 144 px and 2x2 for 64 px. The ReLU is applied again (a no-op on these
+        non-negative maps) so that the pixel mean of each map equals :meth:`features` exactly.
+        """
+        t = self.trunk
+        x = t.maxpool(t.relu(t.bn1(t.conv1(x))))
+        x = t.layer4(t.layer3(t.layer2(t.layer1(x))))
+        return self.relu(x)
+
     def sparse_features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, d) features after TopK (dense post-ReLU features for the dense baseline)."""
         f = self.features(x)

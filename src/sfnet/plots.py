@@ -4,6 +4,9 @@
   by A_f (bpt_lines runs) beside a 3x3 grid of the most strongly activating galaxies.
 - :func:`plot_correlation_matrix` — correlation of the frequent features' activations.
 - :func:`plot_equations` — each equation as intercept + sum of w_f x (top galaxy of feature f).
+- :func:`plot_feature_maps` — the top-activating grid with the feature's spatial map overlaid.
+- :func:`plot_activation_histograms` — A_f where each feature fires.
+- :func:`plot_explanation` — one galaxy: contribution maps, waterfall, its active features.
 
 Figures are built on :class:`matplotlib.figure.Figure` objects (no pyplot global state) and
 written atomically.
@@ -192,4 +195,182 @@ def plot_equations(
                 ax.imshow(to_rgb(images[label]), interpolation="nearest")
             ax.set_xlabel(f"A_{label}", fontsize=8, labelpad=1)
             x += 1.1 / width
+    return save_figure(fig, path)
+
+
+def overlay_map(ax, image: np.ndarray, heat: np.ndarray, vmax: float, cmap=None) -> object:
+    """A galaxy with a translucent activation map on top (opacity rises with the map value).
+
+    Args:
+        image: (3, H, W) uint8; heat: (H, W) map upsampled to the image (>= 0); vmax: the
+            value drawn fully coloured.
+    """
+    ax.imshow(to_rgb(image), interpolation="nearest")
+    norm = np.clip(np.asarray(heat, np.float64) / vmax, 0, 1) if vmax > 0 else np.zeros_like(heat)
+    im = ax.imshow(norm, cmap=cmap or "inferno", vmin=0, vmax=1, alpha=0.55 * norm)
+    ax.contour(norm, levels=[0.5], colors="white", linewidths=0.6)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return im
+
+
+def plot_feature_maps(
+    path: Path,
+    label: str,
+    images: np.ndarray,
+    maps: np.ndarray,
+    strengths: np.ndarray,
+    resolution: str,
+) -> Path:
+    """3x3 top-activating galaxies, each with the feature's spatial map overlaid.
+
+    Args:
+        images: (n <= 9, 3, H, W) uint8, strongest first.
+        maps: (n, H, W) the feature's maps upsampled to the cutout (activation units).
+        strengths: (n,) A_f of each galaxy.
+        resolution: the maps' native grid, e.g. ``'5x5 at 144 px'`` (shown on the figure).
+    """
+    fig = Figure(figsize=(4.2, 4.7))
+    gs = fig.add_gridspec(3, 3, wspace=0.04, hspace=0.04)
+    vmax = float(np.max(maps)) if len(maps) else 1.0
+    for i in range(9):
+        ax = fig.add_subplot(gs[i // 3, i % 3])
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if i >= len(images):
+            ax.set_facecolor("0.9")
+            continue
+        overlay_map(ax, images[i], maps[i], vmax)
+        ax.text(
+            0.04, 0.96, f"{strengths[i]:.2f}", transform=ax.transAxes, color="white",
+            fontsize=7, va="top", ha="left",
+            bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "linewidth": 0},
+        )  # fmt: skip
+    fig.suptitle(f"{label}: where it fires", fontsize=10, y=0.99)
+    fig.text(
+        0.5, 0.045, f"map {resolution}; cell centres every 32 px from the top-left pixel",
+        ha="center", fontsize=7, color="0.3",
+    )  # fmt: skip
+    return save_figure(fig, path)
+
+
+def plot_activation_histograms(
+    path: Path, strengths: dict[str, np.ndarray], frequency: dict[str, float]
+) -> Path:
+    """One histogram per feature of A_f over the galaxies where it fires.
+
+    Args:
+        strengths: label -> (n_f,) A_f in (0, 1] of the galaxies where the feature is active.
+        frequency: label -> f_activated (shown in each title).
+    """
+    n = max(len(strengths), 1)
+    cols = min(n, 4)
+    rows = (n + cols - 1) // cols
+    fig = Figure(figsize=(2.6 * cols, 2.1 * rows))
+    bins = np.linspace(0, 1, 26)
+    for i, (lab, a) in enumerate(strengths.items()):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        ax.hist(np.asarray(a, np.float64), bins=bins, color="#b0208c")
+        ax.set_title(f"{lab}  (fires on {frequency.get(lab, np.nan):.1%})", fontsize=8)
+        ax.set_xlabel("A_f where active", fontsize=7)
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def draw_waterfall(
+    ax, intercept: float, steps: Sequence[tuple[str, float]], measured: float | None, name: str
+) -> None:
+    """Horizontal waterfall: intercept, + each feature's contribution, = prediction (physical)."""
+    level = float(intercept)
+    labels = ["intercept"]
+    ax.barh(0, level, color="0.75")
+    for i, (lab, c) in enumerate(steps, start=1):
+        ax.barh(i, c, left=level, color="#c0392b" if c >= 0 else "#2e6fb0")
+        level += c
+        labels.append(f"{lab} ({c:+.3f})")
+    ax.barh(len(steps) + 1, level, color="#5c0a5c")
+    labels.append(f"prediction {level:.3f}")
+    if measured is not None and np.isfinite(measured):
+        ax.axvline(measured, color="k", ls="--", lw=1, label=f"measured {measured:.3f}")
+        ax.legend(fontsize=6, loc="lower right", frameon=False)
+    ax.set_yticks(range(len(labels)), labels, fontsize=6)
+    ax.yaxis.tick_right()
+    ax.invert_yaxis()
+    lo = min(intercept, level, measured if measured is not None else level)
+    hi = max(intercept, level, measured if measured is not None else level)
+    span = max(hi - lo, 1e-3) + sum(abs(c) for _, c in steps)
+    ax.set_xlim(lo - 0.6 * span, hi + 0.6 * span)
+    ax.tick_params(axis="x", labelsize=6)
+    ax.set_title(name, fontsize=8)
+
+
+def _draw_feature_row(fig: Figure, gs, r: int, image: np.ndarray, row: tuple, vmax: float) -> None:
+    """Row r of :func:`plot_explanation`: map on the galaxy, caption, 3 top galaxies."""
+    lab, caption, heat, tops = row
+    overlay_map(fig.add_subplot(gs[r, 0]), image, heat, vmax)
+    fig.axes[-1].set_title(f"{lab} on this galaxy", fontsize=7)
+    cap = fig.add_subplot(gs[r, 1])
+    cap.axis("off")
+    cap.text(0.0, 0.5, caption, fontsize=7, va="center", ha="left", transform=cap.transAxes)
+    for j in range(3):
+        ax = fig.add_subplot(gs[r, 2 + j])
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if j < len(tops):
+            ax.imshow(to_rgb(tops[j]), interpolation="nearest")
+            if j == 0:
+                ax.set_title(f"top galaxies of {lab}", fontsize=7, loc="left")
+        else:
+            ax.set_facecolor("0.9")
+
+
+def plot_explanation(
+    path: Path,
+    title: str,
+    image: np.ndarray,
+    target_names: Sequence[str],
+    contribution_maps: np.ndarray,
+    waterfalls: Sequence[tuple[float, Sequence[tuple[str, float]], float | None]],
+    features: Sequence[tuple[str, str, np.ndarray, np.ndarray]],
+    resolution: str,
+) -> Path:
+    """One galaxy explained: cutout, contribution maps, waterfalls, and each active feature.
+
+    Args:
+        image: (3, H, W) uint8 cutout.
+        contribution_maps: (T, H, W) upsampled contribution maps (physical units).
+        waterfalls: per target (intercept, [(feature label, contribution)], measured or None).
+        features: per active feature (label, caption, (H, W) its upsampled map on this galaxy,
+            (m <= 3, 3, H, W) top-activating galaxies of the run's analysis).
+        resolution: native map grid, e.g. ``'5x5 at 144 px'``.
+    """
+    T = len(target_names)
+    ncol = max(5, 4 + T)
+    nrow = 1 + max(len(features), 1)
+    fig = Figure(figsize=(2.0 * ncol, 2.1 * nrow))
+    gs = fig.add_gridspec(nrow, ncol, wspace=0.25, hspace=0.45)
+    ax = fig.add_subplot(gs[0, 0])
+    ax.imshow(to_rgb(image), interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title("cutout", fontsize=8)
+    lim = float(np.max(np.abs(contribution_maps))) if contribution_maps.size else 1.0
+    for t, name in enumerate(target_names):
+        ax = fig.add_subplot(gs[0, 1 + t])
+        ax.imshow(to_rgb(image).mean(axis=2), cmap="gray", interpolation="nearest")
+        im = ax.imshow(contribution_maps[t], cmap="RdBu_r", vmin=-lim, vmax=lim, alpha=0.6)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"contribution to {name}", fontsize=7)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02).ax.tick_params(labelsize=6)
+    wf = gs[0, 2 + T :].subgridspec(T, 1, hspace=0.9)
+    for t, (icpt, steps, measured) in enumerate(waterfalls):
+        draw_waterfall(fig.add_subplot(wf[t, 0]), icpt, steps, measured, target_names[t])
+    vmax = max((float(np.max(m)) for _, _, m, _ in features), default=1.0)
+    for r, row in enumerate(features, start=1):
+        _draw_feature_row(fig, gs, r, image, row, vmax)
+    fig.suptitle(
+        f"{title}\nmaps {resolution} (cell centres every 32 px from the top-left)", fontsize=9
+    )
     return save_figure(fig, path)

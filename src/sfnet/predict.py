@@ -85,6 +85,51 @@ def pooled_features(
     return np.concatenate(out) if out else np.zeros((0, run.meta.d), np.float32)
 
 
+@torch.inference_mode()
+def spatial_features(
+    run: Run,
+    images,
+    idx: np.ndarray | None = None,
+    features: np.ndarray | None = None,
+    batch_size: int = 64,
+) -> np.ndarray:
+    """Spatial feature maps of ``images[idx]``: channels of the last conv block, before pooling.
+
+    The pixel mean of map f of a galaxy is its pooled activation a_f (what TopK sees). Only
+    the galaxies asked for are computed, and only the requested channels are kept, so memory is
+    O(galaxies x features x h x w).
+
+    Args:
+        images: ImageArray of (N, 3, H, W) uint8 at the run's crop size.
+        idx: rows to compute (all rows when None).
+        features: None (all d channels), (F,) the same channels for every galaxy, or (n, F)
+            per-galaxy channels (e.g. each galaxy's own TopK indices).
+
+    Returns:
+        (n, F, h, w) float32 activations (h = w = ceil(crop / 32) for resnet18).
+    """
+    rows = _rows(images, idx)
+    feats = None if features is None else np.asarray(features, dtype=np.int64)
+    if feats is not None and feats.ndim == 2 and len(feats) != len(rows):
+        raise ValueError(f"spatial_features: {len(feats)} feature rows for {len(rows)} galaxies")
+    device = _device(run)
+    norm = run.meta.normalization
+    out = []
+    for start in range(0, len(rows), batch_size):
+        sel = rows[start : start + batch_size]
+        xb = torch.from_numpy(np.ascontiguousarray(images[sel]))
+        maps = run.model.feature_maps(norm.apply(xb.to(device))).float()
+        if feats is not None and feats.ndim == 1:
+            maps = maps[:, torch.as_tensor(feats, device=maps.device)]
+        elif feats is not None:
+            f = torch.as_tensor(feats[start : start + batch_size], device=maps.device)
+            maps = torch.take_along_dim(maps, f[:, :, None, None], dim=1)
+        out.append(maps.cpu().numpy())
+    if out:
+        return np.concatenate(out)
+    return np.zeros((0, run.meta.d if feats is None else feats.shape[-1], 0, 0), np.float32)
+
+
 def table_of_predictions(objid: np.ndarray, names: list[str], pred: Predictions) -> pd.DataFrame:
     """objID, ``pred_<target>`` columns and ``feature_j``/``activation_j`` (j = 1..k) columns."""
     table = pd.DataFrame({"objID": objid})

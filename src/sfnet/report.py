@@ -157,6 +157,8 @@ def _feature_table_html(table: pd.DataFrame) -> str:
             _fmt(r["mean_strength"], ".3f"),
         ]
         row += [_esc(r[c]) if isinstance(r[c], str) else "" for c in extra]
+        red = r.get("redundant_with")
+        row.append(_esc(red) if isinstance(red, str) else "")
         rows.append(row)
     head = ["feature", "f_activated", "mean A_f"]
     head += [
@@ -166,7 +168,34 @@ def _feature_table_html(table: pd.DataFrame) -> str:
         }[c]
         for c in extra
     ]
+    head.append("redundant with (ρ > threshold)")
     return _table(head, rows, {1, 2})
+
+
+def _redundancy_html(s: dict[str, Any]) -> str:
+    red = s.get("redundancy")
+    if not red:
+        return '<p class="muted">(no redundancy analysis in this run\'s analysis.json)</p>'
+    out = [
+        f'<p class="muted">Two features are redundant when the Spearman ρ of their A_f over '
+        f"the galaxies where either fires exceeds {red['threshold']:.2f}: one feature split in "
+        f"two. Compared: the {red['n_compared']} features active on at least "
+        f"{red.get('min_active', 10)} analysed galaxies (at most the "
+        f"{red.get('max_features', 32)} most frequent).</p>",
+        f"<p><b>Effective number of distinct features:</b> {red['n_effective']} of "
+        f"{red['n_compared']} compared.</p>",
+    ]
+    if not red["groups"]:
+        out.append("<p>No redundant groups.</p>")
+        return "".join(out)
+    rows = [[_esc(", ".join(g))] for g in red["groups"]]
+    out.append(_table(["redundant group"], rows, set()))
+    prs = [
+        [_esc(p["a"]), _esc(p["b"]), _fmt(p["rho"], "+.3f"), str(p["n_union"])]
+        for p in red["pairs"]
+    ]
+    out.append(_table(["feature", "feature", "Spearman ρ", "galaxies (either fires)"], prs, {2, 3}))
+    return "".join(out)
 
 
 def _equations_html(eqs: dict[str, Any], top: Sequence[str]) -> str:
@@ -246,6 +275,7 @@ def _gt_html(gt: dict[str, Any] | None) -> str:
 def _card_html(run_dir: Path, s: dict[str, Any], row: pd.Series, eqs: dict, gt: dict | None) -> str:
     lab = str(row["label"])
     fig = s["figures"].get(f"feature_{lab}")
+    maps = s["figures"].get(f"maps_{lab}")
     wrows = []
     for e in eqs["equations"]:
         term = next((t for t in e["terms"] if t["label"] == lab), None)
@@ -273,6 +303,7 @@ def _card_html(run_dir: Path, s: dict[str, Any], row: pd.Series, eqs: dict, gt: 
         f"<p>f_activated = {100 * row['f_activated']:.1f}% · mean A_f = {row['mean_strength']:.3f}"
         f" · max activation = {row['max_activation']:.4g}</p>"
         + (_img(run_dir, fig, f"{lab}: BPT diagram and top activations") if fig else "")
+        + (_img(run_dir, maps, f"{lab}: spatial maps on its top galaxies") if maps else "")
         + '<div class="cols"><div>'
         + _table(["equation", "weight (dex per A_f)", "mean contribution (dex)"], wrows, {1, 2})
         + "</div><div>"
@@ -310,7 +341,17 @@ def render_report(run_dir: Path | str) -> str:
         "is non-zero). A_f = activation / max of that feature. Correlates: Spearman ρ of A_f "
         "with catalog columns.</p>" + _feature_table_html(table) + "</section>",
         f"<section><h2>Variance explained by the top features</h2>{_variance_html(s)}</section>",
+        f"<section><h2>Redundant features</h2>{_redundancy_html(s)}</section>",
         f'<section><h2>Frequent features</h2><div class="cards">{"".join(cards)}</div></section>',
+        "<section><h2>Activation histograms</h2>"
+        '<p class="muted">Distribution of A_f over the analysed galaxies where each feature '
+        "fires.</p>"
+        + (
+            _img(run_dir, s["figures"]["histograms"], "histograms")
+            if "histograms" in s["figures"]
+            else ""
+        )
+        + "</section>",
         "<section><h2>Equations</h2>"
         + _img(run_dir, s["figures"]["equations"], "equations figure")
         + _equations_html(eqs, top)

@@ -19,6 +19,10 @@ written by ``sfnet analyze`` / ``sfnet report`` (:mod:`sfnet.analysis.run`, :mod
   ``analysis.json``      the analysis summary (written last)
   ``report.html``        the feature atlas
 
+written by ``sfnet explain`` (:mod:`sfnet.explain`):
+
+  ``explain/``           ``<objID>.png`` and ``<objID>.json`` per explained galaxy
+
 This module is the only place that knows these names; :func:`default_device` and
 :func:`same_config` are the one device choice and the one "same settings?" check.
 """
@@ -57,6 +61,7 @@ GROUNDTRUTH = "groundtruth.json"
 FIGURES = "figures"
 ANALYSIS = "analysis.json"
 REPORT = "report.html"
+EXPLAIN = "explain"
 
 #: Train settings a run may continue with different values (hardware only, not the result).
 HARDWARE_FIELDS = ("device", "amp", "channels_last", "num_workers")

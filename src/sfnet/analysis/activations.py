@@ -190,6 +190,12 @@ def feature_max(acts: SparseActivations) -> np.ndarray:
     return out
 
 
+def active_strengths(acts: SparseActivations, feature: int, fmax: float) -> np.ndarray:
+    """(n_f,) A_f = a_f / fmax of the galaxies where ``feature`` is active (for histograms)."""
+    vals = acts.values[(acts.indices == feature) & (acts.values > 0)].astype(np.float64)
+    return vals / fmax if fmax > 0 else vals
+
+
 @dataclass
 class FeatureStats:
     """Per-feature statistics, each (d,).

@@ -5,17 +5,19 @@ sparse run, and writes it into the run folder:
 
 ``activations.npz``   sparse top-k activations + predictions of the analysed galaxies
 ``features.csv``      the feature table (label, f_activated, activation stats, equation weights,
-                      most correlated catalog columns / ``true_*`` factors)
+                      most correlated catalog columns / ``true_*`` factors, redundant partners)
 ``equations.md/json`` linear equations in physical units (targets and BPT ratios)
 ``groundtruth.json``  best |Spearman rho| with ``true_*`` factors (synthetic data only; with
                       ``dense=`` also a dense run's PCA components and raw neurons)
-``figures/``          per-feature BPT + top-9 grids, correlation matrix, equations figure
+``figures/``          per-feature BPT + top-9 grids, spatial maps on the top galaxies
+                      (``maps_<label>``), A_f histograms, correlation matrix, equations figure
 ``analysis.json``     run summary (RMSE vs mean vs oracle), variance explained, file index;
                       written last, so its presence means the analysis is complete
 
 The steps, in order: load the run and its activations (:func:`_load_or_compute`), pick the
-features (:func:`_select`), equations, feature table, variance explained, ground truth, figures,
-and the summary. :mod:`sfnet.report` renders the files as HTML.
+features (:func:`_select`), redundant features (:func:`_redundancy`), equations, feature table,
+variance explained, ground truth, figures (with :func:`_map_figures` and
+:func:`_histogram_figure`), and the summary. :mod:`sfnet.report` renders the files as HTML.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from sfnet.analysis.activations import (
     variance_explained,
 )
 from sfnet.analysis.metrics import rmse
+from sfnet.analysis.redundancy import REDUNDANCY_RHO, Redundancy, redundant_features
 from sfnet.errors import RunFolderError
 from sfnet.runs import ACTIVATIONS, ANALYSIS, FEATURES_TABLE, FIGURES, GROUNDTRUTH
 
@@ -60,6 +63,7 @@ class AnalysisOptions:
         pdf: also write every figure as PDF.
         recompute: recompute activations even if ``activations.npz`` matches the model.
         batch_size: galaxies per forward pass.
+        redundancy_rho: Spearman rho of A_f above which two features are redundant.
     """
 
     split: str = "val"
@@ -69,6 +73,7 @@ class AnalysisOptions:
     pdf: bool = False
     recompute: bool = False
     batch_size: int = 256
+    redundancy_rho: float = REDUNDANCY_RHO
 
 
 @dataclass
@@ -197,14 +202,24 @@ def _select(run: Any, data: Any, acts: SparseActivations, opts: AnalysisOptions)
     )
 
 
-def _write_feature_table(a: _Analysis, eqs: Any) -> None:
-    """``features.csv``: the feature table with equation weights and mean contributions."""
+def _redundancy(a: _Analysis) -> Redundancy:
+    """Redundant features: pairs whose A_f agree (Spearman rho > ``opts.redundancy_rho``) over
+    the galaxies where either fires, grouped; one feature split in two."""
+    return redundant_features(a.acts, threshold=a.opts.redundancy_rho)
+
+
+def _write_feature_table(a: _Analysis, eqs: Any, redundancy: Redundancy) -> None:
+    """``features.csv``: the feature table with equation weights, mean contributions and each
+    feature's redundant partners (``redundant_with``, comma-separated labels)."""
     table = feature_table(a.acts, a.table_feats, a.target, a.catalog, stats=a.stats)
     for e in eqs.equations:
         table[f"w_{e.name}"] = [e.coefficient(int(f)) for f in a.table_feats]
         table[f"contrib_{e.name}"] = [
             e.coefficient(int(f)) * a.stats.mean_strength[int(f)] for f in a.table_feats
         ]
+    table["redundant_with"] = [
+        ", ".join(a.label_list(redundancy.partners(int(f)))) for f in a.table_feats
+    ]
     _write_csv(table, a.dir / FEATURES_TABLE)
 
 
@@ -276,16 +291,45 @@ def _feature_figures(
     return figures, top_images
 
 
+def _map_figures(a: _Analysis, exts: Sequence[str]) -> dict[str, str]:
+    """Where each frequent feature fires: its spatial map overlaid on its top-9 galaxies
+    (``maps_<label>``; maps computed for those galaxies only)."""
+    from sfnet.analysis.maps import write_map_figures
+
+    rows, strengths = {}, {}
+    for f in a.top:
+        lab = a.labels[int(f)]
+        pos, raw = top_activating(a.acts, int(f), 9)
+        rows[lab], strengths[lab] = a.acts.rows[pos], raw / a.stats.max[int(f)]
+    feats = {a.labels[int(f)]: int(f) for f in a.top}
+    return write_map_figures(a.run, a.data.images, rows, feats, strengths, a.dir / FIGURES, exts)
+
+
+def _histogram_figure(a: _Analysis, exts: Sequence[str]) -> dict[str, str]:
+    """How strongly each frequent feature fires: histograms of A_f where it is active."""
+    from sfnet.analysis.activations import active_strengths
+    from sfnet.plots import plot_activation_histograms
+
+    hist = {a.labels[int(f)]: active_strengths(a.acts, int(f), a.stats.max[int(f)]) for f in a.top}
+    freq = {a.labels[int(f)]: float(a.stats.frequency[int(f)]) for f in a.top}
+    for ext in exts:
+        plot_activation_histograms(a.dir / FIGURES / f"histograms.{ext}", hist, freq)
+    return {"histograms": f"{FIGURES}/histograms.png"}
+
+
 def _figures(
     a: _Analysis, eqs: Any, strengths_top: np.ndarray, exts: Sequence[str]
 ) -> dict[str, str]:
-    """All figures: per feature, the correlation matrix and the equations; their index."""
+    """All figures: per feature (BPT + top galaxies, spatial maps), A_f histograms, the
+    correlation matrix and the equations; their index."""
     from sfnet.analysis.equations import PRETTY
     from sfnet.plots import plot_correlation_matrix, plot_equations
 
     fig_dir = a.dir / FIGURES
     fig_dir.mkdir(exist_ok=True)
     figures, top_images = _feature_figures(a, strengths_top, exts)
+    figures.update(_map_figures(a, exts))
+    figures.update(_histogram_figure(a, exts))
     corr = correlation_matrix(a.acts, a.table_feats)
     for ext in exts:
         plot_correlation_matrix(fig_dir / f"correlation.{ext}", corr, a.label_list(a.table_feats))
@@ -329,7 +373,12 @@ def _gt_summary(gt: dict[str, Any]) -> dict[str, Any]:
 
 
 def _summary(
-    a: _Analysis, variance: list, gt: dict[str, Any], figures: dict[str, str], seconds: float
+    a: _Analysis,
+    variance: list,
+    gt: dict[str, Any],
+    redundancy: Redundancy,
+    figures: dict[str, str],
+    seconds: float,
 ) -> dict[str, Any]:
     """The content of ``analysis.json``."""
     metrics = a.run.metrics()
@@ -356,6 +405,7 @@ def _summary(
         "n_active_features": len(a.ranked),
         "variance_explained": variance,
         "groundtruth": _gt_summary(gt),
+        "redundancy": redundancy.to_dict(a.labels),
         "figures": figures,
         "options": asdict(a.opts),
         "seconds": round(seconds, 2),
@@ -392,10 +442,11 @@ def analyze_run(
     run = _load_sparse_run(run_dir)
     data = run.load_data()
     a = _select(run, data, _load_or_compute(run, data, opts, progress), opts)
-    # 2. equations (exact in physical units on these galaxies) and the feature table
+    # 2. equations (exact in physical units on these galaxies), redundant features, feature table
     eqs = equations_for_run(run, a.acts, a.target)
     write_equations(eqs, run_dir)
-    _write_feature_table(a, eqs)
+    redundancy = _redundancy(a)
+    _write_feature_table(a, eqs, redundancy)
     # 3. variance explained, ground truth (synthetic data), figures
     variance = _variance_records(a)
     strengths_top = scaled_strength(a.acts, a.top, a.stats.max)
@@ -403,7 +454,7 @@ def analyze_run(
     exts = ["png"] + (["pdf"] if opts.pdf else [])
     figures = _figures(a, eqs, strengths_top, exts)
     # 4. the summary, written last: its presence means the analysis is complete
-    summary = _summary(a, variance, gt, figures, time.perf_counter() - t0)
+    summary = _summary(a, variance, gt, redundancy, figures, time.perf_counter() - t0)
     atomic_write_json(run_dir / ANALYSIS, summary)
     return summary
 

@@ -18,7 +18,17 @@ from sfnet import __version__
 from sfnet.errors import UserError
 
 #: Subcommand modules, in the order their commands appear in ``sfnet --help``.
-COMMAND_MODULES = ("train", "predict", "data", "synth", "demo", "analyze", "report", "compare")
+COMMAND_MODULES = (
+    "train",
+    "predict",
+    "data",
+    "synth",
+    "demo",
+    "analyze",
+    "report",
+    "explain",
+    "compare",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

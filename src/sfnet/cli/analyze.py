@@ -41,6 +41,13 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--batch-size", type=int, default=256, help="galaxies per forward pass [default 256]"
     )
+    p.add_argument(
+        "--redundancy-rho",
+        type=float,
+        default=None,
+        help="two features are redundant when the Spearman rho of their A_f over the galaxies "
+        "where either fires exceeds this [default 0.9]",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     # old spellings, one release: --dense is a switch in 'train', --features a file in 'compare'
     add_deprecated_alias(p, "--dense", "--dense-run")
@@ -68,6 +75,10 @@ def analysis_options(args: argparse.Namespace):
         raise UserError(f"--n-features must be positive, got {args.features}")
     if args.batch_size <= 0:
         raise UserError(f"--batch-size must be positive, got {args.batch_size}")
+    rho = args.redundancy_rho
+    if rho is not None and not -1.0 <= rho <= 1.0:
+        raise UserError(f"--redundancy-rho must lie in [-1, 1], got {rho}")
+    extra = {} if rho is None else {"redundancy_rho": rho}
     return AnalysisOptions(
         split="all" if args.all else "val",
         n_features=args.features,
@@ -75,11 +86,19 @@ def analysis_options(args: argparse.Namespace):
         pdf=args.pdf,
         recompute=args.recompute,
         batch_size=args.batch_size,
+        **extra,
     )
 
 
 def options_given(args: argparse.Namespace) -> bool:
-    return bool(args.all or args.dense or args.pdf or args.features or args.recompute)
+    return bool(
+        args.all
+        or args.dense
+        or args.pdf
+        or args.features
+        or args.recompute
+        or args.redundancy_rho is not None
+    )
 
 
 def _analyze(args: argparse.Namespace) -> int:

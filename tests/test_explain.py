@@ -1,0 +1,83 @@
+"""``sfnet explain`` end to end: the run's own galaxies, a new image folder, clear errors."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from sfnet.analysis.activations import SparseActivations
+from sfnet.cli import main
+from sfnet.explain import write_explanations
+from tests.conftest import REPORT_LINES
+
+
+@pytest.fixture
+def run_dir(analysed_runs):
+    """The shared analysed bpt_lines run: 64 px (2x2 maps), k = 4, four targets."""
+    return analysed_runs[0]
+
+
+def _check(js_path, names=REPORT_LINES):
+    e = json.loads(js_path.read_text())
+    assert set(e["prediction"]) == set(names)
+    assert 1 <= len(e["features"]) <= 4
+    for t in names:  # the waterfall adds up: intercept + contributions = prediction
+        total = e["intercept"][t] + sum(f["contribution"][t] for f in e["features"])
+        assert total == pytest.approx(e["prediction"][t], abs=1e-4)
+        cmap = np.asarray(e["contribution_map"][t])
+        assert cmap.shape == (2, 2)
+        assert e["intercept"][t] + cmap.mean() == pytest.approx(e["prediction"][t], abs=1e-4)
+    for f in e["features"]:
+        assert np.mean(f["map"]) == pytest.approx(f["activation"], rel=1e-4)
+        assert f["label"].startswith("SL") and len(f["top_activating"]) <= 3
+    assert e["map_resolution"] == "2x2 at 64 px"
+    return e
+
+
+def test_explain_cli_on_the_runs_own_galaxies(run_dir, tmp_path, capsys):
+    # two analysed (validation) galaxies: their A_f are scaled by a maximum that includes them
+    oids = [str(o) for o in SparseActivations.load(run_dir / "activations.npz").objid[:2]]
+    out = tmp_path / "ex"
+    argv = ["explain", str(run_dir), "--objid", oids[0], "--objid", oids[1], "--out", str(out)]
+    assert main(argv) == 0
+    for oid in oids:
+        assert (out / f"{oid}.png").stat().st_size > 5000
+        e = _check(out / f"{oid}.json")
+        assert e["objID"] == oid and e["measured"] is not None
+        for f in e["features"]:  # strengths are scaled by the analysed maximum
+            assert 0 < f["strength"] <= 1.0 + 1e-6 and f["top_activating"]
+    assert f"{oids[0]}.png" in capsys.readouterr().out
+
+
+def test_explain_a_galaxy_outside_the_catalog(run_dir, tmp_path):
+    from tests.conftest import make_toy_images
+
+    imgs, _ = make_toy_images(2, size=64, seed=99)
+    folder = tmp_path / "new"
+    (folder / "images").mkdir(parents=True)
+    for oid, im in zip(("77", "78"), imgs, strict=True):
+        Image.fromarray(np.transpose(im, (1, 2, 0))).save(folder / "images" / f"{oid}.png")
+    # a bare image folder
+    ((png, js),) = write_explanations(
+        run_dir, ["78"], images=str(folder / "images"), out_dir=tmp_path / "a"
+    )
+    e = _check(js)
+    assert e["measured"] is None and png.is_file()
+    # a dataset folder whose catalog has no targets
+    pd.DataFrame({"objID": [77, 78]}).to_csv(folder / "galaxies.csv", index=False)
+    ((_, js2),) = write_explanations(run_dir, [78], data=str(folder), out_dir=tmp_path / "b")
+    assert json.loads(js2.read_text())["prediction"] == e["prediction"]
+
+
+def test_unknown_objid_and_unanalysed_run_are_clear_errors(run_dir, tmp_path, capsys):
+    assert main(["explain", str(run_dir), "--objid", "123456789", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "objID 123456789 not found" in err
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("config.toml", "model.json", "model.safetensors"):
+        (bare / name).write_bytes((run_dir / name).read_bytes())
+    assert main(["explain", str(bare), "--objid", str(10**17 + 3)]) == 2
+    assert "sfnet analyze" in capsys.readouterr().err
