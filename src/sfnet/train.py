@@ -12,7 +12,6 @@ import contextlib
 import json
 import logging
 import math
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from sfnet.data.loader import (
 from sfnet.distributed import DistContext, init_distributed
 from sfnet.errors import RunFolderError
 from sfnet.io import append_jsonl, atomic_write, atomic_write_bytes
+from sfnet.lock import folder_lock
 from sfnet.model import BACKBONE_DIMS, SparseFeatureNet
 from sfnet.optim import make_scheduler, ranger
 from sfnet.runs import (
@@ -47,9 +47,12 @@ from sfnet.runs import (
     METRICS,
     WEIGHTS,
     RunMeta,
+    StagedRun,
     is_finished,
     read_metrics,
     save_weights,
+    stage_run_dir,
+    staging_path,
 )
 
 log = logging.getLogger("sfnet.train")
@@ -86,8 +89,11 @@ def _resolve_device(name: str) -> torch.device:
     return torch.device("cuda")
 
 
-def _prepare_folder(config: RunConfig, out: Path, overwrite: bool, resume: bool) -> RunConfig:
-    """Create or check the run folder; returns the config to train with."""
+def _prepare_folder(
+    config: RunConfig, out: Path, overwrite: bool, resume: bool
+) -> tuple[RunConfig, StagedRun | None]:
+    """Check the run folder; returns the config to train with and, for a new run, the staging
+    folder it is trained in until its first checkpoint (:func:`sfnet.runs.stage_run_dir`)."""
     stored = out / CONFIG
     if resume and stored.is_file():
         saved = RunConfig.load(stored)
@@ -96,17 +102,10 @@ def _prepare_folder(config: RunConfig, out: Path, overwrite: bool, resume: bool)
                 f"{out}: the stored config.toml differs from the requested one; resume with the "
                 "stored config (sfnet train --resume RUN) or use --overwrite to start again"
             )
-        return saved
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise RunFolderError(
-                f"{out}: run folder exists and is not empty; use --overwrite to replace it or "
-                "--resume to continue it"
-            )
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    config.save(stored)
-    return config
+        return saved, None
+    staged = stage_run_dir(out, overwrite, config.data.data)
+    config.save(staged.path / CONFIG)
+    return config, staged
 
 
 def fit(
@@ -135,18 +134,27 @@ def fit(
     tcfg = config.train
     device = _resolve_device(tcfg.device)
     ctx = init_distributed(device.type)
+    staged = None
     try:
-        if ctx.enabled and device.type == "cuda":
-            device = torch.device("cuda", ctx.local_rank)
-            torch.cuda.set_device(device)
-        if ctx.is_main:
-            config = _prepare_folder(config, out, overwrite, resume)
-            if resume and is_finished(out):
-                return FitResult(out, _last_rmse(out), read_metrics(out / METRICS))
-        ctx.barrier()
-        if not ctx.is_main:
-            config = RunConfig.load(out / CONFIG)
-        return _fit(config, out, device, ctx, data, progress, on_epoch)
+        with contextlib.ExitStack() as held:
+            if ctx.enabled and device.type == "cuda":
+                device = torch.device("cuda", ctx.local_rank)
+                torch.cuda.set_device(device)
+            if ctx.is_main:
+                held.enter_context(folder_lock(out, "sfnet train"))
+                config, staged = _prepare_folder(config, out, overwrite, resume)
+                if resume and is_finished(out):
+                    return FitResult(out, _last_rmse(out), read_metrics(out / METRICS))
+            ctx.barrier()
+            work = staged.path if staged else out
+            if not ctx.is_main:
+                work = staging_path(out) if staging_path(out).is_dir() else out
+                config = RunConfig.load(work / CONFIG)
+            return _fit(config, work, device, ctx, data, progress, on_epoch, staged)
+    except BaseException:
+        if staged is not None:
+            staged.discard()  # a failed start loses nothing: the old run (if any) is untouched
+        raise
     finally:
         ctx.close()
 
@@ -164,6 +172,7 @@ def _fit(
     data: GalaxyData | None,
     progress: bool,
     on_epoch: Callable[[dict[str, Any]], None] | None,
+    staged: StagedRun | None = None,
 ) -> FitResult:
     tcfg, mcfg, dcfg = config.train, config.model, config.data
     if data is None:
@@ -327,6 +336,8 @@ def _fit(
             append_jsonl(out / METRICS, record)
             meta.epochs_completed = epoch + 1
             meta.save(out / META)
+            if staged is not None:  # first checkpoint written: swap the new run into place
+                out, staged = staged.commit(), None
             history.append(record)
             if on_epoch is not None:
                 on_epoch(record)

@@ -88,9 +88,11 @@ def _given(args: argparse.Namespace) -> bool:
 
 
 def _analyze(args: argparse.Namespace) -> int:
+    from sfnet.lock import folder_lock
     from sfnet.report import analyze_run
 
-    s = analyze_run(Path(args.run), _options(args), progress=not args.no_progress)
+    with folder_lock(Path(args.run), "sfnet analyze"):
+        s = analyze_run(Path(args.run), _options(args), progress=not args.no_progress)
     print(f"analysed {s['n_analysed']} galaxies of {args.run} in {s['seconds']:.1f} s")
     print(f"frequent features: {', '.join(s['frequent_features'])}")
     for rec in s["variance_explained"]:
@@ -111,9 +113,11 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from sfnet.lock import folder_lock
     from sfnet.report import write_report
 
     opts = _options(args) if _given(args) else None
-    path = write_report(Path(args.run), opts, progress=not args.no_progress)
+    with folder_lock(Path(args.run), "sfnet report"):
+        path = write_report(Path(args.run), opts, progress=not args.no_progress)
     print(path)
     return 0
