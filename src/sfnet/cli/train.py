@@ -9,9 +9,6 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
 from sfnet.config import SCHEDULES, TARGETS, DataConfig, ModelConfig, RunConfig, TrainConfig
 from sfnet.errors import RunFolderError, UserError
 
@@ -223,49 +220,22 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from sfnet.data.dataset import load_dataset
     from sfnet.io import atomic_write
-    from sfnet.predict import predict
+    from sfnet.predict import predict_dataset
     from sfnet.runs import load_run
 
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    suffix = args.out.suffix.lower()
+    if suffix not in (".parquet", ".csv"):
+        raise UserError(f"{args.out}: output must end in .parquet or .csv")
     run = load_run(args.run, device=args.device)
     dcfg = run.config.data
     if args.data:
         dcfg = dataclasses.replace(dcfg, data=str(args.data))
-    data = load_dataset(dcfg, require_targets=False)
-    if data.images.shape[-1] != run.meta.crop:
-        raise UserError(
-            f"{dcfg.data}: images are {data.images.shape[-1]} px, the model was trained on {run.meta.crop} px"
-        )
-    pred = predict(run, data.images, batch_size=args.batch_size)
-    table = table_of_predictions(data.objid, run.meta.target_names, pred)
-    if data.fingerprint == run.meta.data_fingerprint:
-        split = np.full(len(data), "train", dtype=object)
-        split[run.split(len(data))[1]] = "val"
-        table.insert(1, "split", split)
-    suffix = args.out.suffix.lower()
-    if suffix not in (".parquet", ".csv"):
-        raise UserError(f"{args.out}: output must end in .parquet or .csv")
+    table = predict_dataset(run, dcfg, batch_size=args.batch_size)
     if suffix == ".parquet":
         atomic_write(args.out, lambda tmp: table.to_parquet(tmp, index=False))
     else:
         atomic_write(args.out, lambda tmp: table.to_csv(tmp, index=False))
     print(f"wrote {len(table)} predictions to {args.out}")
     return 0
-
-
-def table_of_predictions(objid: np.ndarray, names: list[str], pred) -> pd.DataFrame:
-    """objID, ``pred_<target>`` columns and ``feature_j``/``activation_j`` (j = 1..k) columns."""
-    table = pd.DataFrame({"objID": objid})
-    for i, name in enumerate(names):
-        table[f"pred_{name}"] = pred.predictions[:, i]
-    if pred.indices is not None:
-        active = pred.values > 0
-        for j in range(pred.indices.shape[1]):
-            table[f"feature_{j + 1}"] = np.where(active[:, j], pred.indices[:, j], -1).astype(
-                np.int16
-            )
-            table[f"activation_{j + 1}"] = np.where(active[:, j], pred.values[:, j], 0.0).astype(
-                np.float32
-            )
-    return table

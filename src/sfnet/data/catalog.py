@@ -238,39 +238,32 @@ def select_target(catalog: pd.DataFrame, target: str, source: str = "catalog") -
         DataError: unknown target, a required column missing or not numeric, or no row left.
     """
     names = target_names(target)
-    n_input = len(catalog)
-    if target == "metallicity":
-        (col,) = TARGET_COLUMNS["metallicity"]
-        values = {col: _numeric(catalog, col, source)}
-        steps: list[tuple[str, np.ndarray | None, str]] = [
-            (f"{col} finite", np.isfinite(values[col]), ""),
-            (f"{col} > 0", values[col] > 0, ""),
-        ]
-        for other, cond in (("lgm_tot_p50", "> 0"), ("sfr_tot_p50", "> -10")):
-            if other in catalog.columns:
-                v = _numeric(catalog, other, source)
-                keep = v > 0 if other == "lgm_tot_p50" else v > -10
-                steps.append((f"{other} {cond}", keep, ""))
-            else:
-                steps.append((f"{other} {cond}", None, f"no column {other!r} in {source}"))
-        y_all = values[col][:, None]
-    elif target == "bpt_lines":
-        lines = TARGET_COLUMNS["bpt_lines"]
-        flux = np.stack([_numeric(catalog, c, source) for c in lines], axis=1)
-        err = np.stack([_numeric(catalog, f"{c}_err", source) for c in lines], axis=1)
-        finite = np.isfinite(flux).all(axis=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            snr_ok = ((err > 0) & (flux > MIN_LINE_SNR * err)).all(axis=1)
-            steps = [
-                ("line fluxes finite", finite, ""),
-                (f"S/N > {MIN_LINE_SNR:g} in all four lines", snr_ok, ""),
-                (f"every flux < {MAX_LINE_FLUX:g}", (flux < MAX_LINE_FLUX).all(axis=1), ""),
-            ]
-            y_all = np.log10(np.where(flux > 0, flux, np.nan))
-    else:  # pragma: no cover - target_names already refused it
-        raise DataError(f"unknown target {target!r}")
+    y_all, keep, cuts = quality_flags(catalog, target, source)
+    y = y_all[keep].astype(np.float32)
+    if not np.isfinite(y).all():  # pragma: no cover - the cuts above imply finite targets
+        raise DataError(f"{source}: non-finite targets survived the cuts")
+    if len(y) == 0:
+        summary = "; ".join(c.describe() for c in cuts)
+        raise DataError(f"{source}: no galaxy passes the {target} cuts ({summary})")
+    kept = catalog.loc[keep].reset_index(drop=True)
+    return TargetSelection(catalog=kept, y=y, names=names, cuts=cuts, n_input=len(catalog))
 
-    keep = np.ones(n_input, dtype=bool)
+
+def quality_flags(
+    catalog: pd.DataFrame, target: str, source: str = "catalog"
+) -> tuple[np.ndarray, np.ndarray, list[Cut]]:
+    """The measured targets of every row and whether each row passes the quality cuts.
+
+    Returns:
+        (y, passes, cuts): (N, T) float64 measured targets in physical units (NaN where not
+        measurable), (N,) bool, and the cuts in the order applied with their counts.
+
+    Raises:
+        DataError: unknown target, a required column missing or not numeric.
+    """
+    target_names(target)
+    steps, y_all = _cut_steps(catalog, target, source)
+    keep = np.ones(len(catalog), dtype=bool)
     cuts: list[Cut] = []
     for name, cond, reason in steps:
         if cond is None:
@@ -279,14 +272,40 @@ def select_target(catalog: pd.DataFrame, target: str, source: str = "catalog") -
         new_keep = keep & cond
         cuts.append(Cut(name=name, removed=int(keep.sum() - new_keep.sum())))
         keep = new_keep
-    y = y_all[keep].astype(np.float32)
-    if not np.isfinite(y).all():  # pragma: no cover - the cuts above imply finite targets
-        raise DataError(f"{source}: non-finite targets survived the cuts")
-    if len(y) == 0:
-        summary = "; ".join(c.describe() for c in cuts)
-        raise DataError(f"{source}: no galaxy passes the {target} cuts ({summary})")
-    kept = catalog.loc[keep].reset_index(drop=True)
-    return TargetSelection(catalog=kept, y=y, names=names, cuts=cuts, n_input=n_input)
+    return y_all, keep, cuts
+
+
+def _cut_steps(
+    catalog: pd.DataFrame, target: str, source: str
+) -> tuple[list[tuple[str, np.ndarray | None, str]], np.ndarray]:
+    """The (name, condition or None, skip reason) cut steps and the (N, T) measured targets."""
+    if target == "metallicity":
+        (col,) = TARGET_COLUMNS["metallicity"]
+        values = _numeric(catalog, col, source)
+        steps: list[tuple[str, np.ndarray | None, str]] = [
+            (f"{col} finite", np.isfinite(values), ""),
+            (f"{col} > 0", values > 0, ""),
+        ]
+        for other, cond in (("lgm_tot_p50", "> 0"), ("sfr_tot_p50", "> -10")):
+            if other in catalog.columns:
+                v = _numeric(catalog, other, source)
+                keep = v > 0 if other == "lgm_tot_p50" else v > -10
+                steps.append((f"{other} {cond}", keep, ""))
+            else:
+                steps.append((f"{other} {cond}", None, f"no column {other!r} in {source}"))
+        return steps, values[:, None]
+    lines = TARGET_COLUMNS["bpt_lines"]
+    flux = np.stack([_numeric(catalog, c, source) for c in lines], axis=1)
+    err = np.stack([_numeric(catalog, f"{c}_err", source) for c in lines], axis=1)
+    finite = np.isfinite(flux).all(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        snr_ok = ((err > 0) & (flux > MIN_LINE_SNR * err)).all(axis=1)
+        steps = [
+            ("line fluxes finite", finite, ""),
+            (f"S/N > {MIN_LINE_SNR:g} in all four lines", snr_ok, ""),
+            (f"every flux < {MAX_LINE_FLUX:g}", (flux < MAX_LINE_FLUX).all(axis=1), ""),
+        ]
+        return steps, np.log10(np.where(flux > 0, flux, np.nan))
 
 
 def _numeric(catalog: pd.DataFrame, column: str, source: str) -> np.ndarray:
