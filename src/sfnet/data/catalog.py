@@ -142,13 +142,23 @@ def read_catalog(path: Path) -> pd.DataFrame:
     if len(df) == 0:
         raise DataError(f"{path}: catalog has no rows")
     df["objID"] = _objid_column(df["objID"], path)
-    dup = df["objID"].duplicated(keep=False)
-    if dup.any():
-        ids = pd.unique(df.loc[dup, "objID"])
-        raise DataError(
-            f"{path}: {len(ids)} duplicated objID value(s), e.g. {', '.join(map(str, ids[:5]))}"
-        )
+    check_unique_ids(df["objID"].to_numpy(), path)
     return df.reset_index(drop=True)
+
+
+def check_unique_ids(objid: np.ndarray, source: str | Path) -> None:
+    """Refuse duplicated objIDs (a catalog, a ``.npz`` file or a packed-store index).
+
+    Raises:
+        DataError: naming ``source``, the number of duplicated values and the first five.
+    """
+    col = pd.Series(np.asarray(objid)).astype(str)
+    dup = col.duplicated(keep=False)
+    if dup.any():
+        ids = pd.unique(col[dup])
+        raise DataError(
+            f"{source}: {len(ids)} duplicated objID value(s), e.g. {', '.join(ids[:5])}"
+        )
 
 
 def _objid_name(columns: list[str], path: Path) -> str:
