@@ -114,8 +114,10 @@ def find_catalog(folder: Path) -> Path:
 def read_catalog(path: Path) -> pd.DataFrame:
     """Read a catalog table (CSV, Parquet or FITS) with an ``objID`` column.
 
-    ``objID`` comes back as int64 when every value is an integer, else as str. A column named
-    ``objid`` in any letter case is renamed ``objID``.
+    ``objID`` comes back as int64 when every value is an integer written without leading
+    zeros, else as str (``000123`` stays ``"000123"``, matching ``images/000123.png``). A column
+    named ``objid`` in any letter case is renamed ``objID``; spaces around header names are
+    stripped.
 
     Raises:
         DataError: unreadable file, missing/float/duplicate/empty objID, or no rows.
@@ -138,7 +140,9 @@ def read_catalog(path: Path) -> pd.DataFrame:
     except DataError:
         raise
     except Exception as e:  # noqa: BLE001 - any parse failure is a bad input file
-        raise DataError(f"{path}: cannot read catalog ({type(e).__name__}: {e})") from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise DataError(f"{path}: cannot read catalog ({type(e).__name__}: {first})") from None
+    df = _strip_header(df, path)
     if len(df) == 0:
         raise DataError(f"{path}: catalog has no rows")
     df["objID"] = _objid_column(df["objID"], path)
@@ -161,8 +165,18 @@ def check_unique_ids(objid: np.ndarray, source: str | Path) -> None:
         )
 
 
+def _strip_header(df: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Column names without surrounding spaces (`` objID , oh_p50`` -> ``objID``, ``oh_p50``)."""
+    names = [str(c).strip() for c in df.columns]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise DataError(f"{path}: duplicated column name(s) {', '.join(map(repr, dup))}")
+    df.columns = names
+    return df
+
+
 def _objid_name(columns: list[str], path: Path) -> str:
-    matches = [c for c in columns if str(c).lower() == "objid"]
+    matches = [c for c in columns if str(c).strip().lower() == "objid"]
     if not matches:
         raise DataError(f"{path}: missing column 'objID' (columns: {', '.join(map(str, columns))})")
     if len(matches) > 1:
@@ -186,7 +200,11 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 def _read_fits(path: Path) -> pd.DataFrame:
     from astropy.table import Table
 
-    table = Table.read(path)
+    try:
+        table = Table.read(path, format="fits")
+    except Exception as e:  # noqa: BLE001 - astropy's messages can be long
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(f"{path}: not a readable FITS table ({first})") from None
     multi = [n for n in table.colnames if len(table[n].shape) > 1]
     if multi:
         table.remove_columns(multi)
@@ -217,7 +235,8 @@ def _objid_column(col: pd.Series, path: Path) -> pd.Series:
         rows = np.flatnonzero(missing.to_numpy())
         raise DataError(f"{path}: column 'objID' is empty in row(s) {rows[:20].tolist()}")
     values = text.to_numpy(dtype=object)
-    if all(_INT_RE.match(v) for v in values):
+    padded = any(len(v.lstrip("+-")) > 1 and v.lstrip("+-")[0] == "0" for v in values)
+    if not padded and all(_INT_RE.match(v) for v in values):  # zero-padded IDs stay text
         try:
             return pd.Series(np.array([int(v) for v in values], dtype=np.int64), index=col.index)
         except OverflowError:
