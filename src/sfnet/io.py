@@ -59,3 +59,29 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def describe_os_error(e: OSError) -> str:
+    """One line for a failed file operation: the path, what went wrong and what to do."""
+    import errno
+
+    path = e.filename if e.filename is not None else "(unknown path)"
+    if e.filename2 is not None:
+        path = f"{path} -> {e.filename2}"
+    code = e.errno
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return (
+            f"{path}: no space left on the device; free some space (or choose another folder) "
+            "and run the command again (finished work is kept; an interrupted run resumes)"
+        )
+    if code in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return (
+            f"{path}: not writable ({e.strerror}); choose a writable folder or fix its permissions"
+        )
+    if code == errno.EISDIR:
+        return f"{path}: is a folder, not a file; give the path of a file"
+    if code == errno.ENOTDIR:
+        return f"{path}: part of this path is a file, not a folder"
+    if code == errno.ENOENT:
+        return f"{path}: no such file or folder"
+    return f"{path}: {e.strerror or e}"
