@@ -11,12 +11,8 @@
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import json
-import os
-import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +24,7 @@ from sfnet import __version__
 from sfnet.config import RunConfig
 from sfnet.data.loader import Normalization, split_indices
 from sfnet.errors import RunFolderError
-from sfnet.io import atomic_write, atomic_write_json
+from sfnet.io import atomic_write, atomic_write_json, remove_tree, replace_dir
 from sfnet.model import SparseFeatureNet
 
 CONFIG = "config.toml"
@@ -197,24 +193,14 @@ class StagedRun:
     path: Path
 
     def commit(self) -> Path:
-        """Swap the new run into ``out`` (atomically when the OS allows); drop the old one."""
-        old = _sibling(self.out, _OLD)
-        if old.exists():
-            _remove(old)
-        if not self.out.exists():
-            os.rename(self.path, self.out)
-        elif _exchange(self.path, self.out):
-            _remove(self.path)  # now holds the old run
-        else:
-            os.rename(self.out, old)
-            os.rename(self.path, self.out)
-            _remove(old)
+        """Swap the new run into ``out`` (atomically on Linux); the old run is removed."""
+        remove_tree(_sibling(self.out, _OLD))
+        replace_dir(self.path, self.out)
         return self.out
 
     def discard(self) -> None:
         """Remove the staging folder (the old run, if any, is untouched)."""
-        if self.path.exists():
-            _remove(self.path)
+        remove_tree(self.path)
 
 
 def staging_path(out: Path) -> Path:
@@ -270,8 +256,7 @@ def stage_run_dir(out: Path, overwrite: bool, data_path: str | Path | None = Non
     check_replaceable(out, overwrite, data_path)
     staged = StagedRun(out, staging_path(out))
     for leftover in (staged.path, _sibling(out, _OLD)):
-        if leftover.exists():
-            _remove(leftover)
+        remove_tree(leftover)
     staged.path.mkdir(parents=True)
     return staged
 
@@ -279,24 +264,3 @@ def stage_run_dir(out: Path, overwrite: bool, data_path: str | Path | None = Non
 def _sibling(out: Path, kind: str) -> Path:
     out = Path(out)
     return out.parent / f".{out.name}.{kind}"
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    else:
-        path.unlink(missing_ok=True)
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two paths (Linux ``renameat2(RENAME_EXCHANGE)``); False if unsupported."""
-    if sys.platform != "linux":
-        return False
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fn = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    rc = fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
-    return rc == 0
