@@ -376,3 +376,16 @@ def test_sigkilled_prepare_leaves_no_worker_running(tmp_path):
     for w in left:
         os.kill(w, signal.SIGKILL)
     assert not left, "prepare workers outlived their killed parent"
+
+
+def test_store_index_with_duplicated_objids_is_refused(tmp_path):
+    import json
+
+    folder, ids = make_folder(tmp_path / "d", n=3, size=16)
+    prepare(folder, workers=1)
+    path = folder / "packed" / "index.json"
+    idx = json.loads(path.read_text())
+    idx["objids"][2] = idx["objids"][0]
+    path.write_text(json.dumps(idx))
+    with pytest.raises(DataError, match="duplicated objIDs"):
+        open_images(folder, ids[:2], crop=16)

@@ -7,6 +7,8 @@ Layout of a prepared folder::
     DATA/images/{objID}.jpg        cutouts (JPEG, PNG, or FITS with g, r, i planes)
     DATA/packed/images.u8          raw (N, 3, H, W) uint8, C order, memory-mapped
     DATA/packed/index.json         objIDs (row order), geometry, fingerprint, bad rows
+    DATA/packed.new/               a store being built (``images.u8.partial``, ``progress.json``);
+                                   swapped in for ``packed/`` when complete
     DATA/bad_images.txt            objIDs dropped by ``prepare --skip-bad`` (with reasons)
 
 Geometry: every image is resized to ``resize`` x ``resize`` pixels when ``resize`` is set
@@ -886,7 +888,7 @@ def _load_progress(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _die_with_parent(parent: int) -> None:
+def die_with_parent(parent: int) -> None:
     """Worker initializer: ask Linux to kill this worker when its parent dies (SIGKILL too)."""
     if sys.platform.startswith("linux"):
         import ctypes
@@ -911,7 +913,7 @@ def _run_tasks(tasks: list[Any], workers: int) -> Iterator[dict[int, str]]:
     pool = ProcessPoolExecutor(
         max_workers=workers,
         mp_context=multiprocessing.get_context("spawn"),
-        initializer=_die_with_parent,
+        initializer=die_with_parent,
         initargs=(os.getpid(),),
     )
     try:
