@@ -86,3 +86,12 @@ def test_lock_is_reentrant_in_one_process_and_released_after(tmp_path):
     proc = _holder(folder)  # another process can take it once we are done
     proc.kill()
     proc.wait()
+
+
+def test_lock_file_is_removed_after_a_normal_exit(tmp_path):
+    from sfnet.lock import folder_lock, lock_path
+
+    folder = tmp_path / "run"
+    with folder_lock(folder):
+        assert lock_path(folder).is_file()
+    assert list(tmp_path.iterdir()) == []  # nothing beside the run folders

@@ -3,8 +3,8 @@
 The lock is an ``fcntl.flock`` on a small file beside the folder, ``PARENT/.NAME.lock``
 (beside, not inside, so it survives the folder being swapped for a freshly trained one). It is
 held for the life of the holder and released by the operating system when the holder exits or
-is killed, so a killed run never leaves a stale lock; the file itself may stay behind and is
-harmless. The holder writes its PID and command into the file, so a second process can say who
+is killed, so a killed run never leaves a stale lock. The holder removes the file when it is
+done; after a kill the file stays behind, unlocked and harmless. The holder writes its PID and command into the file, so a second process can say who
 holds it. Locks are re-entrant within one process (``report`` running ``analyze``).
 """
 
@@ -62,16 +62,7 @@ def folder_lock(folder: Path, command: str = "") -> Iterator[Path]:
         finally:
             _HELD[path][1] -= 1
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise FolderBusyError(
-            f"{folder}: in use by {holder(folder)}; wait for it to finish or stop it "
-            f"(lock file {path})"
-        ) from None
+    fd = _acquire(path, folder)
     what = command or " ".join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv))
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
     os.ftruncate(fd, 0)
@@ -83,5 +74,27 @@ def folder_lock(folder: Path, command: str = "") -> Iterator[Path]:
         _HELD[path][1] -= 1
         if _HELD[path][1] == 0:
             del _HELD[path]
-            os.ftruncate(fd, 0)
+            path.unlink(missing_ok=True)  # still held: nobody can lock this inode meanwhile
             os.close(fd)  # closing the descriptor releases the flock
+
+
+def _acquire(path: Path, folder: Path) -> int:
+    """Open and flock ``path``; retry when a releasing holder unlinked it meanwhile."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise FolderBusyError(
+                f"{folder}: in use by {holder(folder)}; wait for it to finish or stop it "
+                f"(lock file {path})"
+            ) from None
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)  # we locked a file its holder had just removed: lock the new one

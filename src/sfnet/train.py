@@ -124,7 +124,11 @@ def fit(
         config: the run configuration; validated here.
         out: run folder. Refused if it exists and is not empty, unless ``overwrite`` (start
             again) or ``resume`` (continue from ``checkpoint.pt``; a finished run is returned
-            as it is; a folder without a checkpoint starts from scratch).
+            as it is; a folder without a checkpoint starts from scratch). A new run is trained
+            in ``.NAME.staging`` beside ``out`` and swapped in once its first checkpoint exists,
+            so a failed start changes nothing; ``overwrite`` only replaces an sfnet run folder
+            (:func:`sfnet.runs.check_replaceable`). The folder is locked
+            (:func:`sfnet.lock.folder_lock`) for the whole training.
         progress: show a tqdm progress bar per epoch (rank 0 only).
         data: already-loaded galaxies (else loaded from ``config.data``).
         on_epoch: called with each epoch's metrics record (rank 0 only).
