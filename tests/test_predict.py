@@ -61,3 +61,12 @@ def test_predict_keeps_galaxies_failing_the_cuts_and_logs_the_rest(tmp_path, cap
     text = caplog.text
     assert "predicted 7 of 8" in text and "1 without an image" in text and "8" in text
     assert "2 fail the metallicity cuts" in text
+
+
+def test_predict_batch_size_zero_is_one_line(tmp_path, capsys):
+    data = _dataset(tmp_path / "D")
+    run = _run_folder(tmp_path / "run", data)
+    argv = ["predict", str(run), "--out", str(tmp_path / "p.csv"), "--batch-size", "0"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--batch-size" in err and len(err.splitlines()) == 1

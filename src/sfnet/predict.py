@@ -161,7 +161,9 @@ def predict_dataset(run: Run, dcfg, batch_size: int = 256) -> pd.DataFrame:
     from sfnet.data.catalog import target_names
 
     if batch_size <= 0:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
+        from sfnet.errors import UserError
+
+        raise UserError(f"batch size (predict --batch-size) must be positive, got {batch_size}")
     inp = prediction_input(dcfg)
     pred = predict(run, inp.images, batch_size=batch_size)
     table = prediction_table(inp.objid, run.meta.target_names, pred)
