@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sfnet.data.loader import iter_batches
+from sfnet.data.batches import iter_batches
 from sfnet.runs import Run
 
 log = logging.getLogger("sfnet.predict")
@@ -154,19 +154,24 @@ def predict_dataset(run: Run, dcfg, batch_size: int = 256) -> pd.DataFrame:
 
     Returns:
         objID, ``split`` (train/val/other, only on the run's own data), the measured targets
-        ``measured_<target>`` (NaN where the catalog has none) and ``passes_cuts``, ``pred_<target>`` (physical units), and the active
-        features (``feature_j``, ``activation_j``; index -1 where fewer than k are active).
+        ``measured_<target>`` (NaN where the catalog has none) and ``passes_cuts``,
+        ``pred_<target>`` (physical units), and the active features (``feature_j``,
+        ``activation_j``; index -1 where fewer than k are active).
         What was and was not predicted is logged.
     """
     from sfnet.data.catalog import target_names
+    from sfnet.errors import UserError
 
     if batch_size <= 0:
-        from sfnet.errors import UserError
-
         raise UserError(f"batch size (predict --batch-size) must be positive, got {batch_size}")
     inp = prediction_input(dcfg)
+    if inp.images.shape[-1] != run.meta.crop:
+        raise UserError(
+            f"{dcfg.data}: images are {inp.images.shape[-1]} px, "
+            f"the model was trained on {run.meta.crop} px"
+        )
     pred = predict(run, inp.images, batch_size=batch_size)
-    table = prediction_table(inp.objid, run.meta.target_names, pred)
+    table = table_of_predictions(inp.objid, run.meta.target_names, pred)
     at = 1
     if inp.fingerprint == run.meta.data_fingerprint:
         table.insert(at, "split", _split_of(run, dcfg, inp.objid))
@@ -209,7 +214,7 @@ def _log_coverage(inp: PredictionInput, dcfg) -> None:
         )
 
 
-def prediction_table(objid: np.ndarray, names: list[str], pred: Predictions) -> pd.DataFrame:
+def table_of_predictions(objid: np.ndarray, names: list[str], pred: Predictions) -> pd.DataFrame:
     """objID, ``pred_<target>`` columns and ``feature_j``/``activation_j`` (j = 1..k) columns."""
     table = pd.DataFrame({"objID": objid})
     for i, name in enumerate(names):

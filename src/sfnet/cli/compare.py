@@ -130,9 +130,7 @@ def _compare(args: argparse.Namespace) -> int:
     from sfnet.lock import folder_lock
 
     with folder_lock(args.out, "sfnet compare"):
-        res = run_comparison(
-            args.out, cfg, progress=not args.quiet, log=lambda m: print(m, flush=True)
-        )
+        res = run_comparison(args.out, cfg, progress=not args.quiet)
     print(f"trained {len(res.trained)} run(s), reused {len(res.reused)} finished run(s)")
     print((args.out / "table_rmse.md").read_text(), end="")
     if not res.agn.empty:

@@ -1,9 +1,8 @@
-"""``sfnet train`` and ``sfnet predict``."""
+"""``sfnet train``."""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import os
 import sys
@@ -111,19 +110,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
 
-    q = sub.add_parser(
-        "predict",
-        help="predict targets and active features for a dataset",
-        description="Write objID, predictions (physical units) and the active features "
-        "(indices and values; index -1 where fewer than k are active) to a Parquet or CSV file.",
-    )
-    q.add_argument("run", type=Path, help="trained run folder")
-    q.add_argument("--data", help="dataset folder or .npz (default: the run's own data)")
-    q.add_argument("--out", type=Path, required=True, help="output file (.parquet or .csv)")
-    q.add_argument("--batch-size", type=int, default=256, help="galaxies per forward pass")
-    q.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device [default cpu]")
-    q.set_defaults(func=_predict)
-
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """The RunConfig named by the CLI options (on top of --config when given)."""
@@ -162,6 +148,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from sfnet.runs import CONFIG
     from sfnet.train import fit
 
     main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
@@ -175,13 +162,13 @@ def _train(args: argparse.Namespace) -> int:
             raise UserError(
                 "--resume RUN continues RUN in place; do not also give a different --out"
             )
-        if not (args.resume / "config.toml").is_file():
+        if not (args.resume / CONFIG).is_file():
             raise RunFolderError(
                 f"{args.resume}: not a run folder (no config.toml) — nothing to resume"
             )
         from sfnet.config import RunConfig as _RC
 
-        cfg, out = _RC.load(args.resume / "config.toml"), args.resume
+        cfg, out = _RC.load(args.resume / CONFIG), args.resume
     else:
         if not args.out:
             raise UserError("--out RUN_FOLDER is required")
@@ -207,35 +194,13 @@ def _train(args: argparse.Namespace) -> int:
     )
     if not main_rank:
         return 0
-    from sfnet.runs import RunMeta
+    from sfnet.runs import META, RunMeta
 
-    meta = RunMeta.load(out / "model.json")
+    meta = RunMeta.load(out / META)
     base = meta.extra.get("val_rmse_predict_mean", {})
     for name, v in res.val_rmse.items():
         b = base.get(name)
         tail = f" (predicting the mean: {b:.4f})" if b is not None else ""
         print(f"{name}: validation RMSE {v:.4f}{tail}")
     print(f"run folder: {out}")
-    return 0
-
-
-def _predict(args: argparse.Namespace) -> int:
-    from sfnet.io import atomic_write
-    from sfnet.predict import predict_dataset
-    from sfnet.runs import load_run
-
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    suffix = args.out.suffix.lower()
-    if suffix not in (".parquet", ".csv"):
-        raise UserError(f"{args.out}: output must end in .parquet or .csv")
-    run = load_run(args.run, device=args.device)
-    dcfg = run.config.data
-    if args.data:
-        dcfg = dataclasses.replace(dcfg, data=str(args.data))
-    table = predict_dataset(run, dcfg, batch_size=args.batch_size)
-    if suffix == ".parquet":
-        atomic_write(args.out, lambda tmp: table.to_parquet(tmp, index=False))
-    else:
-        atomic_write(args.out, lambda tmp: table.to_csv(tmp, index=False))
-    print(f"wrote {len(table)} predictions to {args.out}")
     return 0
