@@ -185,3 +185,37 @@ def test_non_numeric_target_column_names_row():
 def test_no_row_left_is_an_error_with_the_counts():
     with pytest.raises(DataError, match="no galaxy passes.*oh_p50 > 0: removed 3"):
         select_target(_frame(oh_p50=[-1.0, 0.0, -9.0]), "metallicity", source="c.csv")
+
+
+def test_zero_padded_numeric_objids_stay_text_and_find_their_images(tmp_path):
+    from PIL import Image
+
+    from sfnet.config import DataConfig
+    from sfnet.data.dataset import load_dataset
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "galaxies.csv").write_text("objID,oh_p50\n000123,8.9\n000124,9.0\n000200,8.8\n")
+    for o in ("000123", "000124", "000200"):
+        Image.new("RGB", (8, 8)).save(tmp_path / "images" / f"{o}.png")
+    df = read_catalog(tmp_path / "galaxies.csv")
+    assert df["objID"].tolist() == ["000123", "000124", "000200"]
+    data = load_dataset(DataConfig(data=str(tmp_path), crop=8))
+    assert data.objid.tolist() == ["000123", "000124", "000200"]
+
+
+def test_spaces_around_header_names_are_stripped(tmp_path):
+    path = tmp_path / "galaxies.csv"
+    path.write_text(" objID , oh_p50 ,lgm_tot_p50\n1,8.9,10\n2,9.0,10\n")
+    df = read_catalog(path)
+    assert list(df.columns) == ["objID", "oh_p50", "lgm_tot_p50"]
+    assert select_target(df, "metallicity").y.ravel().tolist() == pytest.approx([8.9, 9.0])
+
+
+def test_corrupt_fits_catalog_is_one_short_message(tmp_path):
+    path = tmp_path / "galaxies.fits"
+    path.write_bytes(b"garbage" * 100)  # astropy would list its 40 table formats
+    with pytest.raises(DataError) as err:
+        read_catalog(path)
+    msg = str(err.value)
+    assert str(path) in msg and "FITS" in msg
+    assert len(msg) < 300 and msg.count("\n") == 0, msg

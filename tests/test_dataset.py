@@ -78,3 +78,23 @@ def test_predict_new_galaxies_without_targets(tmp_path, capsys):
     assert "split" not in table.columns  # other data than the run's: no train/val split
     active = table[["feature_1", "feature_2"]].to_numpy()
     assert ((active >= -1) & (active < 512)).all()
+
+
+def test_npz_fingerprint_sees_every_image(tmp_path):
+    images, y = make_toy_images(130, size=16)
+    path = tmp_path / "d.npz"
+    save_npz(path, images, y, np.arange(130), ["a", "b"])
+    before = load_dataset(DataConfig(data=str(path), crop=16)).fingerprint
+    for row in (1, 129):  # any row, not only every N/64-th
+        changed = images.copy()
+        changed[row, 0, 3, 3] ^= 1
+        save_npz(path, changed, y, np.arange(130), ["a", "b"])
+        assert load_dataset(DataConfig(data=str(path), crop=16)).fingerprint != before
+
+
+def test_duplicate_objids_are_refused_in_npz(tmp_path):
+    images, y = make_toy_images(6, size=16)
+    ids = np.array([5, 6, 7, 6, 8, 9])
+    save_npz(tmp_path / "dup.npz", images, y, ids, ["a", "b"])
+    with pytest.raises(DataError, match=r"dup.npz.*duplicated objID.*6"):
+        load_dataset(DataConfig(data=str(tmp_path / "dup.npz"), crop=16))

@@ -38,7 +38,7 @@ def test_cli_synth_train_predict_analyze(tmp_path: Path, capsys) -> None:
     pred = tmp_path / "pred.csv"
     assert main(["predict", str(run), "--out", str(pred)]) == 0
     p = pd.read_csv(pred)
-    assert len(p) > 10 and p.filter(like="h_alpha").notna().all().all()
+    assert len(p) > 10 and p.filter(like="pred_log_h_alpha").notna().all().all()
 
     assert main(["analyze", str(run), "--no-progress"]) == 0
     assert (run / "groundtruth.json").is_file()  # the synthetic truth reached the analysis

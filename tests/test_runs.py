@@ -1,10 +1,15 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from sfnet.cli import main
+from sfnet.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from sfnet.data.dataset import load_dataset
-from sfnet.errors import RunFolderError
+from sfnet.errors import DataError, RunFolderError
 from sfnet.predict import predict
-from sfnet.runs import is_finished, load_run
+from sfnet.runs import is_finished, load_run, read_metrics
+from sfnet.train import fit
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +48,89 @@ def test_loading_never_unpickles(trained):
         load_dataset(load_run(trained).config.data).fingerprint
         == load_run(trained).meta.data_fingerprint
     )
+
+
+# --------------------------------------------------------- --overwrite never loses anything
+
+
+def _small_npz(path: Path, n: int = 48, seed: int = 0) -> Path:
+    from sfnet.data.dataset import save_npz
+    from tests.conftest import make_toy_images
+
+    images, y = make_toy_images(n, size=16, seed=seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_npz(path, images, y, np.arange(n, dtype=np.int64) + 1, ["radius", "redness"])
+    return path
+
+
+def _cfg(data: Path, epochs: int = 1) -> RunConfig:
+    return RunConfig(
+        DataConfig(data=str(data), target="metallicity", crop=16),
+        ModelConfig(k=2),
+        TrainConfig(epochs=epochs, batch_size=16, lr=0.01, device="cpu"),
+    )
+
+
+def test_overwrite_refuses_the_data_folder_itself(tmp_path):
+    data = _small_npz(tmp_path / "D" / "toy.npz")
+    for out in (tmp_path / "D", tmp_path):  # the data folder, or a folder containing it
+        with pytest.raises(RunFolderError, match="data being trained on"):
+            fit(_cfg(data), out, overwrite=True)
+    assert data.is_file()
+
+
+def test_overwrite_refuses_a_folder_sfnet_did_not_make(tmp_path):
+    data = _small_npz(tmp_path / "toy.npz")
+    out = tmp_path / "notes"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious")
+    with pytest.raises(RunFolderError, match="not an sfnet run folder"):
+        fit(_cfg(data), out, overwrite=True)
+    assert (out / "thesis.tex").read_text() == "precious"
+
+
+@pytest.fixture
+def small_run(tmp_path):
+    """A finished one-epoch run ``tmp_path/run`` on 24 tiny galaxies, and its data."""
+    data = _small_npz(tmp_path / "toy.npz", n=24)
+    fit(_cfg(data), tmp_path / "run")
+    return tmp_path / "run", data
+
+
+def test_failed_overwrite_keeps_the_old_run(small_run, tmp_path):
+    out, _ = small_run
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not an npz")
+    with pytest.raises(DataError):
+        fit(_cfg(bad), out, overwrite=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".run.")]
+    assert leftovers == []  # no staging folder (and no lock file) left behind
+
+
+def test_overwrite_replaces_a_run_once_the_new_one_has_a_checkpoint(small_run):
+    out, data = small_run
+    (out / "analysis.json").write_text("{}")  # belongs to the old model
+    seen = []
+
+    def on_epoch(rec):  # the swap happened before the first epoch is reported
+        seen.append(sorted(p.name for p in out.iterdir()))
+
+    fit(_cfg(data), out, overwrite=True, on_epoch=on_epoch)
+    assert "checkpoint.pt" in seen[0] and "analysis.json" not in seen[0]
+    assert len(read_metrics(out / "metrics.jsonl")) == 1 and is_finished(out)
+    assert not (out / "analysis.json").exists()
+
+
+def test_out_that_is_a_file_is_one_clear_line(tmp_path, capsys):
+    data = _small_npz(tmp_path / "toy.npz")
+    out = tmp_path / "run.txt"
+    out.write_text("x")
+    argv = ["train", "--data", str(data), "--out", str(out), "--crop", "16", "--quiet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is a file" in err and str(out) in err and len(err.splitlines()) == 1
 
 
 def test_final_val_rmse_reads_the_last_epoch(trained, tmp_path):

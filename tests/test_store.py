@@ -250,3 +250,142 @@ def test_cli_prepare(tmp_path, capsys):
     assert f"no image for 1 objID(s): {ids[0]}" in capsys.readouterr().err
     assert main(["prepare", str(folder), "--quiet", "--skip-bad", "--workers", "1"]) == 0
     assert "dropped 1 bad image(s)" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------- odd sizes, full disks, swaps
+
+
+def test_odd_first_image_does_not_set_the_store_size(tmp_path):
+    folder, ids = make_folder(tmp_path / "d", n=6, size=16)
+    Image.fromarray(_image(0, 64)).save(folder / "images" / f"{ids[0]}.png")  # row 0 is odd
+    res = prepare(folder, workers=1, skip_bad=True)
+    assert (res.height, res.width, res.n_images, res.n_bad) == (16, 16, 5, 1)
+    assert skipped_objids(folder) == [str(ids[0])]
+    assert "64x64" in (folder / "bad_images.txt").read_text()
+
+
+def test_images_of_another_scale_are_not_silently_cropped(tmp_path):
+    folder, ids = make_folder(tmp_path / "d", n=6, size=16)
+    Image.fromarray(_image(3, 40)).save(folder / "images" / f"{ids[3]}.png")
+    # training straight from the folder refuses the odd image, naming it
+    with pytest.raises(DataError, match=rf"{ids[3]}.png is 40x40.*16x16"):
+        load_dataset(DataConfig(data=str(folder), target="metallicity", crop=8))
+    # and one the sample of sizes missed is refused when it is read
+    images = FolderImages([folder / "images" / f"{o}.png" for o in ids], 8, None, (16, 16))
+    with pytest.raises(DataError, match=rf"{ids[3]}.png is 40x40.*16x16"):
+        images[np.arange(6)]
+    # so does prepare with a stored crop (the 40 px image would fit the crop)
+    with pytest.raises(DataError, match=rf"1 bad image\(s\): {ids[3]}"):
+        prepare(folder, crop=8, workers=1)
+
+
+def test_failed_prepare_keeps_the_previous_store(tmp_path):
+    folder, ids = make_folder(tmp_path / "d", n=5, size=16)
+    prepare(folder, workers=1)
+    with pytest.raises(DataError):
+        prepare(folder, crop=500, workers=1)  # every image is smaller than the crop
+    imgs = open_images(folder, ids, crop=16)
+    assert isinstance(imgs, PackedImages)
+    assert np.array_equal(imgs[2], _expected(2, 16, 16))
+
+
+def test_prepare_checks_free_space_first(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    folder, ids = make_folder(tmp_path / "d", n=5, size=16)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**6, 10**6 - 100, 100))
+    with pytest.raises(DataError, match=r"needs .* free.*space"):
+        prepare(folder, workers=1)
+    assert not (folder / "packed").exists()
+
+
+def test_disk_full_while_packing_is_clear_and_resumable(tmp_path, monkeypatch):
+    import errno
+
+    folder, ids = make_folder(tmp_path / "d", n=10, size=16)
+    real, calls = os.pwrite, []
+
+    def pwrite(fd, data, offset):
+        calls.append(offset)
+        if len(calls) > 5:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", pwrite)
+    with pytest.raises(DataError, match=r"no space left.*re-run `sfnet prepare.*resume"):
+        prepare(folder, workers=1, chunk_size=3)
+    monkeypatch.setattr(os, "pwrite", real)
+    res = prepare(folder, workers=1, chunk_size=3)
+    assert res.resumed_chunks == 1
+    imgs = open_images(folder, ids, crop=16)
+    assert all(np.array_equal(imgs[i], _expected(i, 16, 16)) for i in range(10))
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        try:
+            stat = (d / "stat").read_text()
+        except (OSError, ValueError):
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if d.name.isdigit() and int(fields[1]) == pid:
+            out.append(int(d.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux /proc")
+def test_sigkilled_prepare_leaves_no_worker_running(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder, ids = make_folder(tmp_path / "d", n=12, size=16)
+    script = (
+        "import sys, time\n"
+        "from sfnet.data.store import prepare\n"
+        "def hold(done, total):\n"
+        "    print('chunk', flush=True); time.sleep(60)\n"
+        "prepare(sys.argv[1], workers=2, chunk_size=1, on_chunk=hold)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1] / "src"))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(folder)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    assert proc.stdout.readline().strip() == "chunk"
+    workers = [
+        c for c in _children(proc.pid) if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text()
+    ]
+    assert len(workers) == 2
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [w for w in workers if _alive(w)]
+    for w in left:
+        os.kill(w, signal.SIGKILL)
+    assert not left, "prepare workers outlived their killed parent"
+
+
+def test_store_index_with_duplicated_objids_is_refused(tmp_path):
+    import json
+
+    folder, ids = make_folder(tmp_path / "d", n=3, size=16)
+    prepare(folder, workers=1)
+    path = folder / "packed" / "index.json"
+    idx = json.loads(path.read_text())
+    idx["objids"][2] = idx["objids"][0]
+    path.write_text(json.dumps(idx))
+    with pytest.raises(DataError, match="duplicated objIDs"):
+        open_images(folder, ids[:2], crop=16)

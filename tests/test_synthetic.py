@@ -184,3 +184,12 @@ def test_preview_grid(survey: Path, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="true_nope"):
         synthetic.preview(survey, "true_nope", tmp_path / "bad.png")
     assert not (tmp_path / "bad.png").exists()
+
+
+def test_overwrite_replaces_only_a_synthetic_survey(tmp_path: Path) -> None:
+    out = tmp_path / "thesis"
+    out.mkdir()
+    (out / "chapter1.tex").write_text("precious")
+    with pytest.raises(UserError, match="not a synthetic survey"):
+        synthetic.synthesize(out, 4, size=16, seed=0, workers=1, overwrite=True)
+    assert (out / "chapter1.tex").read_text() == "precious"

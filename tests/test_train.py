@@ -52,6 +52,7 @@ def test_dense_baseline_trains(toy_npz, tmp_path):
 def test_run_folder_is_never_overwritten_silently(toy_npz, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
+    (out / "config.toml").write_text("[data]\n")  # an earlier (unfinished) run
     (out / "keep.txt").write_text("precious")
     with pytest.raises(RunFolderError, match="--overwrite"):
         fit(toy_config(toy_npz, epochs=1), out)

@@ -40,7 +40,7 @@ import numpy as np
 from sfnet import __version__
 from sfnet.config import ConfigError, RunConfig
 from sfnet.errors import RunFolderError
-from sfnet.io import atomic_write, atomic_write_json
+from sfnet.io import atomic_write, atomic_write_json, remove_tree, replace_dir
 
 if TYPE_CHECKING:  # torch is imported where it is used: the file names above need no torch
     import torch
@@ -267,3 +267,103 @@ def load_run(run_dir: Path, device: str | torch.device = "cpu") -> Run:
         )
     model.to(device).eval()
     return Run(run_dir, config, meta, model)
+
+
+# ------------------------------------------------------------------ replacing a run folder
+
+#: Files only sfnet writes into a run folder; one of them marks a folder as an sfnet run.
+RUN_MARKERS = (CONFIG, META, METRICS, CHECKPOINT, WEIGHTS)
+#: Names that mark a folder as data (never deleted by ``--overwrite``).
+DATA_MARKERS = ("galaxies.csv", "galaxies.parquet", "galaxies.fits", "images", "packed")
+_STAGING = "staging"
+_OLD = "old"
+
+
+@dataclass
+class StagedRun:
+    """A new run trained in a hidden sibling of ``out`` until it has its first checkpoint.
+
+    Attributes:
+        out: the run folder asked for.
+        path: where the new run is written until :meth:`commit` (``PARENT/.NAME.staging``).
+    """
+
+    out: Path
+    path: Path
+    committed: bool = False
+
+    def commit(self) -> Path:
+        """Swap the new run into ``out`` (atomically on Linux); the old run is removed."""
+        remove_tree(_sibling(self.out, _OLD))
+        replace_dir(self.path, self.out)
+        self.committed = True
+        return self.out
+
+    def discard(self) -> None:
+        """Remove the staging folder (the old run, if any, is untouched); a no-op once
+        committed."""
+        if not self.committed:
+            remove_tree(self.path)
+
+
+def staging_path(out: Path) -> Path:
+    """Where a new run for ``out`` is trained before its first checkpoint."""
+    return _sibling(Path(out), _STAGING)
+
+
+def check_replaceable(out: Path, overwrite: bool, data_path: str | Path | None = None) -> None:
+    """Refuse (before anything is written) a ``--out`` that must not be replaced.
+
+    Refused: a file; the data being trained on or a folder containing it; a non-empty folder
+    without ``overwrite``; with ``overwrite``, a folder that is not an sfnet run folder (none of
+    :data:`RUN_MARKERS`) or that holds data (:data:`DATA_MARKERS`, ``*.npz``).
+
+    Raises:
+        RunFolderError: naming the folder and what to do.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"{out}: is a file, not a run folder; choose another --out")
+    if data_path:
+        data = Path(data_path).resolve()
+        target = out.resolve()
+        if data == target or target in data.parents:
+            raise RunFolderError(
+                f"{out}: holds the data being trained on ({data_path}); choose another --out"
+            )
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not overwrite:
+        raise RunFolderError(
+            f"{out}: run folder exists and is not empty; use --overwrite to replace it or "
+            "--resume to continue it"
+        )
+    names = {p.name for p in out.iterdir()}
+    data_like = sorted(n for n in names if n in DATA_MARKERS or n.endswith(".npz"))
+    data_like = [n for n in data_like if n != ACTIVATIONS]
+    if not names & set(RUN_MARKERS) or data_like:
+        why = f"it holds {', '.join(data_like)}" if data_like else "no " + ", ".join(RUN_MARKERS)
+        raise RunFolderError(
+            f"{out}: not an sfnet run folder ({why}); --overwrite only replaces run folders - "
+            "choose another --out or remove it yourself"
+        )
+
+
+def stage_run_dir(out: Path, overwrite: bool, data_path: str | Path | None = None) -> StagedRun:
+    """Check ``out`` (:func:`check_replaceable`) and create an empty staging folder beside it.
+
+    The caller holds ``out``'s lock (:func:`sfnet.lock.folder_lock`), so leftovers of killed
+    earlier attempts (``.NAME.staging``, ``.NAME.old``) are removed here.
+    """
+    out = Path(out)
+    check_replaceable(out, overwrite, data_path)
+    staged = StagedRun(out, staging_path(out))
+    for leftover in (staged.path, _sibling(out, _OLD)):
+        remove_tree(leftover)
+    staged.path.mkdir(parents=True)
+    return staged
+
+
+def _sibling(out: Path, kind: str) -> Path:
+    out = Path(out)
+    return out.parent / f".{out.name}.{kind}"

@@ -13,7 +13,6 @@ import dataclasses
 import json
 import logging
 import math
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from sfnet.data.dataset import GalaxyData, load_dataset
 from sfnet.distributed import DistContext, init_distributed
 from sfnet.errors import RunFolderError, UserError
 from sfnet.io import append_jsonl, atomic_write, atomic_write_bytes
+from sfnet.lock import folder_lock
 from sfnet.model import BACKBONE_DIMS, SparseFeatureNet
 from sfnet.optim import make_scheduler, ranger
 from sfnet.runs import (
@@ -48,9 +48,12 @@ from sfnet.runs import (
     METRICS,
     WEIGHTS,
     RunMeta,
+    StagedRun,
     is_finished,
     read_metrics,
     save_weights,
+    stage_run_dir,
+    staging_path,
 )
 
 log = logging.getLogger("sfnet.train")
@@ -87,8 +90,11 @@ def _resolve_device(name: str) -> torch.device:
     return torch.device("cuda")
 
 
-def _prepare_folder(config: RunConfig, out: Path, overwrite: bool, resume: bool) -> RunConfig:
-    """Create or check the run folder; returns the config to train with.
+def _prepare_folder(
+    config: RunConfig, out: Path, overwrite: bool, resume: bool
+) -> tuple[RunConfig, StagedRun | None]:
+    """Check the run folder; returns the config to train with and, for a new run, the staging
+    folder it is trained in until its first checkpoint (:func:`sfnet.runs.stage_run_dir`).
 
     On resume the requested config must equal the stored one, except the data path: a dataset
     that moved may be given anew (its fingerprint is checked against ``model.json``).
@@ -103,17 +109,10 @@ def _prepare_folder(config: RunConfig, out: Path, overwrite: bool, resume: bool)
             )
         if saved.data.data != config.data.data:
             log.info("data moved: %s -> %s", saved.data.data, config.data.data)
-        return config
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise RunFolderError(
-                f"{out}: run folder exists and is not empty; use --overwrite to replace it or "
-                "--resume to continue it"
-            )
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    config.save(stored)
-    return config
+        return config, None
+    staged = stage_run_dir(out, overwrite, config.data.data)
+    config.save(staged.path / CONFIG)
+    return config, staged
 
 
 def _without_data_path(config: RunConfig) -> dict[str, Any]:
@@ -138,7 +137,11 @@ def fit(
         config: the run configuration; validated here.
         out: run folder. Refused if it exists and is not empty, unless ``overwrite`` (start
             again) or ``resume`` (continue from ``checkpoint.pt``; a finished run is returned
-            as it is; a folder without a checkpoint starts from scratch).
+            as it is; a folder without a checkpoint starts from scratch). A new run is trained
+            in ``.NAME.staging`` beside ``out`` and swapped in once its first checkpoint exists,
+            so a failed start changes nothing; ``overwrite`` only replaces an sfnet run folder
+            (:func:`sfnet.runs.check_replaceable`). The folder is locked
+            (:func:`sfnet.lock.folder_lock`) for the whole training.
         progress: show a tqdm progress bar per epoch (rank 0 only).
         data: already-loaded galaxies (else loaded from ``config.data``).
         on_epoch: called with each epoch's metrics record (rank 0 only).
@@ -149,16 +152,26 @@ def fit(
     tcfg = config.train
     device = _resolve_device(tcfg.device)
     ctx = init_distributed(device.type)
+    staged = None
     try:
-        if ctx.enabled and device.type == "cuda":
-            device = torch.device("cuda", ctx.local_rank)
-            torch.cuda.set_device(device)
-        if ctx.is_main:
-            config = _prepare_folder(config, out, overwrite, resume)
-            if resume and is_finished(out):
-                return FitResult(out, _last_rmse(out), read_metrics(out / METRICS))
-        ctx.barrier()  # every rank trains with the same (resolved) config as rank 0
-        return _fit(config, out, device, ctx, data, progress, on_epoch)
+        with contextlib.ExitStack() as held:
+            if ctx.enabled and device.type == "cuda":
+                device = torch.device("cuda", ctx.local_rank)
+                torch.cuda.set_device(device)
+            if ctx.is_main:
+                held.enter_context(folder_lock(out, "sfnet train"))
+                config, staged = _prepare_folder(config, out, overwrite, resume)
+                if resume and is_finished(out):
+                    return FitResult(out, _last_rmse(out), read_metrics(out / METRICS))
+            ctx.barrier()  # every rank trains with the same (resolved) config as rank 0
+            work = staged.path if staged else out
+            if not ctx.is_main and staging_path(out).is_dir():
+                work = staging_path(out)
+            return _fit(config, work, device, ctx, data, progress, on_epoch, staged)
+    except BaseException:
+        if staged is not None:
+            staged.discard()  # a failed start loses nothing: the old run (if any) is untouched
+        raise
     finally:
         ctx.close()
 
@@ -234,6 +247,7 @@ def _fit(
     data: GalaxyData | None,
     progress: bool,
     on_epoch: Callable[[dict[str, Any]], None] | None,
+    staged: StagedRun | None = None,
 ) -> FitResult:
     # data: load, split (seeded), standardize targets and images on the training split
     if data is None:
@@ -263,6 +277,8 @@ def _fit(
         if ctx.is_main:
             history.append(record)
             _commit_epoch(out, tr, history)
+            if staged is not None:  # first checkpoint written: swap the new run into place
+                out, staged = staged.commit(), None
             if on_epoch is not None:
                 on_epoch(record)
         ctx.barrier()

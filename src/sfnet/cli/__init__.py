@@ -66,6 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"sfnet {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a disk, permission or path problem: one line, not a traceback
+        if e.filename is None:
+            raise
+        from sfnet.io import describe_os_error
+
+        print(f"sfnet {args.command}: error: {describe_os_error(e)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"sfnet {args.command}: interrupted", file=sys.stderr)
         return 130

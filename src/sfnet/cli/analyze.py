@@ -103,8 +103,10 @@ def options_given(args: argparse.Namespace) -> bool:
 
 def _analyze(args: argparse.Namespace) -> int:
     from sfnet.analysis.run import analyze_run
+    from sfnet.lock import folder_lock
 
-    s = analyze_run(Path(args.run), analysis_options(args), progress=not args.no_progress)
+    with folder_lock(Path(args.run), "sfnet analyze"):
+        s = analyze_run(Path(args.run), analysis_options(args), progress=not args.no_progress)
     print(f"analysed {s['n_analysed']} galaxies of {args.run} in {s['seconds']:.1f} s")
     print(f"frequent features: {', '.join(s['frequent_features'])}")
     for rec in s["variance_explained"]:

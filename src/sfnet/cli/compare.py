@@ -48,7 +48,10 @@ def _compare(args: argparse.Namespace) -> int:
     from sfnet.compare import run_comparison
 
     cfg = compare_config_from_args(args)
-    res = run_comparison(args.out, cfg, progress=not args.quiet)
+    from sfnet.lock import folder_lock
+
+    with folder_lock(args.out, "sfnet compare"):
+        res = run_comparison(args.out, cfg, progress=not args.quiet)
     print(f"trained {len(res.trained)} run(s), reused {len(res.reused)} finished run(s)")
     print((args.out / "table_rmse.md").read_text(), end="")
     if not res.agn.empty:

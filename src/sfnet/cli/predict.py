@@ -6,8 +6,6 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-import numpy as np
-
 from sfnet.errors import UserError
 
 
@@ -27,29 +25,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from sfnet.data.dataset import load_dataset
     from sfnet.io import atomic_write
-    from sfnet.predict import predict, table_of_predictions
+    from sfnet.predict import predict_dataset
     from sfnet.runs import load_run
 
+    suffix = args.out.suffix.lower()
+    if suffix not in (".parquet", ".csv"):
+        raise UserError(f"{args.out}: output must end in .parquet or .csv")
     run = load_run(args.run, device=args.device)
     dcfg = run.config.data
     if args.data:
         dcfg = dataclasses.replace(dcfg, data=str(args.data))
-    data = load_dataset(dcfg, require_targets=False)
-    if data.images.shape[-1] != run.meta.crop:
-        raise UserError(
-            f"{dcfg.data}: images are {data.images.shape[-1]} px, the model was trained on {run.meta.crop} px"
-        )
-    pred = predict(run, data.images, batch_size=args.batch_size)
-    table = table_of_predictions(data.objid, run.meta.target_names, pred)
-    if data.fingerprint == run.meta.data_fingerprint:
-        split = np.full(len(data), "train", dtype=object)
-        split[run.split(len(data))[1]] = "val"
-        table.insert(1, "split", split)
-    suffix = args.out.suffix.lower()
-    if suffix not in (".parquet", ".csv"):
-        raise UserError(f"{args.out}: output must end in .parquet or .csv")
+    table = predict_dataset(run, dcfg, batch_size=args.batch_size)
     if suffix == ".parquet":
         atomic_write(args.out, lambda tmp: table.to_parquet(tmp, index=False))
     else:

@@ -23,9 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from sfnet.lock import folder_lock
     from sfnet.report import write_report
 
     opts = analysis_options(args) if options_given(args) else None
-    path = write_report(Path(args.run), opts, progress=not args.no_progress)
+    with folder_lock(Path(args.run), "sfnet report"):
+        path = write_report(Path(args.run), opts, progress=not args.no_progress)
     print(path)
     return 0

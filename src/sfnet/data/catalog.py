@@ -114,8 +114,10 @@ def find_catalog(folder: Path) -> Path:
 def read_catalog(path: Path) -> pd.DataFrame:
     """Read a catalog table (CSV, Parquet or FITS) with an ``objID`` column.
 
-    ``objID`` comes back as int64 when every value is an integer, else as str. A column named
-    ``objid`` in any letter case is renamed ``objID``.
+    ``objID`` comes back as int64 when every value is an integer written without leading
+    zeros, else as str (``000123`` stays ``"000123"``, matching ``images/000123.png``). A column
+    named ``objid`` in any letter case is renamed ``objID``; spaces around header names are
+    stripped.
 
     Raises:
         DataError: unreadable file, missing/float/duplicate/empty objID, or no rows.
@@ -138,21 +140,43 @@ def read_catalog(path: Path) -> pd.DataFrame:
     except DataError:
         raise
     except Exception as e:  # noqa: BLE001 - any parse failure is a bad input file
-        raise DataError(f"{path}: cannot read catalog ({type(e).__name__}: {e})") from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise DataError(f"{path}: cannot read catalog ({type(e).__name__}: {first})") from None
+    df = _strip_header(df, path)
     if len(df) == 0:
         raise DataError(f"{path}: catalog has no rows")
     df["objID"] = _objid_column(df["objID"], path)
-    dup = df["objID"].duplicated(keep=False)
-    if dup.any():
-        ids = pd.unique(df.loc[dup, "objID"])
-        raise DataError(
-            f"{path}: {len(ids)} duplicated objID value(s), e.g. {', '.join(map(str, ids[:5]))}"
-        )
+    check_unique_ids(df["objID"].to_numpy(), path)
     return df.reset_index(drop=True)
 
 
+def check_unique_ids(objid: np.ndarray, source: str | Path) -> None:
+    """Refuse duplicated objIDs (a catalog, a ``.npz`` file or a packed-store index).
+
+    Raises:
+        DataError: naming ``source``, the number of duplicated values and the first five.
+    """
+    col = pd.Series(np.asarray(objid)).astype(str)
+    dup = col.duplicated(keep=False)
+    if dup.any():
+        ids = pd.unique(col[dup])
+        raise DataError(
+            f"{source}: {len(ids)} duplicated objID value(s), e.g. {', '.join(ids[:5])}"
+        )
+
+
+def _strip_header(df: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Column names without surrounding spaces (`` objID , oh_p50`` -> ``objID``, ``oh_p50``)."""
+    names = [str(c).strip() for c in df.columns]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise DataError(f"{path}: duplicated column name(s) {', '.join(map(repr, dup))}")
+    df.columns = names
+    return df
+
+
 def _objid_name(columns: list[str], path: Path) -> str:
-    matches = [c for c in columns if str(c).lower() == "objid"]
+    matches = [c for c in columns if str(c).strip().lower() == "objid"]
     if not matches:
         raise DataError(f"{path}: missing column 'objID' (columns: {', '.join(map(str, columns))})")
     if len(matches) > 1:
@@ -176,7 +200,11 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 def _read_fits(path: Path) -> pd.DataFrame:
     from astropy.table import Table
 
-    table = Table.read(path)
+    try:
+        table = Table.read(path, format="fits")
+    except Exception as e:  # noqa: BLE001 - astropy's messages can be long
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(f"{path}: not a readable FITS table ({first})") from None
     multi = [n for n in table.colnames if len(table[n].shape) > 1]
     if multi:
         table.remove_columns(multi)
@@ -207,7 +235,8 @@ def _objid_column(col: pd.Series, path: Path) -> pd.Series:
         rows = np.flatnonzero(missing.to_numpy())
         raise DataError(f"{path}: column 'objID' is empty in row(s) {rows[:20].tolist()}")
     values = text.to_numpy(dtype=object)
-    if all(_INT_RE.match(v) for v in values):
+    padded = any(len(v.lstrip("+-")) > 1 and v.lstrip("+-")[0] == "0" for v in values)
+    if not padded and all(_INT_RE.match(v) for v in values):  # zero-padded IDs stay text
         try:
             return pd.Series(np.array([int(v) for v in values], dtype=np.int64), index=col.index)
         except OverflowError:
@@ -238,39 +267,32 @@ def select_target(catalog: pd.DataFrame, target: str, source: str = "catalog") -
         DataError: unknown target, a required column missing or not numeric, or no row left.
     """
     names = target_names(target)
-    n_input = len(catalog)
-    if target == "metallicity":
-        (col,) = TARGET_COLUMNS["metallicity"]
-        values = {col: _numeric(catalog, col, source)}
-        steps: list[tuple[str, np.ndarray | None, str]] = [
-            (f"{col} finite", np.isfinite(values[col]), ""),
-            (f"{col} > 0", values[col] > 0, ""),
-        ]
-        for other, cond in (("lgm_tot_p50", "> 0"), ("sfr_tot_p50", "> -10")):
-            if other in catalog.columns:
-                v = _numeric(catalog, other, source)
-                keep = v > 0 if other == "lgm_tot_p50" else v > -10
-                steps.append((f"{other} {cond}", keep, ""))
-            else:
-                steps.append((f"{other} {cond}", None, f"no column {other!r} in {source}"))
-        y_all = values[col][:, None]
-    elif target == "bpt_lines":
-        lines = TARGET_COLUMNS["bpt_lines"]
-        flux = np.stack([_numeric(catalog, c, source) for c in lines], axis=1)
-        err = np.stack([_numeric(catalog, f"{c}_err", source) for c in lines], axis=1)
-        finite = np.isfinite(flux).all(axis=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            snr_ok = ((err > 0) & (flux > MIN_LINE_SNR * err)).all(axis=1)
-            steps = [
-                ("line fluxes finite", finite, ""),
-                (f"S/N > {MIN_LINE_SNR:g} in all four lines", snr_ok, ""),
-                (f"every flux < {MAX_LINE_FLUX:g}", (flux < MAX_LINE_FLUX).all(axis=1), ""),
-            ]
-            y_all = np.log10(np.where(flux > 0, flux, np.nan))
-    else:  # pragma: no cover - target_names already refused it
-        raise DataError(f"unknown target {target!r}")
+    y_all, keep, cuts = quality_flags(catalog, target, source)
+    y = y_all[keep].astype(np.float32)
+    if not np.isfinite(y).all():  # pragma: no cover - the cuts above imply finite targets
+        raise DataError(f"{source}: non-finite targets survived the cuts")
+    if len(y) == 0:
+        summary = "; ".join(c.describe() for c in cuts)
+        raise DataError(f"{source}: no galaxy passes the {target} cuts ({summary})")
+    kept = catalog.loc[keep].reset_index(drop=True)
+    return TargetSelection(catalog=kept, y=y, names=names, cuts=cuts, n_input=len(catalog))
 
-    keep = np.ones(n_input, dtype=bool)
+
+def quality_flags(
+    catalog: pd.DataFrame, target: str, source: str = "catalog"
+) -> tuple[np.ndarray, np.ndarray, list[Cut]]:
+    """The measured targets of every row and whether each row passes the quality cuts.
+
+    Returns:
+        (y, passes, cuts): (N, T) float64 measured targets in physical units (NaN where not
+        measurable), (N,) bool, and the cuts in the order applied with their counts.
+
+    Raises:
+        DataError: unknown target, a required column missing or not numeric.
+    """
+    target_names(target)
+    steps, y_all = _cut_steps(catalog, target, source)
+    keep = np.ones(len(catalog), dtype=bool)
     cuts: list[Cut] = []
     for name, cond, reason in steps:
         if cond is None:
@@ -279,14 +301,40 @@ def select_target(catalog: pd.DataFrame, target: str, source: str = "catalog") -
         new_keep = keep & cond
         cuts.append(Cut(name=name, removed=int(keep.sum() - new_keep.sum())))
         keep = new_keep
-    y = y_all[keep].astype(np.float32)
-    if not np.isfinite(y).all():  # pragma: no cover - the cuts above imply finite targets
-        raise DataError(f"{source}: non-finite targets survived the cuts")
-    if len(y) == 0:
-        summary = "; ".join(c.describe() for c in cuts)
-        raise DataError(f"{source}: no galaxy passes the {target} cuts ({summary})")
-    kept = catalog.loc[keep].reset_index(drop=True)
-    return TargetSelection(catalog=kept, y=y, names=names, cuts=cuts, n_input=n_input)
+    return y_all, keep, cuts
+
+
+def _cut_steps(
+    catalog: pd.DataFrame, target: str, source: str
+) -> tuple[list[tuple[str, np.ndarray | None, str]], np.ndarray]:
+    """The (name, condition or None, skip reason) cut steps and the (N, T) measured targets."""
+    if target == "metallicity":
+        (col,) = TARGET_COLUMNS["metallicity"]
+        values = _numeric(catalog, col, source)
+        steps: list[tuple[str, np.ndarray | None, str]] = [
+            (f"{col} finite", np.isfinite(values), ""),
+            (f"{col} > 0", values > 0, ""),
+        ]
+        for other, cond in (("lgm_tot_p50", "> 0"), ("sfr_tot_p50", "> -10")):
+            if other in catalog.columns:
+                v = _numeric(catalog, other, source)
+                keep = v > 0 if other == "lgm_tot_p50" else v > -10
+                steps.append((f"{other} {cond}", keep, ""))
+            else:
+                steps.append((f"{other} {cond}", None, f"no column {other!r} in {source}"))
+        return steps, values[:, None]
+    lines = TARGET_COLUMNS["bpt_lines"]
+    flux = np.stack([_numeric(catalog, c, source) for c in lines], axis=1)
+    err = np.stack([_numeric(catalog, f"{c}_err", source) for c in lines], axis=1)
+    finite = np.isfinite(flux).all(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        snr_ok = ((err > 0) & (flux > MIN_LINE_SNR * err)).all(axis=1)
+        steps = [
+            ("line fluxes finite", finite, ""),
+            (f"S/N > {MIN_LINE_SNR:g} in all four lines", snr_ok, ""),
+            (f"every flux < {MAX_LINE_FLUX:g}", (flux < MAX_LINE_FLUX).all(axis=1), ""),
+        ]
+        return steps, np.log10(np.where(flux > 0, flux, np.nan))
 
 
 def _numeric(catalog: pd.DataFrame, column: str, source: str) -> np.ndarray:

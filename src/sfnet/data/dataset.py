@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from sfnet.config import DataConfig
+from sfnet.data.catalog import check_unique_ids
 from sfnet.errors import DataError
 
 
@@ -118,6 +119,7 @@ def _load_npz(path: Path, cfg: DataConfig) -> GalaxyData:
         )
     if objid.dtype.kind == "f":
         raise DataError(f"{path}: 'objID' is float; store it as int64 or string")
+    check_unique_ids(objid, path)
     bad = ~np.isfinite(y).all(axis=1)
     if bad.any():
         raise DataError(
@@ -139,18 +141,26 @@ def _load_npz(path: Path, cfg: DataConfig) -> GalaxyData:
     catalog = pd.DataFrame({"objID": objid})
     for i, name in enumerate(names):
         catalog[name] = y[:, i]
-    digest = hashlib.sha256()
-    digest.update(np.ascontiguousarray(y).tobytes())
-    digest.update(np.ascontiguousarray(objid).astype(str).astype(bytes).tobytes())
-    digest.update(np.ascontiguousarray(images[:: max(1, len(images) // 64)]).tobytes())
     return GalaxyData(
         objid=objid,
         y=y,
         target_names=names,
         images=arr,
         catalog=catalog,
-        fingerprint=digest.hexdigest()[:16],
+        fingerprint=_npz_fingerprint(images, y, objid),
     )
+
+
+def _npz_fingerprint(images: np.ndarray, y: np.ndarray, objid: np.ndarray) -> str:
+    """16-hex SHA-256 of every byte of the arrays (images streamed in 64 MiB blocks)."""
+    digest = hashlib.sha256()
+    digest.update(np.ascontiguousarray(y).tobytes())
+    digest.update(np.ascontiguousarray(objid).astype(str).astype(bytes).tobytes())
+    flat = np.ascontiguousarray(images).reshape(-1)
+    block = 1 << 26
+    for start in range(0, flat.size, block):
+        digest.update(memoryview(flat[start : start + block]))
+    return digest.hexdigest()[:16]
 
 
 def _load_folder(path: Path, cfg: DataConfig, require_targets: bool = True) -> GalaxyData:

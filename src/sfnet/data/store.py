@@ -7,6 +7,8 @@ Layout of a prepared folder::
     DATA/images/{objID}.jpg        cutouts (JPEG, PNG, or FITS with g, r, i planes)
     DATA/packed/images.u8          raw (N, 3, H, W) uint8, C order, memory-mapped
     DATA/packed/index.json         objIDs (row order), geometry, fingerprint, bad rows
+    DATA/packed.new/               a store being built (``images.u8.partial``, ``progress.json``);
+                                   swapped in for ``packed/`` when complete
     DATA/bad_images.txt            objIDs dropped by ``prepare --skip-bad`` (with reasons)
 
 Geometry: every image is resized to ``resize`` x ``resize`` pixels when ``resize`` is set
@@ -23,11 +25,16 @@ mapping) and flipped so that row 0 is the top, as in the survey JPEGs.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import multiprocessing
 import os
+import shutil
+import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -37,12 +44,15 @@ from typing import Any
 import numpy as np
 
 from sfnet.errors import DataError
+from sfnet.io import remove_tree, replace_dir
 
 #: Image file extensions recognised in ``images/`` (lower case).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".fits", ".fit", ".fits.gz", ".fit.gz")
 #: Sub-folders / files of a dataset folder.
 IMAGES_DIR = "images"
 PACKED_DIR = "packed"
+#: Where ``prepare`` builds a new store before swapping it in for ``packed/``.
+BUILD_DIR = "packed.new"
 PACKED_DATA = "images.u8"
 PACKED_INDEX = "index.json"
 PACKED_PARTIAL = "images.u8.partial"
@@ -137,16 +147,24 @@ def _read_fits_planes(path: Path) -> np.ndarray:
         return np.stack(planes[:3])
 
 
-def decode_image(path: Path, crop: int | None, resize: int | None = None) -> np.ndarray:
+def decode_image(
+    path: Path,
+    crop: int | None,
+    resize: int | None = None,
+    expect: tuple[int, int] | None = None,
+) -> np.ndarray:
     """Decode one cutout to (3, H, W) uint8, resized and centre-cropped.
 
     Args:
         path: JPEG / PNG (RGB; grey or RGBA converted) or FITS (g, r, i planes).
         crop: side of the centre crop (pixels) or None for the whole image.
         resize: resize to ``resize`` x ``resize`` (bicubic) first when the size differs.
+        expect: (H, W) the image must have after ``resize`` and before the crop (the size of
+            the other images), so an image of another scale is refused, not silently cropped.
 
     Raises:
-        BadImage: unreadable file, or image smaller than ``crop``.
+        BadImage: unreadable file, image of another size than ``expect``, or smaller than
+            ``crop``.
     """
     from PIL import Image
 
@@ -166,12 +184,61 @@ def decode_image(path: Path, crop: int | None, resize: int | None = None) -> np.
         img = img.resize((resize, resize), Image.Resampling.BICUBIC)
     arr = np.asarray(img)  # (H, W, 3)
     h, w = arr.shape[:2]
+    if expect is not None and (h, w) != tuple(expect):
+        raise BadImage(
+            f"{path.name} is {w}x{h} px, not {expect[1]}x{expect[0]} like most images "
+            "(pass --resize, or --skip-bad to prepare without it)"
+        )
     if crop is not None:
         if crop > h or crop > w:
             raise BadImage(f"{path.name} is {w}x{h} px, smaller than the crop {crop}")
         y0, x0 = (h - crop) // 2, (w - crop) // 2
         arr = arr[y0 : y0 + crop, x0 : x0 + crop]
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(H, W) of an image file, from its header where the format allows.
+
+    Raises:
+        BadImage: unreadable file.
+    """
+    from PIL import Image
+
+    path = Path(path)
+    parsed = _strip_ext(path.name)
+    if parsed is not None and parsed[1].startswith(".fit"):
+        planes = _read_fits_planes(path)
+        return int(planes.shape[1]), int(planes.shape[2])
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except Exception as e:  # noqa: BLE001 - any decoder failure means a bad image
+        raise BadImage(f"cannot decode {path.name}: {type(e).__name__}: {e}") from None
+    return int(h), int(w)
+
+
+def majority_size(
+    paths: Sequence[Path], sample: int = 64
+) -> tuple[tuple[int, int] | None, list[tuple[Path, tuple[int, int]]]]:
+    """The most common (H, W) among up to ``sample`` evenly spaced images, and the others.
+
+    Returns:
+        (size or None when no sampled image is readable, [(path, size) of sampled images of
+        another size]).
+    """
+    paths = list(paths)
+    step = max(1, len(paths) // sample)
+    sizes: dict[Path, tuple[int, int]] = {}
+    for p in paths[::step][:sample]:
+        try:
+            sizes[Path(p)] = image_size(p)
+        except BadImage:
+            continue
+    if not sizes:
+        return None, []
+    size = Counter(sizes.values()).most_common(1)[0][0]
+    return size, [(p, s) for p, s in sizes.items() if s != size]
 
 
 # ------------------------------------------------------------------------------ fingerprint
@@ -262,12 +329,19 @@ class PackedImages:
 class FolderImages:
     """Images decoded from ``images/`` on access (slow path: decode + resize + crop each time).
 
-    ``images[idx]`` -> (n, 3, crop, crop) uint8; raises DataError naming a file that fails.
+    ``images[idx]`` -> (n, 3, crop, crop) uint8; raises DataError naming a file that fails or
+    (with ``expect``) that has another size than the others.
     """
 
-    def __init__(self, paths: Sequence[Path], crop: int, resize: int | None) -> None:
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        crop: int,
+        resize: int | None,
+        expect: tuple[int, int] | None = None,
+    ) -> None:
         self._paths = list(paths)
-        self._crop, self._resize = crop, resize
+        self._crop, self._resize, self._expect = crop, resize, expect
         self.shape = (len(self._paths), 3, crop, crop)
 
     def __len__(self) -> int:
@@ -275,7 +349,7 @@ class FolderImages:
 
     def _one(self, i: int) -> np.ndarray:
         try:
-            return decode_image(self._paths[i], self._crop, self._resize)
+            return decode_image(self._paths[i], self._crop, self._resize, self._expect)
         except BadImage as e:
             raise DataError(f"{self._paths[i]}: {e}") from None
 
@@ -306,6 +380,8 @@ def _read_index(folder: Path) -> dict[str, Any] | None:
         for key in ("n", "height", "width", "fingerprint", "objids", "bad_rows"):
             if key not in idx:
                 raise ValueError(f"no {key!r}")
+        if len(set(idx["objids"])) != len(idx["objids"]):
+            raise ValueError("duplicated objIDs")
     except (ValueError, OSError) as e:
         raise DataError(
             f"{p}: unreadable packed-store index ({e}); re-run `sfnet prepare`"
@@ -352,22 +428,39 @@ def open_images(
     if idx is not None:
         fp = folder_fingerprint or fingerprint(folder)
         return _open_packed(folder, idx, keys, crop, resize, fp)
-    if (packed / PACKED_PROGRESS).exists() or (packed / PACKED_PARTIAL).exists():
-        raise DataError(
-            f"{packed}: the packed store is incomplete (an interrupted `sfnet prepare`); "
-            f"re-run `sfnet prepare {folder}` to finish it, or delete {packed}"
-        )
+    for partial in (packed, folder / BUILD_DIR):
+        if (partial / PACKED_PROGRESS).exists() or (partial / PACKED_PARTIAL).exists():
+            raise DataError(
+                f"{partial}: the packed store is incomplete (an interrupted `sfnet prepare`); "
+                f"re-run `sfnet prepare {folder}` to finish it, or delete {partial}"
+            )
     index = image_index(folder)
     missing = [k for k in keys if k not in index]
     if missing:
         raise DataError(f"{folder / IMAGES_DIR}: no image for {_format_ids(missing)}")
     paths = [index[k] for k in keys]
+    expect = _folder_size(paths, resize, folder)
     if paths:
         try:
-            decode_image(paths[0], crop, resize)
+            decode_image(paths[0], crop, resize, expect)
         except BadImage as e:
             raise DataError(f"{paths[0]}: {e}") from None
-    return FolderImages(paths, crop, resize)
+    return FolderImages(paths, crop, resize, expect)
+
+
+def _folder_size(paths: list[Path], resize: int | None, folder: Path) -> tuple[int, int] | None:
+    """The common size of a folder's images (None with ``resize``); mixed sizes refused."""
+    if resize is not None or not paths:
+        return None
+    size, odd = majority_size(paths)
+    if odd:
+        p, (h, w) = odd[0]
+        raise DataError(
+            f"{folder / IMAGES_DIR}: images of different sizes ({p.name} is {w}x{h} px, most "
+            f"are {size[1]}x{size[0]}); centre crops would differ in scale - pass --resize, or "
+            f"`sfnet prepare {folder} --skip-bad` to drop the odd ones"
+        )
+    return size
 
 
 def _open_packed(
@@ -450,35 +543,46 @@ class PrepareResult:
     seconds: float = 0.0
 
 
-def _pack_chunk(
-    args: tuple[
-        str, tuple[int, int, int, int], list[tuple[int, str | None]], int | None, int | None
-    ],
-) -> dict[int, str]:
-    """Worker: decode rows into the partial memmap; return {row: reason} of bad images."""
-    path, shape, items, crop, resize = args
-    mm = np.memmap(path, dtype=np.uint8, mode="r+", shape=shape)
-    h, w = shape[2], shape[3]
-    bad: dict[int, str] = {}
-    for row, img_path in items:
-        if img_path is None:
-            bad[row] = "no image file"
-            continue
-        try:
-            arr = decode_image(Path(img_path), crop, resize)
-        except BadImage as e:
-            bad[row] = str(e)
-            continue
-        if arr.shape[1:] != (h, w):
-            bad[row] = (
-                f"{Path(img_path).name} is {arr.shape[2]}x{arr.shape[1]} px, not {w}x{h} "
-                "like the first image (pass --resize or --crop)"
-            )
-            continue
-        mm[row] = arr
-    mm.flush()
-    del mm
-    return bad
+@dataclass
+class _Plan:
+    """What one ``prepare`` builds: rows, geometry and where (``folder/packed.new``)."""
+
+    folder: Path
+    keys: list[str]
+    index: dict[str, Path]
+    fingerprint: str
+    catalog: str
+    crop: int | None
+    resize: int | None
+    source: tuple[int, int]  # every image's (H, W) after resize, before the crop
+    height: int
+    width: int
+    chunk_size: int
+
+    @property
+    def build(self) -> Path:
+        return self.folder / BUILD_DIR
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.keys) * 3 * self.height * self.width
+
+    @property
+    def chunks(self) -> list[list[int]]:
+        n, c = len(self.keys), self.chunk_size
+        return [list(range(s, min(s + c, n))) for s in range(0, n, c)]
+
+    def geometry(self) -> dict[str, Any]:
+        return {
+            "n": len(self.keys),
+            "height": self.height,
+            "width": self.width,
+            "source": list(self.source),
+            "crop": self.crop,
+            "resize": self.resize,
+            "chunk_size": self.chunk_size,
+            "fingerprint": self.fingerprint,
+        }
 
 
 def prepare(
@@ -494,185 +598,50 @@ def prepare(
     """Decode every catalog image once into the packed store ``folder/packed``.
 
     The store is (N, 3, H, W) uint8 in catalog row order (H = W = ``crop``, else ``resize``,
-    else the images' own size, which must then be the same for all). Work is split in chunks
-    decoded by ``workers`` processes (default: all cores); progress is saved after each chunk
-    so an interrupted run resumes; the store appears under its final names only when complete.
+    else the size most images have; images of another size are bad, never silently cropped).
+    It is built beside the old store, in ``folder/packed.new`` (chunks decoded by ``workers``
+    processes, default all cores; progress saved after each chunk so an interrupted or failed
+    run resumes), and swapped in atomically when complete: until then the previous complete
+    store stays usable. Free disk space is checked before anything is written.
 
     Args:
         folder: dataset folder (catalog + ``images/``).
         crop: centre crop stored (pixels); None keeps whole images (any crop works later).
-        resize: resize side (pixels) before cropping; None keeps the stored size.
+        resize: resize side (pixels) before cropping; None keeps the images' size.
         workers: decoding processes; 1 decodes in this process.
-        skip_bad: drop missing/corrupt images (counted, listed in ``bad_images.txt``) instead
-            of failing.
+        skip_bad: drop missing/corrupt/odd-sized images (counted, listed in
+            ``bad_images.txt``) instead of failing.
         progress: show a tqdm progress bar.
         chunk_size: images per work unit (and per progress checkpoint).
         on_chunk: called as ``on_chunk(done_chunks, total_chunks)`` after each chunk.
 
     Raises:
         DataError: missing or bad images without ``skip_bad`` (first 20 objIDs and the count),
-            no decodable image, crop larger than the images.
+            no decodable image, not enough disk space (before or while writing).
     """
-    from sfnet.data.catalog import find_catalog, read_catalog
-    from sfnet.io import atomic_write_bytes, atomic_write_json
-
     t0 = time.perf_counter()
     folder = Path(folder)
     if crop is not None and crop <= 0 or resize is not None and resize <= 0:
         raise DataError(f"crop and resize must be positive (got crop={crop}, resize={resize})")
     if crop is not None and resize is not None and crop > resize:
         raise DataError(f"crop ({crop}) must not exceed resize ({resize})")
-    cat_path = find_catalog(folder)
-    keys = [str(o) for o in read_catalog(cat_path)["objID"].to_numpy()]
-    index = image_index(folder)
-    fp = fingerprint(folder)
-    packed = folder / PACKED_DIR
-    bad_file = folder / BAD_IMAGES_FILE
-
-    missing = [k for k in keys if k not in index]
-    if missing and not skip_bad:
-        raise DataError(
-            f"{folder / IMAGES_DIR}: no image for {_format_ids(missing)}; "
-            "add them or pass --skip-bad to drop them"
-        )
-
-    try:
-        old = _read_index(folder)
-    except DataError:  # an unreadable index is simply replaced
-        old = None
-    if (
-        old is not None
-        and old["fingerprint"] == fp
-        and old.get("crop") == crop
-        and old.get("resize") == resize
-        and (skip_bad or not old["bad_rows"])
-        and (packed / PACKED_DATA).is_file()
-    ):
-        return PrepareResult(
-            store=packed,
-            n_images=int(old["n"]) - len(old["bad_rows"]),
-            n_bad=len(old["bad_rows"]),
-            bad_file=bad_file if old["bad_rows"] else None,
-            height=int(old["height"]),
-            width=int(old["width"]),
-            crop=crop,
-            resize=resize,
-            fingerprint=fp,
-            up_to_date=True,
-            seconds=time.perf_counter() - t0,
-        )
-
-    h, w = _geometry(keys, index, crop, resize, folder)
-    n = len(keys)
-    shape = (n, 3, h, w)
-    chunks = [list(range(s, min(s + chunk_size, n))) for s in range(0, n, chunk_size)]
-    geometry = {
-        "n": n,
-        "height": h,
-        "width": w,
-        "crop": crop,
-        "resize": resize,
-        "chunk_size": chunk_size,
-        "fingerprint": fp,
-    }
-    packed.mkdir(parents=True, exist_ok=True)
-    partial, prog_path = packed / PACKED_PARTIAL, packed / PACKED_PROGRESS
-    done: set[int] = set()
-    bad: dict[int, str] = {}
-    prog = _load_progress(prog_path)
-    if (
-        prog is not None
-        and prog.get("geometry") == geometry
-        and partial.is_file()
-        and partial.stat().st_size == n * 3 * h * w
-    ):
-        done = set(prog["done"])
-        bad = {int(r): s for r, s in prog["bad"].items()}
-    else:
-        prog_path.unlink(missing_ok=True)
-        with open(partial, "wb") as f:
-            f.truncate(n * 3 * h * w)
+    keys, index, fp, cat_name = _scan(folder, skip_bad)
+    done_already = _existing_store(folder, fp, crop, resize, skip_bad)
+    if done_already is not None:
+        done_already.seconds = time.perf_counter() - t0
+        return done_already
+    source = _source_size(keys, index, resize, folder)
+    h, w = (crop, crop) if crop is not None else source
+    plan = _Plan(folder, keys, index, fp, cat_name, crop, resize, source, h, w, chunk_size)
+    done, bad = _start_or_resume(plan)
     resumed = len(done)
-    # An older complete store no longer matches: invalidate it before writing anything new.
-    (packed / PACKED_INDEX).unlink(missing_ok=True)
-
-    todo = [c for c in range(len(chunks)) if c not in done]
-    tasks = [
-        (
-            str(partial),
-            shape,
-            [(r, str(index[keys[r]]) if keys[r] in index else None) for r in chunks[c]],
-            crop,
-            resize,
-        )
-        for c in todo
-    ]
-    n_workers = max(1, min(workers or os.cpu_count() or 1, len(tasks) or 1))
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=n, initial=sum(len(chunks[c]) for c in done), unit="img", desc="prepare")
-    try:
-        for c, chunk_bad in zip(todo, _run_tasks(tasks, n_workers), strict=True):
-            done.add(c)
-            bad.update(chunk_bad)
-            atomic_write_json(
-                prog_path,
-                {
-                    "geometry": geometry,
-                    "done": sorted(done),
-                    "bad": {str(r): s for r, s in bad.items()},
-                },
-            )
-            if bar is not None:
-                bar.update(len(chunks[c]))
-            if on_chunk is not None:
-                on_chunk(len(done), len(chunks))
-    finally:
-        if bar is not None:
-            bar.close()
-
-    bad_rows = sorted(bad)
-    if bad_rows and not skip_bad:
-        lines = [f"{keys[r]} ({bad[r]})" for r in bad_rows[:_LIST_LIMIT]]
-        more = f" (first {_LIST_LIMIT} shown)" if len(bad_rows) > _LIST_LIMIT else ""
-        raise DataError(
-            f"{folder / IMAGES_DIR}: {len(bad_rows)} bad image(s){more}: {'; '.join(lines)}; "
-            "fix them or pass --skip-bad to drop them"
-        )
-    if len(bad_rows) == n:
-        raise DataError(f"{folder / IMAGES_DIR}: no usable image ({bad[bad_rows[0]]})")
-    if bad_rows:
-        text = "".join(f"{keys[r]}\t{bad[r]}\n" for r in bad_rows)
-        atomic_write_bytes(bad_file, ("# objID\treason\n" + text).encode())
-    else:
-        bad_file.unlink(missing_ok=True)
-    with open(partial, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(partial, packed / PACKED_DATA)
-    atomic_write_json(
-        packed / PACKED_INDEX,
-        {
-            "version": STORE_VERSION,
-            "n": n,
-            "height": h,
-            "width": w,
-            "crop": crop,
-            "resize": resize,
-            "fingerprint": fp,
-            "skip_bad": skip_bad,
-            "catalog": cat_path.name,
-            "bad_rows": bad_rows,
-            "objids": keys,
-        },
-    )
-    prog_path.unlink(missing_ok=True)
+    _decode_chunks(plan, done, bad, workers, progress, on_chunk)
+    bad_rows = _finish(plan, bad, skip_bad)
     return PrepareResult(
-        store=packed,
-        n_images=n - len(bad_rows),
+        store=folder / PACKED_DIR,
+        n_images=len(keys) - len(bad_rows),
         n_bad=len(bad_rows),
-        bad_file=bad_file if bad_rows else None,
+        bad_file=folder / BAD_IMAGES_FILE if bad_rows else None,
         height=h,
         width=w,
         crop=crop,
@@ -683,21 +652,233 @@ def prepare(
     )
 
 
-def _geometry(
-    keys: list[str], index: dict[str, Path], crop: int | None, resize: int | None, folder: Path
+def _scan(folder: Path, skip_bad: bool) -> tuple[list[str], dict[str, Path], str, str]:
+    """(objIDs as text, image index, fingerprint, catalog name); missing images refused."""
+    from sfnet.data.catalog import find_catalog, read_catalog
+
+    cat_path = find_catalog(folder)
+    keys = [str(o) for o in read_catalog(cat_path)["objID"].to_numpy()]
+    index = image_index(folder)
+    missing = [k for k in keys if k not in index]
+    if missing and not skip_bad:
+        raise DataError(
+            f"{folder / IMAGES_DIR}: no image for {_format_ids(missing)}; "
+            "add them or pass --skip-bad to drop them"
+        )
+    return keys, index, fingerprint(folder), cat_path.name
+
+
+def _existing_store(
+    folder: Path, fp: str, crop: int | None, resize: int | None, skip_bad: bool
+) -> PrepareResult | None:
+    """The result for a fresh store of this geometry that already exists, else None."""
+    try:
+        old = _read_index(folder)
+    except DataError:  # an unreadable index is simply replaced
+        return None
+    packed = folder / PACKED_DIR
+    if (
+        old is None
+        or old["fingerprint"] != fp
+        or old.get("crop") != crop
+        or old.get("resize") != resize
+        or (old["bad_rows"] and not skip_bad)
+        or not (packed / PACKED_DATA).is_file()
+    ):
+        return None
+    n_bad = len(old["bad_rows"])
+    return PrepareResult(
+        store=packed,
+        n_images=int(old["n"]) - n_bad,
+        n_bad=n_bad,
+        bad_file=folder / BAD_IMAGES_FILE if n_bad else None,
+        height=int(old["height"]),
+        width=int(old["width"]),
+        crop=crop,
+        resize=resize,
+        fingerprint=fp,
+        up_to_date=True,
+    )
+
+
+def _source_size(
+    keys: list[str], index: dict[str, Path], resize: int | None, folder: Path
 ) -> tuple[int, int]:
-    if crop is not None:
-        return crop, crop
+    """(H, W) of the images before the crop: ``resize``, else the most common size."""
     if resize is not None:
         return resize, resize
-    for k in keys:
-        if k in index:
-            try:
-                arr = decode_image(index[k], None, None)
-            except BadImage:
+    paths = [index[k] for k in keys if k in index]
+    size, _ = majority_size(paths)
+    if size is None:
+        raise DataError(f"{folder / IMAGES_DIR}: no decodable image for any catalog objID")
+    return size
+
+
+def _start_or_resume(plan: _Plan) -> tuple[set[int], dict[int, str]]:
+    """Reuse the progress of an interrupted build of the same plan, or start a new build.
+
+    Raises:
+        DataError: the disk has less free space than the store still needs.
+    """
+    build, n_bytes = plan.build, plan.nbytes
+    partial, prog_path = build / PACKED_PARTIAL, build / PACKED_PROGRESS
+    prog = _load_progress(prog_path)
+    if (
+        prog is not None
+        and prog.get("geometry") == plan.geometry()
+        and partial.is_file()
+        and partial.stat().st_size == n_bytes
+    ):
+        _check_space(build, n_bytes - partial.stat().st_blocks * 512, plan.folder)
+        return set(prog["done"]), {int(r): s for r, s in prog["bad"].items()}
+    remove_tree(build)
+    _check_space(plan.folder, n_bytes, plan.folder)
+    build.mkdir(parents=True)
+    with open(partial, "wb") as f:
+        f.truncate(n_bytes)
+    return set(), {}
+
+
+def _check_space(where: Path, needed: int, folder: Path) -> None:
+    free = shutil.disk_usage(where).free
+    if needed > free:
+        raise DataError(
+            f"{folder}: the packed store needs {_gb(needed)} more but only {_gb(free)} is free; "
+            f"free some space (or pass --crop / --resize for a smaller store) and re-run "
+            f"`sfnet prepare {folder}`"
+        )
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
+
+
+def _decode_chunks(
+    plan: _Plan,
+    done: set[int],
+    bad: dict[int, str],
+    workers: int | None,
+    progress: bool,
+    on_chunk: Callable[[int, int], None] | None,
+) -> None:
+    """Decode the chunks not yet done into the partial file, saving progress after each."""
+    from sfnet.io import atomic_write_json
+
+    chunks, keys, index = plan.chunks, plan.keys, plan.index
+    partial, prog_path = plan.build / PACKED_PARTIAL, plan.build / PACKED_PROGRESS
+    shape = (len(keys), 3, plan.height, plan.width)
+    todo = [c for c in range(len(chunks)) if c not in done]
+    tasks = [
+        (
+            str(partial),
+            shape,
+            [(r, str(index[keys[r]]) if keys[r] in index else None) for r in chunks[c]],
+            plan.crop,
+            plan.resize,
+            plan.source,
+        )
+        for c in todo
+    ]
+    n_workers = max(1, min(workers or os.cpu_count() or 1, len(tasks) or 1))
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        initial = sum(len(chunks[c]) for c in done)
+        bar = tqdm(total=len(keys), initial=initial, unit="img", desc="prepare")
+    try:
+        for c, chunk_bad in zip(todo, _run_tasks(tasks, n_workers), strict=True):
+            done.add(c)
+            bad.update(chunk_bad)
+            state = {"done": sorted(done), "bad": {str(r): m for r, m in bad.items()}}
+            atomic_write_json(prog_path, {"geometry": plan.geometry(), **state})
+            if bar is not None:
+                bar.update(len(chunks[c]))
+            if on_chunk is not None:
+                on_chunk(len(done), len(chunks))
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise DataError(
+            f"{partial}: no space left on the device after {len(done)} of {len(chunks)} "
+            f"chunks; free some space and re-run `sfnet prepare {plan.folder}` (it resumes "
+            "from the finished chunks)"
+        ) from None
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _finish(plan: _Plan, bad: dict[int, str], skip_bad: bool) -> list[int]:
+    """Refuse bad images (unless ``skip_bad``), write the index and swap the store in."""
+    from sfnet.io import atomic_write_bytes, atomic_write_json
+
+    keys, folder, n = plan.keys, plan.folder, len(plan.keys)
+    bad_rows = sorted(bad)
+    if bad_rows and not skip_bad:
+        lines = [f"{keys[r]} ({bad[r]})" for r in bad_rows[:_LIST_LIMIT]]
+        more = f" (first {_LIST_LIMIT} shown)" if len(bad_rows) > _LIST_LIMIT else ""
+        raise DataError(
+            f"{folder / IMAGES_DIR}: {len(bad_rows)} bad image(s){more}: {'; '.join(lines)}; "
+            "fix them or pass --skip-bad to drop them"
+        )
+    if len(bad_rows) == n:
+        raise DataError(f"{folder / IMAGES_DIR}: no usable image ({bad[bad_rows[0]]})")
+    build = plan.build
+    with open(build / PACKED_PARTIAL, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(build / PACKED_PARTIAL, build / PACKED_DATA)
+    index = {"version": STORE_VERSION, **plan.geometry(), "skip_bad": skip_bad}
+    index.update(catalog=plan.catalog, bad_rows=bad_rows, objids=keys)
+    atomic_write_json(build / PACKED_INDEX, index)
+    (build / PACKED_PROGRESS).unlink(missing_ok=True)
+    replace_dir(build, folder / PACKED_DIR)
+    bad_file = folder / BAD_IMAGES_FILE
+    if bad_rows:
+        text = "".join(f"{keys[r]}\t{bad[r]}\n" for r in bad_rows)
+        atomic_write_bytes(bad_file, ("# objID\treason\n" + text).encode())
+    else:
+        bad_file.unlink(missing_ok=True)
+    return bad_rows
+
+
+def _pack_chunk(
+    args: tuple[
+        str,
+        tuple[int, int, int, int],
+        list[tuple[int, str | None]],
+        int | None,
+        int | None,
+        tuple[int, int],
+    ],
+) -> dict[int, str]:
+    """Worker: decode rows into the partial file; return {row: reason} of bad images.
+
+    Rows are written with ``os.pwrite`` (not a memory map), so a full disk is an ``OSError``
+    (ENOSPC) rather than a SIGBUS.
+    """
+    path, shape, items, crop, resize, source = args
+    row_bytes = shape[1] * shape[2] * shape[3]
+    bad: dict[int, str] = {}
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        for row, img_path in items:
+            if img_path is None:
+                bad[row] = "no image file"
                 continue
-            return arr.shape[1], arr.shape[2]
-    raise DataError(f"{folder / IMAGES_DIR}: no decodable image for any catalog objID")
+            try:
+                arr = decode_image(Path(img_path), crop, resize, expect=source)
+            except BadImage as e:
+                bad[row] = str(e)
+                continue
+            data = np.ascontiguousarray(arr).tobytes()
+            written = 0
+            while written < len(data):
+                written += os.pwrite(fd, data[written:], row * row_bytes + written)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return bad
 
 
 def _load_progress(path: Path) -> dict[str, Any] | None:
@@ -707,13 +888,34 @@ def _load_progress(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def die_with_parent(parent: int) -> None:
+    """Worker initializer: ask Linux to kill this worker when its parent dies (SIGKILL too)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1
+        with contextlib.suppress(OSError, AttributeError):  # no prctl: best effort only
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL))
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def _run_tasks(tasks: list[Any], workers: int) -> Iterator[dict[int, str]]:
-    """Results of ``_pack_chunk`` over ``tasks``, in order (processes when workers > 1)."""
+    """Results of ``_pack_chunk`` over ``tasks``, in order (processes when workers > 1).
+
+    Worker processes die with this process, even when it is killed with SIGKILL (Linux).
+    """
     if workers <= 1:
         for t in tasks:
             yield _pack_chunk(t)
         return
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=die_with_parent,
+        initargs=(os.getpid(),),
+    )
     try:
         futures = [pool.submit(_pack_chunk, t) for t in tasks]
         for f in futures:

@@ -649,6 +649,11 @@ def synthesize(
         raise UserError(f"image size must be >= 16 px, got {size}")
     if out.exists() and not overwrite:
         raise UserError(f"{out}: already exists (choose another --out, or overwrite)")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not read_synth_info(out):
+        raise UserError(
+            f"{out}: not a synthetic survey made by sfnet synth (no synth.json); --overwrite "
+            "only replaces those - choose another --out"
+        )
     if workers is None:  # all cores, unless starting processes costs more than it saves
         workers = _default_workers() if n >= 64 else 1
     workers = max(1, int(workers))
@@ -677,7 +682,15 @@ def synthesize(
             for job in jobs:
                 _done(_render_chunk(job))
         else:
-            with ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context()) as ex:
+            from sfnet.data.store import die_with_parent
+
+            pool = ProcessPoolExecutor(
+                max_workers=workers,
+                mp_context=_mp_context(),
+                initializer=die_with_parent,  # no orphan renderers after a kill -9
+                initargs=(os.getpid(),),
+            )
+            with pool as ex:
                 futures = [ex.submit(_render_chunk, job) for job in jobs]
                 for fut in as_completed(futures):
                     _done(fut.result())
