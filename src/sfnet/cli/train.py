@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from sfnet.config import SCHEDULES, TARGETS, DataConfig, ModelConfig, RunConfig, TrainConfig
 from sfnet.errors import RunFolderError, UserError
@@ -118,11 +117,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "predict",
         help="predict targets and active features for a dataset",
         description="Write objID, predictions (physical units) and the active features "
-        "(indices and values; index -1 where fewer than k are active) to a Parquet or CSV file.",
+        "(indices and values; index -1 where fewer than k are active) to a Parquet, CSV, FITS or ECSV file (by extension; FITS/ECSV carry units).",
     )
     q.add_argument("run", type=Path, help="trained run folder")
     q.add_argument("--data", help="dataset folder or .npz (default: the run's own data)")
-    q.add_argument("--out", type=Path, required=True, help="output file (.parquet or .csv)")
+    q.add_argument(
+        "--out", type=Path, required=True, help="output file (.parquet, .csv, .fits or .ecsv)"
+    )
     q.add_argument("--batch-size", type=int, default=256, help="galaxies per forward pass")
     q.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device [default cpu]")
     q.set_defaults(func=_predict)
@@ -224,9 +225,9 @@ def _train(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     from sfnet.data.dataset import load_dataset
-    from sfnet.io import atomic_write
     from sfnet.predict import predict
     from sfnet.runs import load_run
+    from sfnet.tables import predictions_frame, write_table
 
     run = load_run(args.run, device=args.device)
     dcfg = run.config.data
@@ -238,34 +239,11 @@ def _predict(args: argparse.Namespace) -> int:
             f"{dcfg.data}: images are {data.images.shape[-1]} px, the model was trained on {run.meta.crop} px"
         )
     pred = predict(run, data.images, batch_size=args.batch_size)
-    table = table_of_predictions(data.objid, run.meta.target_names, pred)
+    table = predictions_frame(data.objid, run.meta.target_names, pred)
     if data.fingerprint == run.meta.data_fingerprint:
         split = np.full(len(data), "train", dtype=object)
         split[run.split(len(data))[1]] = "val"
         table.insert(1, "split", split)
-    suffix = args.out.suffix.lower()
-    if suffix not in (".parquet", ".csv"):
-        raise UserError(f"{args.out}: output must end in .parquet or .csv")
-    if suffix == ".parquet":
-        atomic_write(args.out, lambda tmp: table.to_parquet(tmp, index=False))
-    else:
-        atomic_write(args.out, lambda tmp: table.to_csv(tmp, index=False))
+    write_table(table, args.out)
     print(f"wrote {len(table)} predictions to {args.out}")
     return 0
-
-
-def table_of_predictions(objid: np.ndarray, names: list[str], pred) -> pd.DataFrame:
-    """objID, ``pred_<target>`` columns and ``feature_j``/``activation_j`` (j = 1..k) columns."""
-    table = pd.DataFrame({"objID": objid})
-    for i, name in enumerate(names):
-        table[f"pred_{name}"] = pred.predictions[:, i]
-    if pred.indices is not None:
-        active = pred.values > 0
-        for j in range(pred.indices.shape[1]):
-            table[f"feature_{j + 1}"] = np.where(active[:, j], pred.indices[:, j], -1).astype(
-                np.int16
-            )
-            table[f"activation_{j + 1}"] = np.where(active[:, j], pred.values[:, j], 0.0).astype(
-                np.float32
-            )
-    return table

@@ -139,18 +139,28 @@ def _load_npz(path: Path, cfg: DataConfig) -> GalaxyData:
     catalog = pd.DataFrame({"objID": objid})
     for i, name in enumerate(names):
         catalog[name] = y[:, i]
-    digest = hashlib.sha256()
-    digest.update(np.ascontiguousarray(y).tobytes())
-    digest.update(np.ascontiguousarray(objid).astype(str).astype(bytes).tobytes())
-    digest.update(np.ascontiguousarray(images[:: max(1, len(images) // 64)]).tobytes())
     return GalaxyData(
         objid=objid,
         y=y,
         target_names=names,
         images=arr,
         catalog=catalog,
-        fingerprint=digest.hexdigest()[:16],
+        fingerprint=array_fingerprint(images, y, objid),
     )
+
+
+def array_fingerprint(images: np.ndarray, y: np.ndarray, objid: np.ndarray) -> str:
+    """Short hash of in-memory galaxies: targets, IDs and every (N // 64)-th image.
+
+    Args:
+        images: (N, 3, H, W) uint8 as stored (before any crop).
+        y: (N, T) float32 targets. objid: (N,) IDs.
+    """
+    digest = hashlib.sha256()
+    digest.update(np.ascontiguousarray(y, dtype=np.float32).tobytes())
+    digest.update(np.ascontiguousarray(objid).astype(str).astype(bytes).tobytes())
+    digest.update(np.ascontiguousarray(images[:: max(1, len(images) // 64)]).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _load_folder(path: Path, cfg: DataConfig, require_targets: bool = True) -> GalaxyData:
