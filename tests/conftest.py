@@ -45,3 +45,12 @@ def toy_npz(tmp_path_factory) -> Path:
     objid = np.arange(len(y), dtype=np.int64) + 1237648702973411443
     save_npz(path, images, y, objid, ["radius", "redness"])
     return path
+
+
+@pytest.fixture(scope="session")
+def small_npz(tmp_path_factory) -> Path:
+    """96 galaxies of the toy set (32 px, targets radius and redness), for quick API tests."""
+    images, y = make_toy_images(96)
+    path = tmp_path_factory.mktemp("small") / "small.npz"
+    save_npz(path, images, y, np.arange(96, dtype=np.int64) + 10**15, ["radius", "redness"])
+    return path

@@ -13,7 +13,6 @@ from PIL import Image
 
 import sfnet
 from sfnet.config import ConfigError
-from sfnet.data.dataset import save_npz
 from sfnet.errors import DataError
 from tests.conftest import make_toy_images
 
@@ -41,15 +40,6 @@ def test_import_is_lazy_and_train_stays_the_function():
         "assert importlib.import_module('sfnet.train').fit is fit is sfnet.fit\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
-
-
-@pytest.fixture(scope="module")
-def small_npz(tmp_path_factory):
-    """96 galaxies of the toy set (32 px, targets radius and redness)."""
-    images, y = make_toy_images(96)
-    path = tmp_path_factory.mktemp("api") / "small.npz"
-    save_npz(path, images, y, np.arange(96, dtype=np.int64) + 10**15, ["radius", "redness"])
-    return path
 
 
 @pytest.fixture(scope="module")
