@@ -48,3 +48,14 @@ def test_notebook_executes(name, tmp_path, monkeypatch):
         assert (tmp_path / "predictions.fits").is_file() and "dex" in text
     else:
         assert "validation RMSE" in text
+
+
+def test_readme_from_python_is_the_quickstart_code():
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    block = readme.split("### From Python", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    nb = nbformat.read(EXAMPLES / "quickstart.ipynb", as_version=4)
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    lines = [line.strip() for line in block.splitlines() if line.strip()]
+    assert len(lines) >= 8
+    for line in lines:
+        assert line in code, f"README line not in examples/quickstart.ipynb: {line}"
