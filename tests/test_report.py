@@ -119,6 +119,9 @@ def test_reuses_activations_and_refuses_dense(runs, capsys):
     out = capsys.readouterr().out.strip()
     assert out == str(sparse / "report.html")
     assert (sparse / "activations.npz").stat().st_mtime_ns == before
+    html_text = (sparse / "report.html").read_text()
+    assert "<h2>Training curves</h2>" in html_text
+    assert 'alt="training curves"' in html_text  # the figure from metrics.jsonl, embedded
     with pytest.raises(RunFolderError, match="dense"):
         analyze_run(dense)
     assert main(["analyze", str(dense), "--no-progress"]) == 2
