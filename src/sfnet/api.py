@@ -417,7 +417,7 @@ class Run(runs.Run):
 
         Returns:
             :class:`sfnet.analysis.equations.EquationSet` (``.equations``, ``.to_dict()``);
-            ``str(run.equations_markdown())`` prints them.
+            :meth:`equations_markdown` formats them as text.
         """
         from sfnet.analysis.equations import equations_for_run
 
