@@ -11,8 +11,8 @@ from astropy.table import Table
 from sfnet.cli import main
 from sfnet.data.dataset import save_npz
 from sfnet.errors import UserError
-from sfnet.predict import Predictions
-from sfnet.tables import predictions_frame, target_unit, write_table
+from sfnet.predict import Predictions, table_of_predictions
+from sfnet.tables import target_unit, write_table
 from tests.conftest import make_toy_images, toy_train_args
 
 LOGFLUX = u.dex(1e-17 * u.erg / u.s / u.cm**2)
@@ -25,7 +25,7 @@ def _frame() -> pd.DataFrame:
         values=np.array([[0.8, 0.0], [1.5, 0.2]], np.float32),
     )
     names = ["oh_p50", "log_nii_6584_flux", "log_h_alpha_flux", "log_oiii_5007_flux", "x"]
-    return predictions_frame(np.array([1237648702973411443, 2], np.int64), names, pred)
+    return table_of_predictions(np.array([1237648702973411443, 2], np.int64), names, pred)
 
 
 def test_frame_marks_inactive_features():

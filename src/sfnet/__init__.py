@@ -42,18 +42,18 @@ _EXPORTS: dict[str, str] = {
     # a trained run
     "Run": "sfnet.api:Run",
     # tables
-    "predictions_frame": "sfnet.tables:predictions_frame",
+    "table_of_predictions": "sfnet.predict:table_of_predictions",
     "to_astropy": "sfnet.tables:to_astropy",
     "write_table": "sfnet.tables:write_table",
     # analysis and figures
-    "SparseActivations": "sfnet.features:SparseActivations",
-    "feature_table": "sfnet.features:feature_table",
+    "SparseActivations": "sfnet.analysis.activations:SparseActivations",
+    "feature_table": "sfnet.analysis.activations:feature_table",
     "EquationSet": "sfnet.analysis.equations:EquationSet",
     "feature_figure": "sfnet.plots:feature_figure",
     "correlation_figure": "sfnet.plots:correlation_figure",
     "equations_figure": "sfnet.plots:equations_figure",
     "training_curves_figure": "sfnet.plots:training_curves_figure",
-    "analyze_run": "sfnet.report:analyze_run",
+    "analyze_run": "sfnet.analysis.run:analyze_run",
     "write_report": "sfnet.report:write_report",
 }
 

@@ -308,12 +308,11 @@ class Run(runs.Run):
         Example:
             >>> run.predict(np.zeros((2, 3, 64, 64), np.uint8), as_table=True)
         """
-        from sfnet.predict import predict
-        from sfnet.tables import predictions_frame
+        from sfnet.predict import predict, table_of_predictions
 
         objid, images = self._inputs(x)
         pred = predict(self, images, batch_size=batch_size)
-        frame = predictions_frame(objid, list(self.meta.target_names), pred)
+        frame = table_of_predictions(objid, list(self.meta.target_names), pred)
         return _as_table(frame, format, as_table)
 
     def features(
@@ -339,7 +338,7 @@ class Run(runs.Run):
         Example:
             >>> run.features("examples/sdss-metallicity-400").iloc[:, :4]
         """
-        from sfnet.features import feature_label
+        from sfnet.analysis.activations import feature_label
         from sfnet.predict import pooled_features, predict
 
         objid, images = self._inputs(x)
@@ -370,16 +369,11 @@ class Run(runs.Run):
         and stores it there (the file ``sfnet analyze`` uses).
 
         Returns:
-            :class:`sfnet.features.SparseActivations`: (N, k) ``indices`` and ``values``.
+            :class:`sfnet.analysis.activations.SparseActivations`: (N, k) ``indices`` and ``values``.
         """
-        from sfnet.features import (
-            ACTIVATIONS_FILE,
-            SparseActivations,
-            compute_activations,
-            model_sha,
-        )
+        from sfnet.analysis.activations import SparseActivations, compute_activations, model_sha
 
-        path = self.dir / ACTIVATIONS_FILE
+        path = self.dir / runs.ACTIVATIONS
         if path.is_file():
             acts = SparseActivations.load(path)
             if acts.split == split and acts.model_sha == model_sha(self.dir):
@@ -400,7 +394,7 @@ class Run(runs.Run):
         Example:
             >>> run.feature_table(4)[["label", "f_activated", "correlates"]]
         """
-        from sfnet.features import feature_stats, feature_table, rank_features
+        from sfnet.analysis.activations import feature_stats, feature_table, rank_features
 
         acts = self.activations(split)
         stats = feature_stats(acts)
@@ -434,7 +428,7 @@ class Run(runs.Run):
         return to_markdown(self.equations(split), n_terms=n_terms)
 
     def _feature(self, feature: int | str | None, acts) -> int:
-        from sfnet.features import LABEL_PREFIX, feature_stats, rank_features
+        from sfnet.analysis.activations import LABEL_PREFIX, feature_stats, rank_features
 
         if feature is None:
             return int(rank_features(feature_stats(acts).frequency)[0])
@@ -443,7 +437,7 @@ class Run(runs.Run):
         return int(feature)
 
     def _top_images(self, acts, feature: int, n: int = 9) -> tuple[np.ndarray, np.ndarray]:
-        from sfnet.features import top_activating
+        from sfnet.analysis.activations import top_activating
 
         pos, raw = top_activating(acts, feature, n)
         rows = acts.rows[pos]
@@ -466,7 +460,7 @@ class Run(runs.Run):
         Example:
             >>> run.feature_figure("Z61")
         """
-        from sfnet.features import feature_label, feature_stats, scaled_strength
+        from sfnet.analysis.activations import feature_label, feature_stats, scaled_strength
         from sfnet.plots import feature_figure
 
         acts = self.activations(split)
@@ -500,7 +494,7 @@ class Run(runs.Run):
         """Run the full analysis (if not done) and write the HTML feature atlas.
 
         Args:
-            **options: fields of :class:`sfnet.report.AnalysisOptions` (``split``,
+            **options: fields of :class:`sfnet.analysis.run.AnalysisOptions` (``split``,
                 ``n_features``, ``dense``, ``pdf``, ...); giving any re-runs the analysis.
 
         Returns:
@@ -510,7 +504,8 @@ class Run(runs.Run):
             >>> run.atlas()
             PosixPath('runs/z/report.html')
         """
-        from sfnet.report import AnalysisOptions, write_report
+        from sfnet.analysis.run import AnalysisOptions
+        from sfnet.report import write_report
 
         return write_report(self.dir, AnalysisOptions(**options) if options else None)
 

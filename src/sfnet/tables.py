@@ -1,7 +1,7 @@
 """Prediction tables the way astronomers read them: pandas or astropy, with units.
 
-:func:`predictions_frame` lays out one row per galaxy (objID, ``pred_<target>``, the k active
-features); :func:`to_astropy` attaches units; :func:`write_table` writes Parquet, CSV, FITS or
+:func:`sfnet.predict.table_of_predictions` lays out one row per galaxy (objID,
+``pred_<target>``, the k active features); :func:`to_astropy` attaches units; :func:`write_table` writes Parquet, CSV, FITS or
 ECSV chosen by the file's extension (atomically, see :mod:`sfnet.io`).
 
 Units: ``oh_p50`` (12 + log O/H) is in ``dex``; the line targets are log10 of fluxes in
@@ -15,7 +15,6 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from sfnet.errors import UserError
@@ -28,36 +27,6 @@ _DESCRIPTIONS = {
     "oh_p50": "12 + log10(O/H), dex",
     "log_": "log10 of the line flux in 1e-17 erg/s/cm^2",
 }
-
-
-def predictions_frame(objid: np.ndarray, names: list[str], pred) -> pd.DataFrame:
-    """One row per galaxy: objID, ``pred_<target>`` and the active features.
-
-    Args:
-        objid: (N,) int64 or str object IDs.
-        names: the T target names (e.g. ``["oh_p50"]``).
-        pred: :class:`sfnet.predict.Predictions` with ``predictions`` (N, T) in physical units
-            and, for sparse runs, ``indices``/``values`` (N, k).
-
-    Returns:
-        A DataFrame with ``objID``, ``pred_<name>`` (float32) and, for j = 1..k,
-        ``feature_j`` (int16 feature index, -1 where fewer than j features are active) and
-        ``activation_j`` (float32, 0 where inactive), strongest first.
-
-    Example:
-        >>> table = predictions_frame(data.objid, run.meta.target_names, predict(run, data.images))
-    """
-    table = pd.DataFrame({"objID": objid})
-    for i, name in enumerate(names):
-        table[f"pred_{name}"] = pred.predictions[:, i]
-    if pred.indices is not None:
-        active = pred.values > 0
-        for j in range(pred.indices.shape[1]):
-            feature = np.where(active[:, j], pred.indices[:, j], -1).astype(np.int16)
-            table[f"feature_{j + 1}"] = feature
-            value = np.where(active[:, j], pred.values[:, j], 0.0).astype(np.float32)
-            table[f"activation_{j + 1}"] = value
-    return table
 
 
 def target_unit(name: str):
