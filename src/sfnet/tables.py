@@ -5,9 +5,9 @@
 ECSV chosen by the file's extension (atomically, see :mod:`sfnet.io`).
 
 Units: ``oh_p50`` (12 + log O/H) is in ``dex``; the line targets are log10 of fluxes in
-1e-17 erg/s/cm^2, i.e. ``dex(1e-17 erg / (s cm2))``. FITS has no logarithmic units, so FITS
-files carry them in astropy's serialized-column header block (``Table.read`` restores them) and
-in each column's description for other readers.
+1e-17 erg/s/cm^2, i.e. ``dex(1e-17 erg / (s cm2))``. FITS has no logarithmic units (no
+TUNITn is written): FITS files carry units and descriptions in astropy's serialized-column
+block of COMMENT cards, which ``Table.read`` restores; other FITS readers see plain numbers.
 """
 
 from __future__ import annotations
