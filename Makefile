@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.sfnet-installed
 # torch/torchvision wheels; override on other platforms, e.g. TORCH_PKGS="torch torchvision"
 TORCH_PKGS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test lint bench chromium clean-venv
+.PHONY: demo test lint bench chromium clean-venv docs
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ chromium:
 
 test: $(STAMP) chromium lint
 	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q
+
+# The documentation site (Sphinx; warnings are errors) into docs/_build/html.
+docs: $(STAMP)
+	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

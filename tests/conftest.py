@@ -50,6 +50,15 @@ def toy_npz(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def small_npz(tmp_path_factory) -> Path:
+    """96 galaxies of the toy set (32 px, targets radius and redness), for quick API tests."""
+    images, y = make_toy_images(96)
+    path = tmp_path_factory.mktemp("small") / "small.npz"
+    save_npz(path, images, y, np.arange(96, dtype=np.int64) + 10**15, ["radius", "redness"])
+    return path
+
+
+@pytest.fixture(scope="session")
 def trained_toy_run(toy_npz, tmp_path_factory) -> Path:
     """A k = 4 run trained for one epoch on the toy set (shared; do not modify it)."""
     from sfnet.train import fit

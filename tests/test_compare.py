@@ -133,12 +133,12 @@ def test_quick_comparison_end_to_end_and_resume(survey, tmp_path, monkeypatch, o
     assert "comparison.md" in {p.name for p in out.iterdir()}
 
     # a second call reuses every finished run instead of retraining
-    import sfnet.train
+    import importlib
 
     def no_training(*a, **k):
         raise AssertionError("finished runs must not be retrained")
 
-    monkeypatch.setattr(sfnet.train, "fit", no_training)
+    monkeypatch.setattr(importlib.import_module("sfnet.train"), "fit", no_training)
     res = run_comparison(out, cfg)
     assert res.trained == [] and len(res.reused) == 6
     pd.testing.assert_frame_equal(

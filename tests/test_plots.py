@@ -68,3 +68,18 @@ def test_to_rgb_checks_shape():
     assert to_rgb(np.zeros((3, 5, 7), np.uint8)).shape == (5, 7, 3)
     with pytest.raises(ValueError, match="3, H, W"):
         to_rgb(np.zeros((5, 7, 3), np.uint8))
+
+
+def test_training_curves_figure_and_file(tmp_path):
+    from sfnet.plots import plot_training_curves, training_curves_figure
+
+    metrics = [
+        {"epoch": e, "train_loss": 1 / e, "val_rmse": {"a": 0.2 / e, "b": 0.3 / e}, "lr": 0.1 / e}
+        for e in (1, 2, 3)
+    ]
+    fig = training_curves_figure(metrics)
+    loss, rmse, lr = fig.axes
+    assert list(loss.lines[0].get_xdata()) == [1, 2, 3]
+    assert [line.get_label() for line in rmse.lines] == ["a", "b"]
+    np.testing.assert_allclose(lr.lines[0].get_ydata(), [0.1, 0.05, 0.1 / 3])
+    _assert_png(plot_training_curves(tmp_path / "curves.png", metrics))

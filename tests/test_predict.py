@@ -77,7 +77,7 @@ def test_cli_predict_writes_the_run_predictions_and_its_split(trained, tmp_path,
 
 def test_cli_predict_refuses_an_unknown_output_format(trained, tmp_path, capsys):
     assert main(["predict", str(trained), "--out", str(tmp_path / "p.txt")]) == 2
-    assert "p.txt: output must end in .parquet or .csv" in capsys.readouterr().err
+    assert "p.txt: output must end in .parquet, .csv, .fits, .ecsv" in capsys.readouterr().err
     assert not (tmp_path / "p.txt").exists()
 
 

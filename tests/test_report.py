@@ -30,6 +30,8 @@ def test_report_is_self_contained_with_a_card_per_frequent_feature(runs):
     for lab in s["frequent_features"]:
         assert f'id="{lab}"' in text
     assert render_report(sparse) == text
+    assert "<h2>Training curves</h2>" in text
+    assert 'alt="training curves"' in text  # the figure from metrics.jsonl, embedded
 
 
 def test_render_needs_an_analysis(tmp_path):

@@ -3,6 +3,89 @@
 Implements Wu (2025), "Insights on Galaxy Evolution from Interpretable Sparse Feature
 Networks": a resnet18 whose 512 pooled features pass through a top-k layer before a
 linear head, so that every prediction is a linear equation of k image features.
+
+The public Python API is re-exported here, loaded on first use (``import sfnet`` stays fast;
+torch is imported only when a name that needs it is touched)::
+
+    import sfnet
+    sfnet.synthesize("survey", n=256, size=48)
+    run = sfnet.train("survey", target="metallicity", k=4, out="runs/z", epochs=3)
+    run.feature_table()
+    run.predict(images, format="astropy")
 """
 
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import Any
+
 __version__ = "0.1.0"
+
+#: Public name -> "module:attribute". A module that moves is a one-line change here.
+_EXPORTS: dict[str, str] = {
+    # the model
+    "SparseFeatureNet": "sfnet.model:SparseFeatureNet",
+    "TopK": "sfnet.model:TopK",
+    # data
+    "open_dataset": "sfnet.api:open_dataset",
+    "GalaxyData": "sfnet.data.dataset:GalaxyData",
+    "synthesize": "sfnet.data.synthetic:synthesize",
+    # configuration and training
+    "RunConfig": "sfnet.config:RunConfig",
+    "DataConfig": "sfnet.config:DataConfig",
+    "ModelConfig": "sfnet.config:ModelConfig",
+    "TrainConfig": "sfnet.config:TrainConfig",
+    "train": "sfnet.api:train",
+    "fit": "sfnet.train:fit",
+    # a trained run
+    "Run": "sfnet.api:Run",
+    # tables
+    "table_of_predictions": "sfnet.predict:table_of_predictions",
+    "to_astropy": "sfnet.tables:to_astropy",
+    "write_table": "sfnet.tables:write_table",
+    # analysis and figures
+    "SparseActivations": "sfnet.analysis.activations:SparseActivations",
+    "feature_table": "sfnet.analysis.activations:feature_table",
+    "EquationSet": "sfnet.analysis.equations:EquationSet",
+    "feature_figure": "sfnet.plots:feature_figure",
+    "correlation_figure": "sfnet.plots:correlation_figure",
+    "equations_figure": "sfnet.plots:equations_figure",
+    "training_curves_figure": "sfnet.plots:training_curves_figure",
+    "analyze_run": "sfnet.analysis.run:analyze_run",
+    "write_report": "sfnet.report:write_report",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    target = _EXPORTS.get(name)
+    if target is None:
+        raise AttributeError(f"module 'sfnet' has no attribute {name!r}")
+    module, _, attr = target.partition(":")
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value  # cache: the next access is a plain attribute lookup
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """The ``sfnet`` module: loading a submodule does not rebind an exported name.
+
+    The import system sets each loaded submodule as an attribute of its package, which would
+    replace the function ``sfnet.train`` by the module ``sfnet.train``; the module stays
+    reachable as ``importlib.import_module("sfnet.train")`` / ``from sfnet.train import fit``.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and name in _EXPORTS:
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -28,6 +28,10 @@ class TopK(nn.Module):
 
     Gradients flow only through the kept entries. Input and output are (N, d). Apply it after a
     ReLU: a kept entry whose value is 0 (fewer than k positive values) is *not* an active feature.
+
+    Example:
+        >>> TopK(2)(torch.tensor([[0.1, 3.0, 0.0, 2.0]]))
+        tensor([[0., 3., 0., 2.]])
     """
 
     def __init__(self, k: int, d: int | None = None) -> None:
@@ -131,7 +135,15 @@ class SparseFeatureNet(nn.Module):
             resnet18 state dict (``.pth``/``.pt`` loaded with ``weights_only=True``, or
             ``.safetensors``). Its ``fc`` layer is replaced by the sparse head.
 
-    Input: (N, 3, H, W) float32 normalized images (H, W >= 32).
+    Input: (N, 3, H, W) float32 normalized images (H, W >= 32). ``forward`` returns an
+    :class:`SFNetOutput`: ``predictions`` (N, n_targets) standardized targets, and for sparse
+    nets the kept ``indices`` / ``values`` (N, k).
+
+    Example:
+        >>> net = SparseFeatureNet(k=4, n_targets=1)
+        >>> out = net(torch.randn(2, 3, 64, 64))
+        >>> out.predictions.shape, out.indices.shape
+        (torch.Size([2, 1]), torch.Size([2, 4]))
     """
 
     def __init__(

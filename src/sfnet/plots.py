@@ -7,6 +7,11 @@
 - :func:`plot_feature_maps` — the top-activating grid with the feature's spatial map overlaid.
 - :func:`plot_activation_histograms` — A_f where each feature fires.
 - :func:`plot_explanation` — one galaxy: contribution maps, waterfall, its active features.
+- :func:`plot_training_curves` — train loss, validation RMSE and learning rate per epoch.
+
+``plot_feature``, ``plot_correlation_matrix``, ``plot_equations`` and ``plot_training_curves``
+save the Figure that the matching ``*_figure(...)`` returns (for notebooks, where a returned
+Figure displays inline); the map, histogram and explanation figures are written directly.
 
 Figures are built on :class:`matplotlib.figure.Figure` objects (no pyplot global state) and
 written atomically.
@@ -105,18 +110,21 @@ def draw_grid(
             ax.set_title(title, fontsize=10)
 
 
-def plot_feature(
-    path: Path,
+def plot_feature(path: Path, *args, **kwargs) -> Path:
+    """Write :func:`feature_figure` to ``path`` (.png or .pdf); the other arguments are its."""
+    return save_figure(feature_figure(*args, **kwargs), path)
+
+
+def feature_figure(
     label: str,
     images: np.ndarray,
     strengths: np.ndarray,
     bpt: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     f_activated: float | None = None,
-) -> Path:
+) -> Figure:
     """One feature: optional BPT panel (x, y, A_f) and the 3x3 grid of its top galaxies.
 
     Args:
-        path: output file (.png or .pdf).
         label: feature label (SL17).
         images: (n <= 9, 3, H, W) uint8, strongest first.
         strengths: (n,) their A_f.
@@ -135,11 +143,16 @@ def plot_feature(
         sc = draw_bpt(ax, *bpt, label=title)
         fig.colorbar(sc, ax=ax, label=f"A_{label}", fraction=0.046, pad=0.02)
         draw_grid(fig, gs[0, 1], images, strengths, "top activations")
-    return save_figure(fig, path)
+    return fig
 
 
 def plot_correlation_matrix(path: Path, corr: np.ndarray, labels: Sequence[str]) -> Path:
-    """(m, m) correlation matrix as an annotated heat map."""
+    """Write :func:`correlation_figure` to ``path``."""
+    return save_figure(correlation_figure(corr, labels), path)
+
+
+def correlation_figure(corr: np.ndarray, labels: Sequence[str]) -> Figure:
+    """(m, m) correlation matrix (Pearson r, -1..1) as an annotated heat map; m labels."""
     corr = np.asarray(corr, dtype=np.float64)
     m = len(labels)
     size = 1.6 + 0.55 * m
@@ -157,18 +170,21 @@ def plot_correlation_matrix(path: Path, corr: np.ndarray, labels: Sequence[str])
                 )
     fig.colorbar(im, ax=ax, label="Pearson r of activations", fraction=0.046, pad=0.04)
     ax.set_title("Correlation of feature activations")
-    return save_figure(fig, path)
+    return fig
 
 
-def plot_equations(
-    path: Path,
+def plot_equations(path: Path, rows: Sequence, images: dict[str, np.ndarray]) -> Path:
+    """Write :func:`equations_figure` to ``path``."""
+    return save_figure(equations_figure(rows, images), path)
+
+
+def equations_figure(
     rows: Sequence[tuple[str, float, Sequence[tuple[str, float]]]],
     images: dict[str, np.ndarray],
-) -> Path:
+) -> Figure:
     """Equations as pictures: ``name = intercept + w1 x [img] + w2 x [img] ...``.
 
     Args:
-        path: output file.
         rows: per equation (display name, intercept, [(feature label, coefficient), ...]).
         images: feature label -> (3, H, W) uint8 top-activating galaxy.
     """
@@ -195,7 +211,7 @@ def plot_equations(
                 ax.imshow(to_rgb(images[label]), interpolation="nearest")
             ax.set_xlabel(f"A_{label}", fontsize=8, labelpad=1)
             x += 1.1 / width
-    return save_figure(fig, path)
+    return fig
 
 
 def overlay_map(ax, image: np.ndarray, heat: np.ndarray, vmax: float, cmap=None) -> object:
@@ -374,3 +390,42 @@ def plot_explanation(
         f"{title}\nmaps {resolution} (cell centres every 32 px from the top-left)", fontsize=9
     )
     return save_figure(fig, path)
+
+
+def training_curves_figure(metrics: Sequence[dict]) -> Figure:
+    """Training curves from ``metrics.jsonl`` records: train loss, validation RMSE, learning rate.
+
+    Args:
+        metrics: one dict per epoch with ``epoch``, ``train_loss`` (RMSE of standardized
+            targets), ``val_rmse`` (target name -> RMSE in physical units, dex) and ``lr``,
+            as :func:`sfnet.runs.read_metrics` returns them.
+
+    Returns:
+        A Figure with three panels sharing the epoch axis (empty panels when no records).
+
+    Example:
+        >>> fig = training_curves_figure(read_metrics("runs/demo/metrics.jsonl"))
+    """
+    epochs = [int(r["epoch"]) for r in metrics]
+    fig = Figure(figsize=(10.5, 3.0))
+    axes = fig.subplots(1, 3)
+    axes[0].plot(epochs, [r["train_loss"] for r in metrics], "o-", ms=3, color="#5c0a5c")
+    axes[0].set_ylabel("train loss (standardized RMSE)")
+    names = list(metrics[0]["val_rmse"]) if metrics else []
+    for name in names:
+        axes[1].plot(epochs, [r["val_rmse"][name] for r in metrics], "o-", ms=3, label=name)
+    axes[1].set_ylabel("validation RMSE (dex)")
+    if names:
+        axes[1].legend(fontsize=7, frameon=False)
+    axes[2].plot(epochs, [r.get("lr", np.nan) for r in metrics], "o-", ms=3, color="#f0603c")
+    axes[2].set_ylabel("learning rate (end of epoch)")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_training_curves(path: Path, metrics: Sequence[dict]) -> Path:
+    """Write :func:`training_curves_figure` to ``path``."""
+    return save_figure(training_curves_figure(metrics), path)

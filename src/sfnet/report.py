@@ -58,6 +58,22 @@ def _img(run_dir: Path, rel: str, alt: str) -> str:
     return f'<img src="data:image/png;base64,{data}" alt="{_esc(alt)}">'
 
 
+def _training_html(run_dir: Path) -> str:
+    """Training curves (train loss, validation RMSE, lr per epoch) from ``metrics.jsonl``."""
+    import io
+
+    from sfnet.plots import training_curves_figure
+    from sfnet.runs import METRICS, read_metrics
+
+    metrics = read_metrics(run_dir / METRICS)
+    if not metrics:
+        return '<p class="muted">(no metrics.jsonl)</p>'
+    buf = io.BytesIO()
+    training_curves_figure(metrics).savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="training curves">'
+
+
 def _fmt(v: Any, spec: str = ".4f") -> str:
     if v is None:
         return "–"
@@ -336,6 +352,7 @@ def render_report(run_dir: Path | str) -> str:
         f"<header><h1>{_esc(title)}</h1><p>{_esc(s['target'])} · k = {s['k']} · "
         f"frequent features: {_esc(', '.join(top))}</p></header><main>",
         f"<section><h2>Run</h2>{_summary_html(s)}</section>",
+        f"<section><h2>Training curves</h2>{_training_html(run_dir)}</section>",
         "<section><h2>Features</h2>"
         '<p class="muted">Ranked by f_activated (share of analysed galaxies where the feature '
         "is non-zero). A_f = activation / max of that feature. Correlates: Spearman ρ of A_f "

@@ -147,12 +147,17 @@ def _load_npz(path: Path, cfg: DataConfig) -> GalaxyData:
         target_names=names,
         images=arr,
         catalog=catalog,
-        fingerprint=_npz_fingerprint(images, y, objid),
+        fingerprint=array_fingerprint(images, y, objid),
     )
 
 
-def _npz_fingerprint(images: np.ndarray, y: np.ndarray, objid: np.ndarray) -> str:
-    """16-hex SHA-256 of every byte of the arrays (images streamed in 64 MiB blocks)."""
+def array_fingerprint(images: np.ndarray, y: np.ndarray, objid: np.ndarray) -> str:
+    """16-hex SHA-256 of every byte of in-memory galaxies (images streamed in 64 MiB blocks).
+
+    Args:
+        images: (N, 3, H, W) uint8 as stored (before any crop).
+        y: (N, T) targets. objid: (N,) IDs.
+    """
     digest = hashlib.sha256()
     digest.update(np.ascontiguousarray(y).tobytes())
     digest.update(np.ascontiguousarray(objid).astype(str).astype(bytes).tobytes())

@@ -643,6 +643,10 @@ def synthesize(
 
     Returns:
         ``out``.
+
+    Example:
+        >>> survey = synthesize("work/survey", n=500, size=64, seed=0)
+        >>> data = sfnet.open_dataset(survey, crop=48)
     """
     out = Path(out)
     if size < 16:

@@ -1,0 +1,125 @@
+"""Prediction tables the way astronomers read them: pandas or astropy, with units.
+
+:func:`sfnet.predict.table_of_predictions` lays out one row per galaxy (objID,
+``pred_<target>``, the k active features); :func:`to_astropy` attaches units; :func:`write_table` writes Parquet, CSV, FITS or
+ECSV chosen by the file's extension (atomically, see :mod:`sfnet.io`).
+
+Units: ``oh_p50`` (12 + log O/H) is in ``dex``; the line targets are log10 of fluxes in
+1e-17 erg/s/cm^2, i.e. ``dex(1e-17 erg / (s cm2))``. FITS has no logarithmic units (no
+TUNITn is written): FITS files carry units and descriptions in astropy's serialized-column
+block of COMMENT cards, which ``Table.read`` restores; other FITS readers see plain numbers.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+from sfnet.errors import UserError
+
+#: Output formats of :func:`write_table`, by file extension.
+TABLE_FORMATS = (".parquet", ".csv", ".fits", ".ecsv")
+
+#: Human-readable unit of a target column (also written as the column description).
+_DESCRIPTIONS = {
+    "oh_p50": "12 + log10(O/H), dex",
+    "log_": "log10 of the line flux in 1e-17 erg/s/cm^2",
+}
+
+
+def target_unit(name: str):
+    """The astropy unit of a target (or ``pred_<target>``) column, or None if unknown.
+
+    ``oh_p50`` -> ``dex``; ``log_<line>_flux`` -> ``dex(1e-17 erg / (s cm2))``.
+
+    Example:
+        >>> target_unit("pred_oh_p50")
+        Unit("dex")
+    """
+    import astropy.units as u
+
+    name = name.removeprefix("pred_")
+    if name == "oh_p50":
+        return u.dex
+    if name.startswith("log_") and name.endswith("_flux"):
+        return u.dex(1e-17 * u.erg / u.s / u.cm**2)
+    return None
+
+
+def _description(name: str) -> str | None:
+    name = name.removeprefix("pred_")
+    if name == "oh_p50":
+        return _DESCRIPTIONS["oh_p50"]
+    if name.startswith("log_") and name.endswith("_flux"):
+        return _DESCRIPTIONS["log_"]
+    return None
+
+
+def to_astropy(frame: pd.DataFrame):
+    """The DataFrame as an :class:`astropy.table.QTable` with units on the target columns.
+
+    Columns whose name is a known target (``oh_p50``, ``log_*_flux``, with or without the
+    ``pred_`` prefix) become quantities in ``dex`` / ``dex(1e-17 erg / (s cm2))`` with a
+    description; other columns (objID, features, activations) are plain columns.
+
+    Example:
+        >>> t = to_astropy(run.predict(images))
+        >>> t["pred_oh_p50"].unit
+        Unit("dex")
+    """
+    import astropy.units as u
+    from astropy.table import QTable
+
+    table = QTable()
+    for name in frame.columns:
+        values = frame[name].to_numpy()
+        if values.dtype == object:
+            values = values.astype(str)
+        unit = target_unit(str(name))
+        if unit is None:
+            table[name] = values
+        elif isinstance(unit, u.FunctionUnitBase):
+            table[name] = u.Dex(values, unit)
+        else:
+            table[name] = values * unit
+        desc = _description(str(name))
+        if desc:
+            table[name].info.description = desc
+    return table
+
+
+def write_table(frame: pd.DataFrame, path: Path) -> Path:
+    """Write ``frame`` to ``path`` in the format its extension names, atomically.
+
+    ``.parquet`` and ``.csv`` via pandas; ``.fits`` and ``.ecsv`` via astropy with units
+    (:func:`to_astropy`), readable back with ``astropy.table.Table.read(path)``.
+
+    Raises:
+        UserError: an extension other than those in :data:`TABLE_FORMATS`.
+
+    Example:
+        >>> write_table(run.predict("new_galaxies/"), "predictions.fits")
+    """
+    from sfnet.io import atomic_write
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in TABLE_FORMATS:
+        raise UserError(f"{path}: output must end in {', '.join(TABLE_FORMATS)}")
+    if suffix == ".parquet":
+        atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
+    elif suffix == ".csv":
+        atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
+    else:
+        table = to_astropy(frame)
+        fmt = "fits" if suffix == ".fits" else "ascii.ecsv"
+
+        def _write(tmp: Path) -> None:
+            with warnings.catch_warnings():  # dex is kept in astropy's header block; said above
+                warnings.filterwarnings("ignore", message=".*could not be saved in native FITS")
+                table.write(tmp, format=fmt, overwrite=True)
+
+        atomic_write(path, _write)
+    return path

@@ -1,0 +1,75 @@
+"""Prediction tables: Parquet/CSV/FITS/ECSV by extension, units that survive a round trip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from astropy import units as u
+from astropy.table import Table
+
+from sfnet.cli import main
+from sfnet.data.dataset import save_npz
+from sfnet.errors import UserError
+from sfnet.predict import Predictions, table_of_predictions
+from sfnet.tables import target_unit, write_table
+from tests.conftest import make_toy_images, toy_train_args
+
+LOGFLUX = u.dex(1e-17 * u.erg / u.s / u.cm**2)
+
+
+def _frame() -> pd.DataFrame:
+    pred = Predictions(
+        predictions=np.array([[8.7, 1.1, 2.0, 0.5, 0.9], [8.9, 1.3, 2.2, 0.7, 1.0]], np.float32),
+        indices=np.array([[5, 9], [7, 9]], np.int64),
+        values=np.array([[0.8, 0.0], [1.5, 0.2]], np.float32),
+    )
+    names = ["oh_p50", "log_nii_6584_flux", "log_h_alpha_flux", "log_oiii_5007_flux", "x"]
+    return table_of_predictions(np.array([1237648702973411443, 2], np.int64), names, pred)
+
+
+def test_frame_marks_inactive_features():
+    f = _frame()
+    assert list(f["feature_2"]) == [-1, 9] and list(f["activation_2"]) == [0.0, pytest.approx(0.2)]
+    assert target_unit("pred_oh_p50") == u.dex and target_unit("pred_x") is None
+    assert target_unit("log_h_beta_flux") == LOGFLUX
+
+
+@pytest.mark.parametrize("ext", [".fits", ".ecsv"])
+def test_astropy_formats_round_trip_with_units(tmp_path, ext):
+    path = write_table(_frame(), tmp_path / f"p{ext}")
+    t = Table.read(path)
+    assert t["objID"][0] == 1237648702973411443 and t["objID"].dtype.kind == "i"
+    assert t["pred_oh_p50"].unit == u.dex
+    assert t["pred_log_nii_6584_flux"].unit == LOGFLUX
+    assert t["pred_x"].unit is None and t["feature_1"].unit is None
+    assert "1e-17 erg/s/cm^2" in t["pred_log_h_alpha_flux"].description
+    np.testing.assert_allclose(np.asarray(t["pred_oh_p50"]), [8.7, 8.9], rtol=1e-6)
+
+
+def test_pandas_formats_and_a_bad_extension(tmp_path):
+    f = _frame()
+    pd.testing.assert_frame_equal(pd.read_parquet(write_table(f, tmp_path / "p.parquet")), f)
+    assert list(pd.read_csv(write_table(f, tmp_path / "p.csv")).columns) == list(f.columns)
+    with pytest.raises(UserError, match=r"p\.xlsx: output must end in .parquet, .csv, .fits"):
+        write_table(f, tmp_path / "p.xlsx")
+    assert not (tmp_path / "p.xlsx").exists()
+
+
+def test_cli_predict_writes_fits_with_units(tmp_path, capsys):
+    images, y = make_toy_images(64)
+    npz = tmp_path / "z.npz"
+    save_npz(npz, images, 8.0 + y[:, :1] / 20, np.arange(64) + 10**15, ["oh_p50"])
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(npz), "--out", str(run), *toy_train_args(1)]) == 0
+    out = tmp_path / "pred.fits"
+    assert main(["predict", str(run), "--out", str(out)]) == 0
+    t = Table.read(out)
+    assert len(t) == 64 and set(t["split"]) == {"train", "val"}
+    assert {"objID", "pred_oh_p50", "feature_4", "activation_4"} <= set(t.colnames)
+    assert t["pred_oh_p50"].unit == u.dex and t["objID"][0] == 10**15
+    csv = tmp_path / "pred.csv"
+    assert main(["predict", str(run), "--out", str(csv)]) == 0
+    np.testing.assert_allclose(
+        pd.read_csv(csv)["pred_oh_p50"], np.asarray(t["pred_oh_p50"]), rtol=1e-6
+    )
