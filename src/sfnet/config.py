@@ -102,8 +102,10 @@ class TrainConfig:
         flips: random horizontal and vertical flips.
         seed: seed of weight init, shuffling and augmentation.
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
-        amp: mixed precision; None means on for CUDA, off for CPU.
-        channels_last: channels-last memory format; None means on for CUDA, off for CPU.
+        amp: bf16 autocast: ``auto`` (on for CUDA and for CPUs with native bf16), true, or false
+            (fp32); see :mod:`sfnet.precision`.
+        channels_last: channels-last memory format: ``auto`` (on for CUDA and vectorised CPUs),
+            true or false.
         num_workers: background threads that read the next batches while the model trains.
         deterministic: use deterministic algorithms (exact resume on CPU).
     """
@@ -122,8 +124,14 @@ class TrainConfig:
     flips: bool = True
     seed: int = 0
     device: str = "auto"
-    amp: bool | None = None
-    channels_last: bool | None = None
+    amp: bool | str = field(
+        default="auto",
+        metadata={"help": "bf16 autocast: auto (where the device computes bf16 natively), true, false"},
+    )
+    channels_last: bool | str = field(
+        default="auto",
+        metadata={"help": "channels-last memory format: auto (CUDA, AVX2+ CPUs), true, false"},
+    )
     num_workers: int = 1
     deterministic: bool = True
 
@@ -140,6 +148,12 @@ class TrainConfig:
             raise ConfigError(f"train.flat_fraction must be in [0, 1], got {self.flat_fraction}")
         if self.lookahead_k < 1 or not 0.0 < self.lookahead_alpha <= 1.0:
             raise ConfigError("train.lookahead_k must be >= 1 and train.lookahead_alpha in (0, 1]")
+        for name in ("amp", "channels_last"):
+            value = getattr(self, name)
+            if value is None:  # the former spelling of auto
+                setattr(self, name, "auto")
+            elif not (isinstance(value, bool) or value == "auto"):
+                raise ConfigError(f"train.{name} must be auto, true or false, got {value!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"train.device must be auto, cpu or cuda, got {self.device!r}")
 

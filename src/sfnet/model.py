@@ -73,10 +73,25 @@ class SFNetOutput:
     values: torch.Tensor | None = None
 
 
+class Fp32AvgPool(nn.AdaptiveAvgPool2d):
+    """Global average pooling computed in fp32 whatever the input dtype.
+
+    Under bf16 autocast the trunk's last feature map is bf16 (8-bit mantissa); pooling it in
+    fp32 gives the pooled features, and so TopK's selection, fp32 resolution (fewer exact ties).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.float())
+
+
 def _resnet18_trunk(pretrained: str | None) -> nn.Module:
     net = torchvision.models.resnet18(weights=None)
     if pretrained is not None:
         net.load_state_dict(_load_pretrained_state(pretrained), strict=True)
+    net.avgpool = Fp32AvgPool()
     net.fc = nn.Identity()
     return net
 

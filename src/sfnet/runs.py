@@ -26,6 +26,7 @@ from sfnet.data.loader import Normalization, split_indices
 from sfnet.errors import RunFolderError
 from sfnet.io import atomic_write, atomic_write_json
 from sfnet.model import SparseFeatureNet
+from sfnet.precision import FP32, Precision, choose_precision
 
 CONFIG = "config.toml"
 WEIGHTS = "model.safetensors"
@@ -44,6 +45,8 @@ class RunMeta:
             training split; predictions = mean + std * network output.
         image_mean, image_std: per-channel normalization of images scaled to [0, 1].
         data_fingerprint: hash of the catalog + images the model was trained on.
+        precision: how it was trained (:meth:`sfnet.precision.Precision.to_dict`: autocast
+            dtype, channels_last, reason); None in runs of sfnet before it was recorded.
     """
 
     k: int | None
@@ -64,6 +67,7 @@ class RunMeta:
     resize: int | None = None
     epochs_completed: int = 0
     sfnet_version: str = __version__
+    precision: dict | None = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -123,12 +127,17 @@ def is_finished(run_dir: Path) -> bool:
 
 @dataclass
 class Run:
-    """A trained run loaded from its folder."""
+    """A trained run loaded from its folder.
+
+    ``precision`` is what inference uses (:func:`sfnet.precision.choose_precision` for the device,
+    honouring the run's ``amp`` / ``channels_last`` settings); the model is in its memory format.
+    """
 
     dir: Path
     config: RunConfig
     meta: RunMeta
     model: SparseFeatureNet
+    precision: Precision = FP32
 
     def load_data(self):
         """The run's galaxies (``config.data``), checked against the stored fingerprint."""
@@ -166,5 +175,6 @@ def load_run(run_dir: Path, device: str | torch.device = "cpu") -> Run:
         model.load_state_dict(state)
     except Exception as e:  # noqa: BLE001
         raise RunFolderError(f"{run_dir / WEIGHTS}: cannot load weights ({e})") from None
-    model.to(device).eval()
-    return Run(run_dir, config, meta, model)
+    precision = choose_precision(device, config.train.amp, config.train.channels_last)
+    model = precision.model(model.to(device)).eval()
+    return Run(run_dir, config, meta, model, precision)

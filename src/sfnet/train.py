@@ -8,7 +8,6 @@ epoch (torch's DistributedSampler); rank 0 logs and writes. ``batch_size`` is th
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -40,6 +39,7 @@ from sfnet.errors import RunFolderError
 from sfnet.io import append_jsonl, atomic_write, atomic_write_bytes
 from sfnet.model import BACKBONE_DIMS, SparseFeatureNet
 from sfnet.optim import make_scheduler, ranger
+from sfnet.precision import Precision, choose_precision
 from sfnet.runs import (
     CHECKPOINT,
     CONFIG,
@@ -213,11 +213,11 @@ def _fit(
         torch.use_deterministic_algorithms(True, warn_only=True)
     torch.manual_seed(tcfg.seed)
     model = SparseFeatureNet(mcfg.k, len(data.target_names), mcfg.backbone, mcfg.pretrained)
-    amp = tcfg.amp if tcfg.amp is not None else device.type == "cuda"
-    channels_last = tcfg.channels_last if tcfg.channels_last is not None else device.type == "cuda"
-    model.to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    precision = choose_precision(device, tcfg.amp, tcfg.channels_last)
+    meta.precision = precision.to_dict()
+    if ctx.is_main:
+        log.info("precision: %s (%s)", precision.name, precision.reason)
+    model = precision.model(model.to(device))
     net: nn.Module = model
     if ctx.enabled:
         net = nn.parallel.DistributedDataParallel(
@@ -257,11 +257,6 @@ def _fit(
     else:
         history = []
 
-    autocast = (
-        torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-        if amp and device.type == "cuda"
-        else contextlib.nullcontext()
-    )
     y_dev = y_std.to(device)
     for epoch in range(start_epoch, tcfg.epochs):
         t0 = time.perf_counter()
@@ -281,10 +276,8 @@ def _fit(
             x = norm.apply(xb.to(device, non_blocking=True))
             if tcfg.flips:
                 x = random_flips(x, gen)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast:
-                outp = net(x)
+            with precision.autocast():
+                outp = net(precision.images(x))
             loss = rmse_loss(outp.predictions, y_dev[torch.from_numpy(rows).to(device)])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -311,8 +304,7 @@ def _fit(
             device,
             ctx,
             local_batch * 2,
-            channels_last,
-            autocast,
+            precision,
         )
         record = {
             "epoch": epoch + 1,
@@ -351,8 +343,7 @@ def _validate(
     device: torch.device,
     ctx: DistContext,
     batch_size: int,
-    channels_last: bool,
-    autocast,
+    precision: Precision,
 ) -> np.ndarray:
     """Validation RMSE per target in physical units (val rows sharded across processes)."""
     model.eval()
@@ -362,11 +353,8 @@ def _validate(
     sq = torch.zeros(len(meta.target_names), dtype=torch.float64, device=device)
     count = torch.tensor(float(len(rows)), dtype=torch.float64, device=device)
     for r, xb in iter_batches(images, rows, batch_size):
-        x = norm.apply(xb.to(device))
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast:
-            p = model(x).predictions.double() * std + mean
+        with precision.autocast():
+            p = model(precision.images(norm.apply(xb.to(device)))).predictions.double() * std + mean
         t = torch.from_numpy(y[r]).to(device)
         sq += ((p - t) ** 2).sum(dim=0)
     ctx.all_reduce_sum(sq)

@@ -92,8 +92,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="'imagenet' (torchvision weights; torch hub cache) or a path to a resnet18 state dict",
     )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="[default auto]")
-    _bool_flag(p, "amp", "bfloat16 autocast (default: on for CUDA, off on CPU)")
-    _bool_flag(p, "channels-last", "channels-last memory format (default: on for CUDA, off on CPU)")
+    _bool_flag(
+        p,
+        "amp",
+        "bfloat16 autocast; --no-amp forces fp32 (default: on for CUDA and for CPUs with "
+        "native bf16, AVX512-BF16 or AMX)",
+    )
+    _bool_flag(
+        p,
+        "channels-last",
+        "channels-last memory format (default: on for CUDA and AVX2/AVX512 CPUs)",
+    )
     p.add_argument(
         "--workers",
         type=int,
