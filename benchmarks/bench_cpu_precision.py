@@ -11,6 +11,10 @@ only, ``torch.inference_mode``) is timed the same way for fp32 and the default.
 first steps) and steady step time, and says whether it pays on ``--epochs`` epochs of
 ``--steps-per-epoch`` steps (the real 400-galaxy sample: 320 training galaxies = 5 steps).
 
+``--selection RUN`` compares TopK's selection of a trained run on its own galaxies in fp32 and
+in bf16 (with the trunk's pooling in fp32, as sfnet does, and in bf16): the share of galaxies
+whose selected feature set differs from fp32, and of exact ties at the k-th value.
+
 Lines to read: ``cpu_speedup_vs_fp32_bare=<bare step / default step>`` and
 ``inference_speedup_vs_fp32=<fp32 / default>``.
 
@@ -24,11 +28,12 @@ import statistics
 import time
 from types import SimpleNamespace
 
+import numpy as np
 import torch
 import torchvision
 
 from sfnet.config import TrainConfig
-from sfnet.model import SparseFeatureNet
+from sfnet.model import Fp32AvgPool, SparseFeatureNet
 from sfnet.optim import ranger
 from sfnet.precision import Precision, choose_precision
 from sfnet.train import rmse_loss
@@ -123,6 +128,40 @@ def bench_compile(prec: Precision, batches, eager_s: float, args) -> None:
     )
 
 
+def compare_selection(run_dir: str) -> None:
+    """TopK selection of a trained run in fp32 vs bf16 (fp32 pooling, bf16 pooling)."""
+    from sfnet.data.loader import iter_batches
+    from sfnet.runs import load_run
+
+    run = load_run(run_dir)
+    model, k, norm = run.model, run.meta.k, run.meta.normalization
+    images = run.load_data().images
+    rows = np.arange(len(images))
+    feats = {}
+    for name, dtype, pool32 in (("fp32", None, True), ("bf16", torch.bfloat16, True),
+                                ("bf16_pool_bf16", torch.bfloat16, False)):  # fmt: skip
+        prec = Precision(dtype, dtype is not None, name, "cpu")
+        model.trunk.avgpool = Fp32AvgPool() if pool32 else torch.nn.AdaptiveAvgPool2d(1)
+        prec.model(model)
+        out = []
+        with torch.inference_mode():
+            for _, xb in iter_batches(images, rows, 100):
+                with prec.autocast():
+                    out.append(model.features(prec.images(norm.apply(xb))).float())
+        feats[name] = torch.cat(out)
+    ref = torch.topk(feats["fp32"], k, dim=1).indices.sort(dim=1).values
+    print(f"selection run={run_dir} k={k} galaxies={len(rows)}")
+    for name, f in feats.items():
+        top = torch.topk(f, k + 1, dim=1).values
+        ties = (top[:, k - 1] == top[:, k]) & (top[:, k] > 0)
+        idx = torch.topk(f, k, dim=1).indices.sort(dim=1).values
+        differ = (idx != ref).any(dim=1).float().mean().item()
+        print(
+            f"selection[{name}]: differs_from_fp32={differ:.4f} "
+            f"ties_at_kth={ties.float().mean().item():.4f}"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=5, help="timed rounds")
@@ -133,7 +172,11 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="also time torch.compile")
     ap.add_argument("--epochs", type=int, default=20, help="run length for --compile's verdict")
     ap.add_argument("--steps-per-epoch", type=int, default=5)
+    ap.add_argument("--selection", metavar="RUN", help="only compare TopK selections of RUN")
     args = ap.parse_args()
+    if args.selection:
+        compare_selection(args.selection)
+        return
     gen = torch.Generator().manual_seed(0)
     batches = [
         (

@@ -124,7 +124,11 @@ def _wait_for(path: Path, lines: int, proc: subprocess.Popen, timeout: float = 1
     raise AssertionError("training too slow")
 
 
-def test_resume_after_sigkill_reaches_same_weights(toy_npz, tmp_path):
+# "auto" is bf16 + channels-last on a CPU with native bf16 (fp32 + channels-last elsewhere)
+@pytest.mark.parametrize(
+    "precision", [[], ["--no-amp", "--no-channels-last"]], ids=["auto", "fp32"]
+)
+def test_resume_after_sigkill_reaches_same_weights(toy_npz, tmp_path, precision):
     cmd = [
         sys.executable,
         "-m",
@@ -133,6 +137,7 @@ def test_resume_after_sigkill_reaches_same_weights(toy_npz, tmp_path):
         "--data",
         str(toy_npz),
         *toy_train_args(epochs=3),
+        *precision,
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     ref = tmp_path / "ref"
