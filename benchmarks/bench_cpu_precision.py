@@ -7,9 +7,10 @@ so machine load affects all alike; medians are reported. Settings: the bare resn
 contiguous, fc -> 1 output), then SFNet (k=4) in fp32, channels-last, bf16, bf16+channels-last
 and ``default`` (:func:`sfnet.precision.choose_precision` with ``auto``). Inference (forward
 only, ``torch.inference_mode``) is timed the same way for fp32 and the default.
-``--compile`` also times ``torch.compile`` of the default training step: its compile time (the
-first steps) and steady step time, and says whether it pays on ``--epochs`` epochs of
-``--steps-per-epoch`` steps (the real 400-galaxy sample: 320 training galaxies = 5 steps).
+``--compile`` instead times ``torch.compile`` of the default training step against the eager
+step: its compile time (the first steps) and steady step time, and says whether it pays on
+``--epochs`` epochs of ``--steps-per-epoch`` steps (the real 400-galaxy sample: 320 training
+galaxies = 5 steps).
 
 ``--selection RUN`` compares TopK's selection of a trained run on its own galaxies in fp32 and
 in bf16 (with the trunk's pooling in fp32, as sfnet does, and in bf16): the share of galaxies
@@ -108,19 +109,20 @@ def interleaved(steps: dict, warmup: int, reps: int) -> dict[str, float]:
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def bench_compile(prec: Precision, batches, eager_s: float, args) -> None:
-    model = make_model(False, prec)
-    step = make_train_step(model, prec, batches, compile_=True)
+def bench_compile(prec: Precision, batches, args) -> None:
+    """torch.compile of the default training step: compile time and steady step vs eager."""
+    compiled = make_train_step(make_model(False, prec), prec, batches, compile_=True)
     t0 = time.perf_counter()
-    for _ in range(2):  # compile (forward and backward graphs) + one recompile-free step
-        step()
+    for _ in range(2):  # compiles the forward and backward graphs, then one plain step
+        compiled()
     compile_s = time.perf_counter() - t0
-    steady = statistics.median(step() for _ in range(args.reps))
+    eager = make_train_step(make_model(False, prec), prec, batches)
+    med = interleaved({"eager": eager, "compiled": compiled}, args.warmup, args.reps)
     n_steps = args.epochs * args.steps_per_epoch
-    saved = n_steps * (eager_s - steady)
+    saved = n_steps * (med["eager"] - med["compiled"])
     print(
-        f"compile_first_2_steps_s={compile_s:.1f} compiled_step_s={steady:.4f} "
-        f"eager_step_s={eager_s:.4f} compile_step_speedup={eager_s / steady:.3f}"
+        f"compile_first_2_steps_s={compile_s:.1f} compiled_step_s={med['compiled']:.4f} "
+        f"eager_step_s={med['eager']:.4f} compile_step_speedup={med['eager'] / med['compiled']:.3f}"
     )
     print(
         f"compile_saves_s={saved:.1f} over {n_steps} steps ({args.epochs} epochs x "
@@ -169,7 +171,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--size", type=int, default=144)
     ap.add_argument("--n-batches", type=int, default=2, help="distinct batches cycled through")
-    ap.add_argument("--compile", action="store_true", help="also time torch.compile")
+    ap.add_argument(
+        "--compile", action="store_true", help="instead: torch.compile vs eager, default precision"
+    )
     ap.add_argument("--epochs", type=int, default=20, help="run length for --compile's verdict")
     ap.add_argument("--steps-per-epoch", type=int, default=5)
     ap.add_argument("--selection", metavar="RUN", help="only compare TopK selections of RUN")
@@ -188,6 +192,9 @@ def main() -> None:
     default = choose_precision("cpu")
     print(f"default precision: {default.name} ({default.reason})")
     print(f"batch={args.batch} size={args.size} threads={torch.get_num_threads()} reps={args.reps}")
+    if args.compile:
+        bench_compile(default, batches, args)
+        return
     train = {
         "bare_fp32": make_train_step(make_model(True, SETTINGS["fp32"]), SETTINGS["fp32"], batches)
     }
@@ -206,8 +213,6 @@ def main() -> None:
         print(f"inference_images_per_s[{name}]={n / s:.1f}")
     print(f"inference_speedup_vs_fp32={imed['fp32'] / imed['default']:.3f}")
     print(f"cpu_speedup_vs_fp32_bare={med['bare_fp32'] / med['default']:.3f}")
-    if args.compile:
-        bench_compile(default, batches, med["default"], args)
 
 
 if __name__ == "__main__":

@@ -126,7 +126,9 @@ class TrainConfig:
     device: str = "auto"
     amp: bool | str = field(
         default="auto",
-        metadata={"help": "bf16 autocast: auto (where the device computes bf16 natively), true, false"},
+        metadata={
+            "help": "bf16 autocast: auto (where the device computes bf16 natively), true, false"
+        },
     )
     channels_last: bool | str = field(
         default="auto",

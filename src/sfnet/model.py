@@ -178,9 +178,15 @@ class SparseFeatureNet(nn.Module):
         f = self.features(x)
         return f if self.topk is None else self.topk(f)
 
+    def linear_head(self, f: torch.Tensor) -> torch.Tensor:
+        """(N, T) = head(f), always in fp32 (also under autocast), so that predictions are
+        exactly the linear function of the features that the equations analysis reads off."""
+        with torch.autocast(device_type=f.device.type, enabled=False):
+            return self.head(f.float())
+
     def forward(self, x: torch.Tensor) -> SFNetOutput:
         f = self.features(x)
         if self.topk is None:
-            return SFNetOutput(predictions=self.head(f), features=f)
+            return SFNetOutput(predictions=self.linear_head(f), features=f)
         sparse, values, indices = self.topk.select(f)
-        return SFNetOutput(self.head(sparse), sparse, indices, values)
+        return SFNetOutput(self.linear_head(sparse), sparse, indices, values)
