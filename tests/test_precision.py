@@ -17,9 +17,11 @@ def _cpu(monkeypatch, native_bf16: bool, capability: str = "AVX512") -> None:
     monkeypatch.setattr(precision_mod, "cpu_bf16_support", lambda: (native_bf16, capability))
 
 
-def test_auto_uses_bf16_and_channels_last_on_a_cpu_with_native_bf16(monkeypatch):
+def test_cpu_auto_is_fp32_channels_last_and_amp_turns_bf16_on(monkeypatch):
     _cpu(monkeypatch, True)
     p = choose_precision("cpu")
+    assert (p.autocast_dtype, p.channels_last) == (None, True)
+    p = choose_precision("cpu", amp=True)
     assert (p.autocast_dtype, p.channels_last) == (torch.bfloat16, True)
     assert "AVX512" in p.reason
     assert p.to_dict()["autocast"] == "bfloat16"

@@ -124,9 +124,9 @@ def _wait_for(path: Path, lines: int, proc: subprocess.Popen, timeout: float = 1
     raise AssertionError("training too slow")
 
 
-# "auto" is bf16 + channels-last on a CPU with native bf16 (fp32 + channels-last elsewhere)
+# --amp is bf16 + channels-last on a CPU with native bf16 (fp32 + channels-last elsewhere)
 @pytest.mark.parametrize(
-    "precision", [[], ["--no-amp", "--no-channels-last"]], ids=["auto", "fp32"]
+    "precision", [["--amp"], ["--no-amp", "--no-channels-last"]], ids=["amp", "fp32"]
 )
 def test_resume_after_sigkill_reaches_same_weights(toy_npz, tmp_path, precision):
     cmd = [

@@ -102,8 +102,8 @@ class TrainConfig:
         flips: random horizontal and vertical flips.
         seed: seed of weight init, shuffling and augmentation.
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
-        amp: bf16 autocast: ``auto`` (on for CUDA and for CPUs with native bf16), true, or false
-            (fp32); see :mod:`sfnet.precision`.
+        amp: bf16 autocast: ``auto`` (on for CUDA, off for CPUs), true (on CPUs with native
+            bf16: AVX512-BF16 or AMX), or false (fp32); see :mod:`sfnet.precision`.
         channels_last: channels-last memory format: ``auto`` (on for CUDA and vectorised CPUs),
             true or false.
         num_workers: background threads that read the next batches while the model trains.
@@ -127,7 +127,7 @@ class TrainConfig:
     amp: bool | str = field(
         default="auto",
         metadata={
-            "help": "bf16 autocast: auto (where the device computes bf16 natively), true, false"
+            "help": "bf16 autocast: auto (CUDA only), true (also CPUs with native bf16), false"
         },
     )
     channels_last: bool | str = field(

@@ -95,8 +95,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     _bool_flag(
         p,
         "amp",
-        "bfloat16 autocast; --no-amp forces fp32 (default: on for CUDA and for CPUs with "
-        "native bf16, AVX512-BF16 or AMX)",
+        "bfloat16 autocast, ~2x faster training on CPUs with native bf16 (AVX512-BF16 or AMX; "
+        "elsewhere it warns and runs fp32); --no-amp forces fp32 (default: on for CUDA, off "
+        "for CPUs)",
     )
     _bool_flag(
         p,
