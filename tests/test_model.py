@@ -114,3 +114,18 @@ def test_pretrained_errors_say_where_to_put_weights(tmp_path, monkeypatch):
     torch.save({"conv1.weight": torch.zeros(1)}, bad)
     with pytest.raises(PretrainedWeightsError, match="missing"):
         SparseFeatureNet(k=2, n_targets=1, pretrained=str(bad))
+
+
+def test_topk_selects_on_fp32_pooled_features_under_bf16_autocast():
+    torch.manual_seed(0)
+    net = SparseFeatureNet(k=2, n_targets=1).eval()
+    maps = []
+    net.trunk.layer4.register_forward_hook(lambda m, i, o: maps.append(o))
+    x = torch.randn(3, 3, 64, 64)  # 2x2 last feature map: fp32 pooling adds resolution
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = net(x)
+    assert maps[0].dtype == torch.bfloat16
+    assert out.features.dtype == torch.float32 and out.values.dtype == torch.float32
+    assert out.predictions.dtype == torch.float32  # the head is exact: fp32
+    pooled = torch.relu(maps[0].float().mean(dim=(2, 3)))
+    assert torch.equal(out.indices, torch.topk(pooled, 2, dim=1).indices)

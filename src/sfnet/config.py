@@ -225,9 +225,14 @@ class TrainConfig:
     flips: bool = setting(True, "random horizontal and vertical flips")
     seed: int = setting(0, "seed of weight init, shuffling and flips", ge=0)
     device: str = setting("auto", "auto (CUDA when present), cpu or cuda", choices=DEVICES)
-    amp: bool | None = setting(None, "bfloat16 autocast (default: on for CUDA, off on CPU)")
+    amp: bool | None = setting(
+        None,
+        "bfloat16 autocast (unset = auto: on for CUDA; on CPUs only when asked, where the CPU "
+        "computes bf16 natively (AVX512-BF16 or AMX; ~2x faster), elsewhere it warns and runs "
+        "fp32); false forces fp32 (see sfnet.precision)",
+    )
     channels_last: bool | None = setting(
-        None, "channels-last memory format (default: on for CUDA, off on CPU)"
+        None, "channels-last memory format (unset = auto: on for CUDA and AVX2/AVX512 CPUs)"
     )
     num_workers: int = setting(
         1, "background threads that read the next batches", ge=0, flag="workers"

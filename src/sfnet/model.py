@@ -77,10 +77,25 @@ class SFNetOutput:
     values: torch.Tensor | None = None
 
 
+class Fp32AvgPool(nn.AdaptiveAvgPool2d):
+    """Global average pooling computed in fp32 whatever the input dtype.
+
+    Under bf16 autocast the trunk's last feature map is bf16 (8-bit mantissa); pooling it in
+    fp32 gives the pooled features, and so TopK's selection, fp32 resolution (fewer exact ties).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.float())
+
+
 def _resnet18_trunk(pretrained: str | None) -> nn.Module:
     net = torchvision.models.resnet18(weights=None)
     if pretrained is not None:
         net.load_state_dict(_load_pretrained_state(pretrained), strict=True)
+    net.avgpool = Fp32AvgPool()
     net.fc = nn.Identity()
     return net
 
@@ -187,9 +202,15 @@ class SparseFeatureNet(nn.Module):
         f = self.features(x)
         return f if self.topk is None else self.topk(f)
 
+    def linear_head(self, f: torch.Tensor) -> torch.Tensor:
+        """(N, T) = head(f), always in fp32 (also under autocast), so that predictions are
+        exactly the linear function of the features that the equations analysis reads off."""
+        with torch.autocast(device_type=f.device.type, enabled=False):
+            return self.head(f.float())
+
     def forward(self, x: torch.Tensor) -> SFNetOutput:
         f = self.features(x)
         if self.topk is None:
-            return SFNetOutput(predictions=self.head(f), features=f)
+            return SFNetOutput(predictions=self.linear_head(f), features=f)
         sparse, values, indices = self.topk.select(f)
-        return SFNetOutput(self.head(sparse), sparse, indices, values)
+        return SFNetOutput(self.linear_head(sparse), sparse, indices, values)

@@ -43,7 +43,7 @@ def _rows(images, idx: np.ndarray | None) -> np.ndarray:
 
 @torch.inference_mode()
 def predict(run: Run, images, idx: np.ndarray | None = None, batch_size: int = 256) -> Predictions:
-    """Run the model on ``images[idx]`` (all rows when ``idx`` is None).
+    """Run the model on ``images[idx]`` (all rows when ``idx`` is None), at ``run.precision``.
 
     Args:
         images: ImageArray of (N, 3, H, W) uint8 at the run's crop size.
@@ -57,7 +57,8 @@ def predict(run: Run, images, idx: np.ndarray | None = None, batch_size: int = 2
     norm = run.meta.normalization
     preds, inds, vals = [], [], []
     for _, xb in iter_batches(images, rows, batch_size):
-        out = run.model(norm.apply(xb.to(device)))
+        with run.precision.autocast():
+            out = run.model(run.precision.images(norm.apply(xb.to(device))))
         preds.append(out.predictions.float().cpu().numpy())
         if out.indices is not None:
             inds.append(out.indices.cpu().numpy())
@@ -81,10 +82,11 @@ def pooled_features(
     rows = _rows(images, idx)
     device = _device(run)
     norm = run.meta.normalization
-    out = [
-        run.model.features(norm.apply(xb.to(device))).float().cpu().numpy()
-        for _, xb in iter_batches(images, rows, batch_size)
-    ]
+    out = []
+    for _, xb in iter_batches(images, rows, batch_size):
+        with run.precision.autocast():
+            f = run.model.features(run.precision.images(norm.apply(xb.to(device))))
+        out.append(f.float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, run.meta.d), np.float32)
 
 

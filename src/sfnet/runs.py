@@ -47,6 +47,7 @@ if TYPE_CHECKING:  # torch is imported where it is used: the file names above ne
 
     from sfnet.data.batches import Normalization
     from sfnet.model import SparseFeatureNet
+    from sfnet.precision import Precision
 
 CONFIG = "config.toml"
 WEIGHTS = "model.safetensors"
@@ -113,6 +114,8 @@ class RunMeta:
             training split; predictions = mean + std * network output.
         image_mean, image_std: per-channel normalization of images scaled to [0, 1].
         data_fingerprint: hash of the catalog + images the model was trained on.
+        precision: how it was trained (:meth:`sfnet.precision.Precision.to_dict`: autocast
+            dtype, channels_last, reason); None in runs of sfnet before it was recorded.
     """
 
     k: int | None
@@ -133,6 +136,7 @@ class RunMeta:
     resize: int | None = None
     epochs_completed: int = 0
     sfnet_version: str = __version__
+    precision: dict | None = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -211,12 +215,23 @@ def is_finished(run_dir: Path) -> bool:
 
 @dataclass
 class Run:
-    """A trained run loaded from its folder."""
+    """A trained run loaded from its folder.
+
+    ``precision`` is what inference uses (:func:`sfnet.precision.choose_precision` for the device,
+    honouring the run's ``amp`` / ``channels_last`` settings); the model is in its memory format.
+    """
 
     dir: Path
     config: RunConfig
     meta: RunMeta
     model: SparseFeatureNet
+    precision: Precision | None = None  # None: fp32, contiguous
+
+    def __post_init__(self) -> None:
+        if self.precision is None:
+            from sfnet.precision import FP32
+
+            self.precision = FP32
 
     def load_data(self):
         """The run's galaxies (``config.data``), checked against the stored fingerprint."""
@@ -265,8 +280,11 @@ def load_run(run_dir: Path, device: str | torch.device = "cpu") -> Run:
             f"{run_dir / WEIGHTS}: non-finite weights in {', '.join(bad[:3])}"
             f"{' ...' if len(bad) > 3 else ''} (training diverged); retrain with a lower lr"
         )
-    model.to(device).eval()
-    return Run(run_dir, config, meta, model)
+    from sfnet.precision import choose_precision
+
+    precision = choose_precision(device, config.train.amp, config.train.channels_last)
+    model = precision.model(model.to(device)).eval()
+    return Run(run_dir, config, meta, model, precision)
 
 
 # ------------------------------------------------------------------ replacing a run folder

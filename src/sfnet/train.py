@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sfnet.config import ConfigError, RunConfig, TrainConfig
+from sfnet.config import ConfigError, RunConfig
 from sfnet.data.batches import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -41,6 +41,7 @@ from sfnet.io import append_jsonl, atomic_write, atomic_write_bytes
 from sfnet.lock import folder_lock
 from sfnet.model import BACKBONE_DIMS, SparseFeatureNet
 from sfnet.optim import make_scheduler, ranger
+from sfnet.precision import Precision, choose_precision
 from sfnet.runs import (
     CHECKPOINT,
     CONFIG,
@@ -186,36 +187,6 @@ class TrainingDiverged(UserError):
 
 
 @dataclass
-class Precision:
-    """The one place that decides autocast and memory format (``train.amp``,
-    ``train.channels_last``; None means on for CUDA, off on CPU)."""
-
-    device: torch.device
-    amp: bool
-    channels_last: bool
-
-    @classmethod
-    def choose(cls, tcfg: TrainConfig, device: torch.device) -> Precision:
-        on_cuda = device.type == "cuda"
-        amp = tcfg.amp if tcfg.amp is not None else on_cuda
-        channels_last = tcfg.channels_last if tcfg.channels_last is not None else on_cuda
-        return cls(device, amp and on_cuda, channels_last)
-
-    def autocast(self) -> contextlib.AbstractContextManager:
-        """bfloat16 autocast around the forward pass (a no-op when off)."""
-        if self.amp:
-            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    def model(self, model: nn.Module) -> nn.Module:
-        model.to(self.device)
-        return model.to(memory_format=torch.channels_last) if self.channels_last else model
-
-    def images(self, x: torch.Tensor) -> torch.Tensor:
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
-
-
-@dataclass
 class Trainer:
     """What the epoch loop works with: the data, its split and standardization, the network
     and its optimizer (built by :func:`_build`)."""
@@ -233,6 +204,7 @@ class Trainer:
     opt: Any
     sched: Any
     ctx: DistContext
+    device: torch.device
     precision: Precision
     local_batch: int
     shard_used: int
@@ -373,9 +345,12 @@ def _build(
     if tcfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     torch.manual_seed(tcfg.seed)
-    precision = Precision.choose(tcfg, device)
     model = SparseFeatureNet(mcfg.k, len(data.target_names), mcfg.backbone, mcfg.pretrained)
-    model = precision.model(model)
+    precision = choose_precision(device, tcfg.amp, tcfg.channels_last)
+    meta.precision = precision.to_dict()
+    if ctx.is_main:
+        log.info("precision: %s (%s)", precision.name, precision.reason)
+    model = precision.model(model.to(device))
     net: nn.Module = model
     if ctx.enabled:
         net = nn.parallel.DistributedDataParallel(
@@ -397,7 +372,7 @@ def _build(
     y_dev = torch.from_numpy(y_std.astype(np.float32)).to(device)
     return Trainer(
         config, data, meta, train_idx, val_idx, y, y_dev, norm, model, net, opt, sched, ctx,
-        precision, local_batch, shard_used, steps_per_epoch,
+        device, precision, local_batch, shard_used, steps_per_epoch,
     )  # fmt: skip
 
 
@@ -410,7 +385,7 @@ def _restore(out: Path, tr: Trainer) -> tuple[int, list[dict[str, Any]]]:
     start_epoch, history = 0, None
     ckpt_path = out / CHECKPOINT
     if ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location=tr.precision.device, weights_only=True)
+        ckpt = torch.load(ckpt_path, map_location=tr.device, weights_only=True)
         if ckpt["data_fingerprint"] != tr.data.fingerprint:
             raise RunFolderError(
                 f"{out}: the data changed since this run started (fingerprint "
@@ -435,7 +410,7 @@ def _restore(out: Path, tr: Trainer) -> tuple[int, list[dict[str, Any]]]:
 def _train_epoch(tr: Trainer, epoch: int, progress: bool) -> tuple[float, int]:
     """One pass over this rank's shard; returns (mean training loss, dead features), both
     reduced over all processes. Raises :class:`TrainingDiverged` on a non-finite loss."""
-    tcfg, ctx, device = tr.config.train, tr.ctx, tr.precision.device
+    tcfg, ctx, device = tr.config.train, tr.ctx, tr.device
     tr.net.train()
     order = tr.train_idx[
         epoch_order(len(tr.train_idx), epoch, tcfg.seed, ctx.world_size, ctx.rank)
@@ -500,7 +475,7 @@ def _check_finite_rmse(val_rmse: np.ndarray, epoch: int) -> None:
 @torch.no_grad()
 def _validate(tr: Trainer) -> np.ndarray:
     """(T,) validation RMSE per target, physical units (val rows sharded across processes)."""
-    ctx, device, meta = tr.ctx, tr.precision.device, tr.meta
+    ctx, device, meta = tr.ctx, tr.device, tr.meta
     tr.model.eval()
     rows = tr.val_idx[ctx.rank :: ctx.world_size]
     std = torch.tensor(meta.target_std, dtype=torch.float64, device=device)
