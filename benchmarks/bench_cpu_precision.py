@@ -133,6 +133,7 @@ def bench_compile(prec: Precision, batches, args) -> None:
 def compare_selection(run_dir: str) -> None:
     """TopK selection of a trained run in fp32 vs bf16 (fp32 pooling, bf16 pooling)."""
     from sfnet.data.loader import iter_batches
+
     from sfnet.runs import load_run
 
     run = load_run(run_dir)

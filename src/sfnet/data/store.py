@@ -889,7 +889,12 @@ def _load_progress(path: Path) -> dict[str, Any] | None:
 
 
 def die_with_parent(parent: int) -> None:
-    """Worker initializer: ask Linux to kill this worker when its parent dies (SIGKILL too)."""
+    """Worker initializer: ask Linux to kill this worker when its parent dies (SIGKILL too).
+
+    ``parent`` is the process that started the pool. Under the ``forkserver`` start method the
+    worker's direct parent is the fork server, which exits when ``parent`` does, so the signal
+    still arrives; the liveness check covers a ``parent`` that died before prctl took effect.
+    """
     if sys.platform.startswith("linux"):
         import ctypes
         import signal
@@ -897,8 +902,12 @@ def die_with_parent(parent: int) -> None:
         pr_set_pdeathsig = 1
         with contextlib.suppress(OSError, AttributeError):  # no prctl: best effort only
             ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL))
-    if os.getppid() != parent:  # the parent died before prctl took effect
+    try:
+        os.kill(parent, 0)
+    except ProcessLookupError:  # the parent died before prctl took effect
         os._exit(1)
+    except PermissionError:  # alive, owned by someone else (cannot happen for our parent)
+        pass
 
 
 def _run_tasks(tasks: list[Any], workers: int) -> Iterator[dict[int, str]]:
