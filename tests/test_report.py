@@ -199,3 +199,24 @@ def test_report_renders_in_chromium(runs, tmp_path):
     img = mpimg.imread(png)
     assert img.shape[0] >= 1000 and img.shape[1] >= 1000
     assert img[..., :3].std() > 0.05  # header, tables and figures: not a blank page
+
+
+def test_pre_topk_stats_follow_the_pooled_features(runs, tmp_path):
+    """--stats pre-topk: f_activated counts non-zero pooled features; the report says so."""
+    from sfnet.predict import pooled_features
+
+    sparse, _, post = runs
+    run_dir = tmp_path / "pre"
+    shutil.copytree(sparse, run_dir)
+    s = analyze_run(run_dir, AnalysisOptions(stats="pre-topk"))
+    assert s["stats"] == "pre-topk" and post["stats"] == "post-topk"
+    run = load_run(run_dir)
+    data = run.load_data()
+    acts = SparseActivations.load(run_dir / "activations.npz")
+    pooled = pooled_features(run, data.images, acts.rows)
+    freq = (pooled > 0).mean(axis=0)
+    expected = [f"SL{f}" for f in np.lexsort((np.arange(len(freq)), -freq))[:4]]
+    assert s["frequent_features"] == expected
+    html = render_report(run_dir)
+    assert "before TopK" in html
+    assert "before TopK" not in render_report(sparse)

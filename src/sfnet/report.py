@@ -64,6 +64,9 @@ class AnalysisOptions:
         pdf: also write every figure as PDF.
         recompute: recompute activations even if ``activations.npz`` matches the model.
         batch_size: galaxies per forward pass.
+        stats: ``post-topk`` (f_activated, A_f, top-9 grids, BPT colours from the activations
+            the head sees; default) or ``pre-topk`` (from the pooled features before TopK,
+            non-zero = activated: the paper's notebooks), see :mod:`sfnet.analysis.paper`.
     """
 
     split: str = "val"
@@ -73,6 +76,24 @@ class AnalysisOptions:
     pdf: bool = False
     recompute: bool = False
     batch_size: int = 256
+    stats: str = "post-topk"
+
+
+def _stats_activations(
+    run: Any, data: Any, acts: SparseActivations, opts: AnalysisOptions
+) -> SparseActivations:
+    """The activations the statistics are taken from (``opts.stats``)."""
+    from sfnet.analysis.paper import STATS_CHOICES, pre_topk_activations
+    from sfnet.predict import pooled_features
+
+    if opts.stats not in STATS_CHOICES:
+        raise RunFolderError(f"stats must be one of {STATS_CHOICES}, got {opts.stats!r}")
+    if opts.stats == "post-topk":
+        return acts
+    pooled = pooled_features(run, data.images, acts.rows, batch_size=opts.batch_size)
+    return pre_topk_activations(
+        pooled, acts.rows, acts.objid, acts.predictions, acts.split, acts.model_sha
+    )
 
 
 def _progress_bar(enabled: bool, total: int, desc: str):
@@ -194,8 +215,10 @@ def analyze_run(
     names = list(run.meta.target_names)
     data = run.load_data()
     acts = _load_or_compute(run, data, opts, progress)
+    stat_acts = _stats_activations(run, data, acts, opts)
 
-    stats = feature_stats(acts)
+    stats = feature_stats(stat_acts)
+    head_stats = stats if stat_acts is acts else feature_stats(acts)
     ranked = rank_features(stats.frequency)
     n_feat = min(opts.n_features or k, len(ranked))
     n_table = min(max(opts.n_table or 2 * k, n_feat), len(ranked))
@@ -210,11 +233,11 @@ def analyze_run(
     write_equations(eqs, run_dir)
 
     # the feature table, with equation weights and mean contributions
-    table = feature_table(acts, table_feats, target, catalog, stats=stats)
+    table = feature_table(stat_acts, table_feats, target, catalog, stats=stats)
     for e in eqs.equations:
         table[f"w_{e.name}"] = [e.coefficient(int(f)) for f in table_feats]
         table[f"contrib_{e.name}"] = [
-            e.coefficient(int(f)) * stats.mean_strength[int(f)] for f in table_feats
+            e.coefficient(int(f)) * head_stats.mean_strength[int(f)] for f in table_feats
         ]
     _write_csv(table, run_dir / "features.csv")
 
@@ -225,7 +248,7 @@ def analyze_run(
     var = variance_explained(var_cols, preds, y, ranked[:n_var]) if preds is not None else None
 
     # ground truth (synthetic data)
-    strengths_top = scaled_strength(acts, top, stats.max)
+    strengths_top = scaled_strength(stat_acts, top, stats.max)
     gt: dict[str, Any] = {}
     sf = sfnet_groundtruth(strengths_top, [labels[int(f)] for f in top], catalog)
     if sf is not None:
@@ -252,7 +275,7 @@ def analyze_run(
     top_images: dict[str, np.ndarray] = {}
     for j, f in enumerate(top):
         lab = labels[int(f)]
-        pos, raw = top_activating(acts, int(f), 9)
+        pos, raw = top_activating(stat_acts, int(f), 9)
         imgs = _images(data, acts.rows[pos])
         if len(imgs):
             top_images[lab] = imgs[0]
@@ -267,7 +290,7 @@ def analyze_run(
                 f_activated=float(stats.frequency[int(f)]),
             )
         figures[f"feature_{lab}"] = str(p.relative_to(run_dir).with_suffix(".png"))
-    corr = correlation_matrix(acts, table_feats)
+    corr = correlation_matrix(stat_acts, table_feats)
     for ext in exts:
         plot_correlation_matrix(
             fig_dir / f"correlation.{ext}", corr, [labels[int(f)] for f in table_feats]
@@ -314,6 +337,7 @@ def analyze_run(
         "frequent_features": [labels[int(f)] for f in top],
         "table_features": [labels[int(f)] for f in table_feats],
         "n_active_features": len(ranked),
+        "stats": opts.stats,
         "variance_explained": (
             var.to_records(names, [labels[int(f)] for f in ranked[:n_var]]) if var else []
         ),
@@ -402,6 +426,12 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], numeric: set[in
     return "".join(out)
 
 
+def _stats_title(stats: str) -> str:
+    from sfnet.analysis.paper import STATS_TITLES
+
+    return STATS_TITLES.get(stats, stats)
+
+
 def _summary_html(s: dict[str, Any]) -> str:
     info = [
         ("data", f"<code>{_esc(s['data'])}</code>"),
@@ -415,6 +445,7 @@ def _summary_html(s: dict[str, Any]) -> str:
             f"{s['n_analysed']} galaxies ({'validation split' if s['split'] == 'val' else 'all'})",
         ),
         ("features ever active", str(s["n_active_features"])),
+        ("activation statistics", _esc(_stats_title(s.get("stats", "post-topk")))),
     ]
     rows = [[f"<b>{_esc(a)}</b>", b] for a, b in info]
     out = _table(["", ""], rows, set())

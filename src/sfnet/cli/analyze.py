@@ -37,6 +37,14 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--batch-size", type=int, default=256, help="galaxies per forward pass [default 256]"
     )
+    p.add_argument(
+        "--stats",
+        choices=("post-topk", "pre-topk"),
+        default="post-topk",
+        help="activation statistics (f_activated, A_f, top-9 grids, BPT colours) from the "
+        "post-TopK activations the head sees [default], or from the pooled features before "
+        "TopK, non-zero = activated (the paper's notebooks)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -80,11 +88,19 @@ def _options(args: argparse.Namespace):
         pdf=args.pdf,
         recompute=args.recompute,
         batch_size=args.batch_size,
+        stats=args.stats,
     )
 
 
 def _given(args: argparse.Namespace) -> bool:
-    return bool(args.all or args.dense or args.pdf or args.features or args.recompute)
+    return bool(
+        args.all
+        or args.dense
+        or args.pdf
+        or args.features
+        or args.recompute
+        or args.stats != "post-topk"
+    )
 
 
 def _analyze(args: argparse.Namespace) -> int:
@@ -92,7 +108,7 @@ def _analyze(args: argparse.Namespace) -> int:
 
     s = analyze_run(Path(args.run), _options(args), progress=not args.no_progress)
     print(f"analysed {s['n_analysed']} galaxies of {args.run} in {s['seconds']:.1f} s")
-    print(f"frequent features: {', '.join(s['frequent_features'])}")
+    print(f"frequent features ({s['stats']} statistics): {', '.join(s['frequent_features'])}")
     for rec in s["variance_explained"]:
         if rec["m"] == s["k"]:
             print(
