@@ -16,7 +16,7 @@ from sfnet import __version__
 from sfnet.errors import UserError
 
 #: Subcommand modules, in the order their commands appear in ``sfnet --help``.
-COMMAND_MODULES = ("train", "data", "synth", "analyze", "compare", "reproduce")
+COMMAND_MODULES = ("train", "data", "synth", "analyze", "compare", "reproduce", "paper_data")
 
 
 def build_parser() -> argparse.ArgumentParser:
