@@ -165,8 +165,8 @@ def test_truncated_body_is_resumed_with_a_range_request(tmp_path):
 def test_malicious_tar_member_is_refused_before_writing(tmp_path, member):
     tar = _tar([(f"images/{IDS[0]}.jpg", _jpeg(0), None), member])
     out = tmp_path / "out"
-    with fake(bodies={"galaxies.csv": CATALOG, "images-sdss.tar.gz": tar}) as srv:
-        with pytest.raises(DataError, match="unsafe member|refusing link"):
-            fetch_paper_data(out, api=srv.api, backoff=0.0)
+    bodies = {"galaxies.csv": CATALOG, "images-sdss.tar.gz": tar}
+    with fake(bodies=bodies) as srv, pytest.raises(DataError, match="unsafe member|refusing link"):
+        fetch_paper_data(out, api=srv.api, backoff=0.0)
     assert not (out / "images").exists() and not list(out.glob(".*unpacking*"))
     assert not (tmp_path / "evil.jpg").exists()
