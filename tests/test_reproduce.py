@@ -87,3 +87,22 @@ def test_reproduce_on_metallicity_only_data_says_why_rows_are_absent(survey, tmp
     assert oh["sfnet_value"].notna().all()
     assert "bpt_lines` rows are absent" in (out / "paper_vs_sfnet.md").read_text()
     assert not (out / "runs" / "bpt_lines_k4_r0").exists()
+
+
+def test_reproduce_uses_imagenet_by_default_and_says_when_absent(
+    survey, tmp_path, monkeypatch, capsys
+):
+    import torch.hub
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+
+    def refuse(*a, **k):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+    out = tmp_path / "rep"
+    rc = main(["reproduce", str(survey), "--out", str(out), "--quick", "--crop", "24"])
+    assert rc == 2
+    assert "could not load the ImageNet resnet18 weights" in capsys.readouterr().err
+    assert not list(out.glob("runs/*/model.safetensors"))
+    assert not (out / "paper_vs_sfnet.csv").exists()
