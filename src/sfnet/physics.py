@@ -53,7 +53,9 @@ def kauffmann_agn(log_n2ha: np.ndarray, log_o3hb: np.ndarray) -> np.ndarray:
         log_o3hb: (N,) log10 [OIII]5007 / H-beta.
 
     Returns:
-        (N,) bool, True for AGN (composites included, as in the paper).
+        (N,) bool, True for AGN (composites included; the paper's own labels come from
+        ``bptclass`` and exclude composites, see :func:`bpt_class` and
+        :mod:`sfnet.analysis.paper`).
     """
     x = np.asarray(log_n2ha, dtype=np.float64)
     y = np.asarray(log_o3hb, dtype=np.float64)
