@@ -121,3 +121,13 @@ def test_paper_agn_svm_scores_only_sf_and_agn():
     assert noise.accuracy < res.accuracy
     with pytest.raises(DataError, match="both classes"):
         paper_agn_svm(x, np.ones(n), x, classes, [0])
+
+
+def test_rank_by_frequency_breaks_pre_topk_ties_by_post_topk_use():
+    from sfnet.analysis.paper import rank_by_frequency
+
+    pre = np.array([1.0, 1.0, 1.0, 0.5, 0.0])
+    post = np.array([0.1, 0.0, 0.7, 0.9, 0.0])
+    # all of 0..2 fire before TopK; the head mostly uses 2, then 0; 4 never fires: dropped
+    assert rank_by_frequency(pre, post).tolist() == [2, 0, 1, 3]
+    assert rank_by_frequency(post).tolist() == [3, 2, 0]

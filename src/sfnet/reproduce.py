@@ -120,9 +120,14 @@ def paper_model_numbers(run: Any, data: Any) -> dict[str, Any]:
     least-squares head refitted on the top m post-TopK-ranked features), ``share`` (m -> stats ->
     variance share), ``model_rmse`` (group RMSE of the full model) and the activations.
     """
-    from sfnet.analysis.paper import masked_head_predictions, masked_head_rmse, variance_share
+    from sfnet.analysis.paper import (
+        masked_head_predictions,
+        masked_head_rmse,
+        rank_by_frequency,
+        variance_share,
+    )
     from sfnet.analysis.pca import group_rmse
-    from sfnet.features import rank_features, variance_explained
+    from sfnet.features import variance_explained
 
     acts = model_activations(run, data)
     tr, va = run.split(len(data))
@@ -132,7 +137,8 @@ def paper_model_numbers(run: Any, data: Any) -> dict[str, Any]:
     res: dict[str, Any] = {"acts": acts, "train": tr, "val": va, "freq": {}, "ranked": {}}
     for s in ("pre", "post"):
         res["freq"][s] = (acts[s][va] > 0).mean(axis=0)
-        res["ranked"][s] = rank_features(res["freq"][s])
+    res["ranked"]["post"] = rank_by_frequency(res["freq"]["post"])
+    res["ranked"]["pre"] = rank_by_frequency(res["freq"]["pre"], res["freq"]["post"])
     res["masked"], res["share"], res["refit"] = {}, {}, {}
     for m in (2, 4, 8):
         res["masked"][m], res["share"][m] = {}, {}
@@ -210,7 +216,8 @@ def table1_rows(target: str, res: dict[str, Any] | None, label: Callable[[int], 
         sv = res["freq"]["pre"][pre] if pre is not None else float("nan")
         how = (
             f"{label(pre) if pre is not None else '-'}: pooled features before TopK, non-zero = "
-            "activated (the paper's notebooks), validation split, repeat-0 k=4 run; post-TopK "
+            "activated (the paper's notebooks; ties by post-TopK frequency), validation split, "
+            "repeat-0 k=4 run; post-TopK "
             f"#{r + 1}: {label(post) if post is not None else '-'} "
             f"{_pct(res['freq']['post'][post]) if post is not None else 'n/a'}"
         )
@@ -227,7 +234,8 @@ def model_rows(target: str, res: dict[str, Any] | None) -> list[dict]:
         for m, pv in ((2, 0.087), (4, 0.086)):
             sv = res["masked"][m]["pre"] if res else None
             how = (
-                f"trained head on the top {m} features (pre-TopK frequency ranking), every other "
+                f"trained head on the top {m} features (pre-TopK frequency ranking, ties by "
+                "post-TopK frequency), every other "
                 "feature zeroed, no refit; validation split"
                 + (
                     f"; post-TopK ranking {_num(res['masked'][m]['post'])}; sfnet's least-"
