@@ -21,9 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sfnet.analysis.equations import build_equations, write_equations
-from sfnet.analysis.groundtruth import sfnet_groundtruth
-from sfnet.features import (
+from sfnet.analysis.activations import (
     SparseActivations,
     correlation_matrix,
     dense_columns,
@@ -35,6 +33,8 @@ from sfnet.features import (
     top_activating,
     variance_explained,
 )
+from sfnet.analysis.equations import build_equations, write_equations
+from sfnet.analysis.groundtruth import sfnet_groundtruth
 from sfnet.physics import bpt_ratios
 from sfnet.plots import plot_feature
 

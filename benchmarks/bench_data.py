@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 from sfnet.config import TrainConfig
-from sfnet.data.loader import Normalization, iter_batches, random_flips
+from sfnet.data.batches import Normalization, iter_batches, random_flips
 from sfnet.data.store import FolderImages, PackedImages, open_images, prepare
 from sfnet.model import SparseFeatureNet
 from sfnet.optim import ranger

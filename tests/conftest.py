@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -45,3 +47,66 @@ def toy_npz(tmp_path_factory) -> Path:
     objid = np.arange(len(y), dtype=np.int64) + 1237648702973411443
     save_npz(path, images, y, objid, ["radius", "redness"])
     return path
+
+
+@pytest.fixture(scope="session")
+def trained_toy_run(toy_npz, tmp_path_factory) -> Path:
+    """A k = 4 run trained for one epoch on the toy set (shared; do not modify it)."""
+    from sfnet.train import fit
+    from tests.test_train import toy_config
+
+    out = tmp_path_factory.mktemp("runs") / "k4"
+    fit(toy_config(toy_npz, epochs=1), out)
+    return out
+
+
+REPORT_LINES = ["log_nii_6584_flux", "log_h_alpha_flux", "log_oiii_5007_flux", "log_h_beta_flux"]
+REPORT_N = 60
+
+
+def _with_truth(load):
+    """Wrap Run.load_data so the catalog carries synthetic-style true_* factors."""
+
+    def load_data(self):
+        data = load(self)
+        rng = np.random.default_rng(7)
+        data.catalog = data.catalog.assign(
+            true_line=data.y[:, 0] * 2.0, true_noise=rng.normal(size=len(data.y))
+        )
+        return data
+
+    return load_data
+
+
+@pytest.fixture(scope="session")
+def analysed_runs(tmp_path_factory):
+    """(sparse run, dense run, analysis summary): a 60-galaxy bpt_lines run trained one epoch,
+    analysed with synthetic-style true_* factors and a dense counterpart (shared; read only)."""
+    from sfnet.analysis.run import AnalysisOptions, analyze_run
+    from sfnet.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from sfnet.runs import Run
+    from sfnet.train import fit
+
+    root = tmp_path_factory.mktemp("report")
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(REPORT_N, 4)).astype(np.float32) + np.array(
+        [1.0, 1.5, 0.8, 1.2], np.float32
+    )
+    images = rng.integers(0, 256, (REPORT_N, 3, 32, 32), dtype=np.uint8)
+    images[:, 0] = np.clip(images[:, 0] * 0.5 + 60 * (y[:, :1, None] - 0.0), 0, 255)
+    save_npz(
+        root / "data.npz", images, y, np.arange(REPORT_N, dtype=np.int64) + 10**17, REPORT_LINES
+    )
+    data = DataConfig(data=str(root / "data.npz"), target="bpt_lines", crop=32)
+    train = TrainConfig(epochs=1, batch_size=16, device="cpu")
+    sparse = fit(RunConfig(data, ModelConfig(k=4), train), root / "sparse").run_dir
+    # the dense baseline has the same weights minus TopK: reuse them instead of training again
+    dense = root / "dense"
+    shutil.copytree(sparse, dense)
+    meta = json.loads((dense / "model.json").read_text())
+    (dense / "model.json").write_text(json.dumps({**meta, "k": None}))
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Run, "load_data", _with_truth(Run.load_data))
+        summary = analyze_run(sparse, AnalysisOptions(dense=str(dense)))
+    return sparse, dense, summary

@@ -4,6 +4,7 @@ demo driver (cache reuse, scores, summary)."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -43,11 +44,12 @@ def test_cli_synth_train_predict_analyze(tmp_path: Path, capsys) -> None:
     assert (run / "groundtruth.json").is_file()  # the synthetic truth reached the analysis
 
 
-def test_demo_driver_caches_the_survey(tmp_path: Path) -> None:
+def test_demo_driver_caches_the_survey(tmp_path: Path, caplog) -> None:
     cfg = DemoConfig(root=tmp_path / "demo", n=60, size=32, crop=32, epochs=1, batch_size=16)
     cfg.workers = 1
-    lines: list[str] = []
-    res = run_demo(cfg, log=lines.append)
+    with caplog.at_level(logging.INFO, logger="sfnet.demo"):
+        res = run_demo(cfg)
+    lines = [r.getMessage() for r in caplog.records if r.name == "sfnet.demo"]
     assert "synth" in res.seconds
     assert [s.name for s in res.scores] == [
         "log_nii_6584_flux",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sfnet.data.loader import epoch_order
+from sfnet.data.batches import epoch_order
 from sfnet.distributed import init_distributed
 from tests.conftest import toy_train_args
 

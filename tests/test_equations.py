@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from sfnet.analysis.activations import SparseActivations, feature_label, feature_stats
 from sfnet.analysis.equations import (
     RATIO_NAMES,
     build_equations,
@@ -14,7 +15,6 @@ from sfnet.analysis.equations import (
     to_markdown,
     write_equations,
 )
-from sfnet.features import SparseActivations, feature_label, feature_stats
 from sfnet.model import SparseFeatureNet
 from sfnet.physics import bpt_ratios
 

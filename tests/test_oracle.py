@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sfnet.analysis.oracle import oracle_report, oracle_rmse
+from sfnet.analysis.oracle import oracle_rmse, oracle_scores
+from sfnet.data.batches import split_indices
 from sfnet.data.catalog import select_target
-from sfnet.data.loader import split_indices
 from sfnet.data.synthetic import HIDDEN_TRUE_COLUMNS, draw_catalog
 from sfnet.errors import DataError
 
@@ -19,7 +19,7 @@ def catalog() -> pd.DataFrame:
 
 
 def test_metallicity_oracle_between_noise_floor_and_mean(catalog) -> None:
-    r = oracle_report(catalog, "metallicity", seed=0)
+    r = oracle_scores(catalog, "metallicity", seed=0)
     assert list(r.oracle) == ["oh_p50"]
     assert not set(HIDDEN_TRUE_COLUMNS) & set(r.factors)
     assert "true_cos_inc" in r.factors
@@ -35,7 +35,7 @@ def test_metallicity_oracle_between_noise_floor_and_mean(catalog) -> None:
 
 
 def test_line_oracle_beats_the_mean_for_every_line(catalog) -> None:
-    r = oracle_report(catalog, "bpt_lines", seed=1)
+    r = oracle_scores(catalog, "bpt_lines", seed=1)
     rmse, mean = r.oracle, r.mean
     assert list(rmse) == [
         "log_nii_6584_flux",

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sfnet.analysis.activations import SparseActivations, activation_frequency, feature_max
 from sfnet.analysis.paper import (
     agn_classes,
     dense_activations,
@@ -17,7 +18,6 @@ from sfnet.analysis.paper import (
     variance_share,
 )
 from sfnet.errors import DataError
-from sfnet.features import SparseActivations, activation_frequency, feature_max
 from sfnet.physics import bpt_class
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from sfnet.analysis.pca import group_rmse, pca_regression, rmse
+from sfnet.analysis.pca import pca_regression
 from sfnet.errors import DataError
 
 BASIS = np.linalg.qr(np.random.default_rng(42).normal(size=(20, 3)))[0].T
@@ -46,8 +46,3 @@ def test_pca_regression_rejects_bad_k_and_shapes():
     x2[0, 0] = np.nan
     with pytest.raises(DataError, match="non-finite"):
         pca_regression(x2, y, x, y, ks=[1])
-
-
-def test_rmse_helpers():
-    assert rmse(np.array([[1.0], [3.0]]), np.array([[0.0], [0.0]]))[0] == pytest.approx(np.sqrt(5))
-    assert group_rmse(np.array([3.0, 4.0])) == pytest.approx(np.sqrt(12.5))

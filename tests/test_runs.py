@@ -3,17 +3,13 @@ import pytest
 
 from sfnet.data.dataset import load_dataset
 from sfnet.errors import RunFolderError
-from sfnet.predict import pooled_features, predict
+from sfnet.predict import predict
 from sfnet.runs import is_finished, load_run
-from sfnet.train import fit
-from tests.test_train import toy_config
 
 
 @pytest.fixture(scope="module")
-def trained(toy_npz, tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "k4"
-    fit(toy_config(toy_npz, epochs=1), out)
-    return out
+def trained(trained_toy_run):
+    return trained_toy_run
 
 
 def test_save_load_round_trip_gives_identical_predictions(trained):
@@ -27,22 +23,6 @@ def test_save_load_round_trip_gives_identical_predictions(trained):
     assert a.predictions.shape == (len(val), 2)
     assert ((a.values > 0).sum(axis=1) <= 4).all()
     assert run.meta.n_val == len(val) and run.meta.target_names == ["radius", "redness"]
-
-
-def test_predictions_are_physical_and_head_is_linear_in_features(trained):
-    run = load_run(trained)
-    data = run.load_data()
-    p = predict(run, data.images)
-    f = pooled_features(run, data.images)
-    assert f.shape == (len(data), 512)
-    # rebuild the prediction from the top-k features by hand: head(sparse) * std + mean
-    w = run.model.head.weight.detach().numpy()
-    b = run.model.head.bias.detach().numpy()
-    sparse = np.zeros_like(f)
-    np.put_along_axis(sparse, p.indices, p.values, axis=1)
-    manual = run.meta.to_physical(sparse @ w.T + b)
-    np.testing.assert_allclose(manual, p.predictions, atol=1e-3)
-    assert abs(p.predictions[:, 0].mean() - data.y[:, 0].mean()) < 2 * data.y[:, 0].std()
 
 
 def test_load_run_errors_name_the_missing_file(trained, tmp_path):
@@ -63,3 +43,48 @@ def test_loading_never_unpickles(trained):
         load_dataset(load_run(trained).config.data).fingerprint
         == load_run(trained).meta.data_fingerprint
     )
+
+
+def test_final_val_rmse_reads_the_last_epoch(trained, tmp_path):
+    from sfnet.runs import final_val_rmse, read_metrics
+
+    last = read_metrics(trained / "metrics.jsonl")[-1]["val_rmse"]
+    assert final_val_rmse(trained) == pytest.approx(last)
+    assert set(final_val_rmse(trained)) == {"radius", "redness"}
+    with pytest.raises(RunFolderError, match="metrics.jsonl: missing"):
+        final_val_rmse(tmp_path)
+    (tmp_path / "metrics.jsonl").write_text('{"epoch": 1}\n')
+    with pytest.raises(RunFolderError, match="no 'val_rmse'"):
+        final_val_rmse(tmp_path)
+
+
+def test_same_config_ignores_only_the_named_train_fields(trained):
+    from sfnet.config import RunConfig, load_toml
+    from sfnet.runs import HARDWARE_FIELDS, same_config
+
+    cfg = RunConfig.load(trained / "config.toml")
+    raw = load_toml(trained / "config.toml")
+    assert same_config(cfg, raw) and same_config(raw, cfg.to_dict())
+    other = RunConfig.load(trained / "config.toml")
+    other.train.num_workers = cfg.train.num_workers + 3
+    assert not same_config(cfg, other)
+    assert same_config(cfg, other, ignore_train=HARDWARE_FIELDS)
+    other.train.epochs += 1
+    assert not same_config(cfg, other, ignore_train=HARDWARE_FIELDS)
+
+
+def test_default_device(monkeypatch):
+    import torch
+
+    from sfnet.config import ConfigError
+    from sfnet.runs import default_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert default_device("auto") == torch.device("cpu")
+    assert default_device("cpu") == torch.device("cpu")
+    with pytest.raises(ConfigError, match="no CUDA device"):
+        default_device("cuda")
+    with pytest.raises(ConfigError, match="'tpu'"):
+        default_device("tpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert default_device("auto") == torch.device("cuda")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import shutil
 import subprocess
 import sys
@@ -34,7 +35,8 @@ import numpy as np
 import pandas as pd
 
 from sfnet.analysis.agn import agn_comparison, agn_labels
-from sfnet.analysis.pca import group_rmse, pca_regression
+from sfnet.analysis.metrics import group_rmse
+from sfnet.analysis.pca import pca_regression
 from sfnet.analysis.probes import load_feature_table, probe_targets, ridge_r2
 from sfnet.config import (
     TARGETS,
@@ -49,7 +51,11 @@ from sfnet.config import (
 from sfnet.data.dataset import load_dataset
 from sfnet.errors import RunFolderError
 from sfnet.io import atomic_write, atomic_write_bytes
+from sfnet.model import BACKBONE_DIMS
 from sfnet.physics import BPT_LINES
+from sfnet.runs import CONFIG, HARDWARE_FIELDS, final_val_rmse, same_config
+
+log = logging.getLogger(__name__)
 
 LAUNCHERS = ("inprocess", "torchrun")
 #: Seed offset of the dense CNN (see :meth:`CompareConfig.run_config`).
@@ -60,9 +66,6 @@ QUICK = {"ks": (2, 4), "repeats": 1, "epochs": 2}
 #: both published models use k = 4; "two features Z61 and Z256" are the top-2 of that model.
 PAPER_K = {"metallicity": 4, "bpt_lines": 4}
 GROUP_TITLES = {"metallicity": "Metallicity", "bpt_lines": "Spectral lines"}
-
-#: Train settings that may differ between a finished run and a new request (hardware only).
-_HARDWARE_FIELDS = ("device", "amp", "channels_last", "num_workers")
 
 
 @dataclass
@@ -132,8 +135,9 @@ class CompareConfig:
         bad = [t for t in self.targets if t not in TARGETS]
         if bad or not self.targets:
             raise ConfigError(f"compare: targets must be among {TARGETS}, got {list(self.targets)}")
-        if not self.ks or any(not 0 < int(k) < 512 for k in self.ks):
-            raise ConfigError(f"compare: ks must be in 1..511, got {list(self.ks)}")
+        d = BACKBONE_DIMS[ModelConfig().backbone]
+        if not self.ks or any(not 0 < int(k) < d for k in self.ks):
+            raise ConfigError(f"compare: ks must be in 1..{d - 1}, got {list(self.ks)}")
         if len(set(self.ks)) != len(self.ks):
             raise ConfigError(f"compare: ks has duplicates: {list(self.ks)}")
         if self.repeats < 1:
@@ -252,30 +256,24 @@ def torchrun_command(
     return [*cmd, "--config", str(config_path), "--out", str(run_dir)]
 
 
-def _comparable(d: dict[str, Any]) -> dict[str, Any]:
-    d = {k: dict(v) if isinstance(v, dict) else v for k, v in d.items()}
-    for f in _HARDWARE_FIELDS:
-        d.get("train", {}).pop(f, None)
-    return d
-
-
 def _check_same_config(spec: RunSpec, run_dir: Path) -> RunConfig | None:
     """The config to continue an existing run folder with (None if it has none).
 
-    Compares the stored TOML with the requested config, hardware fields aside (raw TOML); refuses a different one.
+    Compares the stored TOML with the requested config, hardware fields aside (raw TOML);
+    refuses a different one.
     """
-    saved = run_dir / "config.toml"
+    saved = run_dir / CONFIG
     if not saved.is_file():
         return None
     stored = load_toml(saved)
-    if _comparable(stored) != _comparable(spec.config.to_dict()):
+    if not same_config(stored, spec.config, ignore_train=HARDWARE_FIELDS):
         raise RunFolderError(
             f"{run_dir}: exists with different settings than this comparison asks for "
             "(data, k, epochs, seed, ...); use a new comparison folder"
         )
     cfg = copy.deepcopy(spec.config)
     defaults = TrainConfig()
-    for f in _HARDWARE_FIELDS:  # continue with the hardware settings it started with
+    for f in HARDWARE_FIELDS:  # continue with the hardware settings it started with
         setattr(cfg.train, f, stored.get("train", {}).get(f, getattr(defaults, f)))
     return cfg
 
@@ -332,23 +330,6 @@ def ensure_run(
 
 def _run_subprocess(cmd: list[str]) -> int:
     return subprocess.run(cmd, check=False).returncode
-
-
-def final_val_rmse(run_dir: Path) -> dict[str, float]:
-    """Validation RMSE per target (physical units) of the last epoch in ``metrics.jsonl``."""
-    import json
-
-    path = Path(run_dir) / "metrics.jsonl"
-    try:
-        lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-    except FileNotFoundError:
-        raise RunFolderError(f"{path}: missing") from None
-    if not lines:
-        raise RunFolderError(f"{path}: empty")
-    rec = json.loads(lines[-1])
-    if "val_rmse" not in rec:
-        raise RunFolderError(f"{path}: last record has no 'val_rmse'")
-    return {str(k): float(v) for k, v in rec["val_rmse"].items()}
 
 
 def mean_se(values: Sequence[float]) -> tuple[float, float]:
@@ -462,17 +443,133 @@ def _write_csv(df: pd.DataFrame, path: Path) -> None:
     atomic_write(path, lambda tmp: df.to_csv(tmp, index=False, float_format="%.6g"))
 
 
-def _analysis_device(device: str) -> str:
-    import torch
-
-    if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
-        return "cuda"
-    return "cpu"
-
-
 def _analysis_k(target: str, ks: Sequence[int]) -> int:
     want = PAPER_K.get(target, 4)
     return want if want in ks else min(ks)
+
+
+@dataclass
+class _TargetData:
+    """One target group's galaxies and its dense run's pooled features, split as in training."""
+
+    target: str
+    dense: Any  # the dense run (sfnet.runs.Run)
+    data: Any  # GalaxyData
+    feats: np.ndarray  # (N, d) pooled features of the dense CNN
+    y: np.ndarray  # (N, T) float64 targets, physical units
+    tr: np.ndarray  # training rows
+    va: np.ndarray  # validation rows
+
+
+def _load_target(target: str, folder: Path, device: Any) -> _TargetData:
+    from sfnet.predict import pooled_features
+    from sfnet.runs import load_run
+
+    dense = load_run(folder / "runs" / f"{target}_dense", device=device)
+    data = dense.load_data()
+    tr, va = dense.split(len(data))
+    y = np.asarray(data.y, dtype=np.float64)
+    return _TargetData(target, dense, data, pooled_features(dense, data.images), y, tr, va)
+
+
+def _pca_tables(t: _TargetData, ks: Sequence[int]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Validation RMSE of linear regression on the top-k PCs, and the variance they explain."""
+    pca = pca_regression(t.feats[t.tr], t.y[t.tr], t.feats[t.va], t.y[t.va], ks)
+    pca_df = pd.DataFrame({"target": t.target, "k": pca.ks, "pca_rmse": pca.group_rmse})
+    for j, name in enumerate(t.data.target_names):
+        pca_df[f"pca_rmse_{name}"] = pca.rmse[:, j]
+    var_df = pd.DataFrame(
+        {
+            "target": t.target,
+            "component": np.arange(1, len(pca.variance_ratio) + 1),
+            "variance_ratio": pca.variance_ratio,
+            "cumulative": pca.cumulative_variance,
+        }
+    )
+    return pca_df, var_df
+
+
+def _sparse_strengths(sparse: Any, t: _TargetData) -> tuple[np.ndarray, np.ndarray]:
+    """A_f (N, d) of every galaxy, scaled by each feature's maximum over the validation set,
+    and f_activated (d,) on the validation set."""
+    from sfnet.analysis.activations import (
+        activation_frequency,
+        compute_activations,
+        feature_max,
+        scaled_strength,
+    )
+
+    acts = compute_activations(sparse, t.data, split="all")  # rows 0..N-1 in dataset order
+    val = acts.subset(t.va)
+    strength = scaled_strength(acts, range(acts.d), feature_max(val))
+    return strength, activation_frequency(val)
+
+
+def _agn_table(t: _TargetData, sparse: Any, strength: np.ndarray, cfg: CompareConfig):
+    """Linear-SVM AGN classification from the top features vs all active ones (bpt_lines)."""
+    from sfnet.analysis.activations import feature_label
+
+    if t.target != "bpt_lines":
+        return pd.DataFrame()
+    order = [t.data.target_names.index(f"log_{line}") for line in BPT_LINES]
+    labels = agn_labels(t.y[:, order])
+    tr, va = t.tr, t.va
+    res = agn_comparison(
+        strength[tr], labels[tr], strength[va], labels[va], n_top=cfg.agn_top, seed=cfg.seed
+    )
+    return pd.DataFrame(
+        [
+            {
+                "run": sparse.dir.name,
+                "features": name,
+                "n_features": len(r.features),
+                "features_used": " ".join(feature_label(t.target, f) for f in r.features),
+                "accuracy": r.accuracy,
+                "f1": r.f1,
+                "agn_fraction_val": r.agn_fraction_val,
+            }
+            for name, r in (("top", res["top"]), ("all_active", res["all_active"]))
+        ]
+    )
+
+
+def _probe_rows(t: _TargetData, src: str, F: np.ndarray, cfg: CompareConfig) -> list[dict]:
+    """Linear/XGBoost probes from the features F to the targets (validation RMSE)."""
+    names = t.data.target_names
+    pr = probe_targets(
+        F[t.tr], t.y[t.tr], F[t.va], t.y[t.va], names, seed=cfg.seed, n_trees=cfg.probe_trees
+    )
+    rows = []
+    for (model, fit_on), r in pr.rmse.items():
+        row = {"target": t.target, "source": src, "model": model, "fit_on": fit_on}
+        row["rmse"] = float(group_rmse(r))
+        row.update({f"rmse_{n}": float(v) for n, v in zip(names, r, strict=True)})
+        rows.append(row)
+    return rows
+
+
+def _feature_probe_rows(
+    t: _TargetData, src: str, F: np.ndarray, sparse: Any, strength, freq, frequent
+) -> list[dict]:
+    """Ridge R^2 from the features F to each frequent SFNet feature's A_f (validation)."""
+    from sfnet.analysis.activations import feature_label
+
+    if not len(frequent):
+        return []
+    tr, va = t.tr, t.va
+    r2 = ridge_r2(F[tr], strength[tr][:, frequent], F[va], strength[va][:, frequent])
+    return [
+        {
+            "target": t.target,
+            "source": src,
+            "run": sparse.dir.name,
+            "feature": int(f),
+            "label": feature_label(t.target, int(f)),
+            "f_activated": float(freq[f]),
+            "r2": float(v),
+        }
+        for f, v in zip(frequent, r2, strict=True)
+    ]
 
 
 def analyze_target(
@@ -481,128 +578,64 @@ def analyze_target(
     cfg: CompareConfig,
 ) -> dict[str, pd.DataFrame]:
     """PCA, AGN and probe tables of one target group from its finished runs."""
-    from sfnet.features import compute_activations, dense_columns, feature_label, rank_features
-    from sfnet.predict import pooled_features
-    from sfnet.runs import load_run
+    from sfnet.analysis.activations import rank_features
+    from sfnet.runs import default_device, load_run
 
-    device = _analysis_device(cfg.device)
-    dense = load_run(folder / "runs" / f"{target}_dense", device=device)
-    data = dense.load_data()
-    tr, va = dense.split(len(data))
-    feats = pooled_features(dense, data.images)
-    y = np.asarray(data.y, dtype=np.float64)
-
-    pca = pca_regression(feats[tr], y[tr], feats[va], y[va], cfg.ks)
-    pca_df = pd.DataFrame({"target": target, "k": pca.ks, "pca_rmse": pca.group_rmse})
-    for j, name in enumerate(data.target_names):
-        pca_df[f"pca_rmse_{name}"] = pca.rmse[:, j]
-    var_df = pd.DataFrame(
-        {
-            "target": target,
-            "component": np.arange(1, len(pca.variance_ratio) + 1),
-            "variance_ratio": pca.variance_ratio,
-            "cumulative": pca.cumulative_variance,
-        }
-    )
-
+    device = default_device(cfg.device)
+    t = _load_target(target, folder, device)
+    pca_df, var_df = _pca_tables(t, cfg.ks)
+    # the SFNet interpreted and probed: the paper's k for this group, repeat 0
     k = _analysis_k(target, cfg.ks)
     sparse = load_run(folder / "runs" / f"{target}_k{k}_r0", device=device)
-    acts = dense_columns(compute_activations(sparse, data, split="all"), range(sparse.meta.d))
-    vmax = acts[va].max(axis=0)  # A_f scale: maximum over the validation set
-    strength = np.divide(acts, vmax, out=np.zeros_like(acts), where=vmax > 0)  # A_f, 0-1
-
-    agn_df = pd.DataFrame()
-    if target == "bpt_lines":
-        order = [data.target_names.index(f"log_{line}") for line in BPT_LINES]
-        labels = agn_labels(y[:, order])
-        res = agn_comparison(
-            strength[tr], labels[tr], strength[va], labels[va], n_top=cfg.agn_top, seed=cfg.seed
-        )
-        agn_df = pd.DataFrame(
-            [
-                {
-                    "run": sparse.dir.name,
-                    "features": name,
-                    "n_features": len(r.features),
-                    "features_used": " ".join(feature_label(target, f) for f in r.features),
-                    "accuracy": r.accuracy,
-                    "f1": r.f1,
-                    "agn_fraction_val": r.agn_fraction_val,
-                }
-                for name, r in (("top", res["top"]), ("all_active", res["all_active"]))
-            ]
-        )
-
-    sources = {f"dense CNN ({dense.dir.name})": feats}
+    strength, freq = _sparse_strengths(sparse, t)
+    frequent = rank_features(freq, k)
+    sources = {f"dense CNN ({t.dense.dir.name})": t.feats}
     if cfg.features:
         sources[f"file {Path(cfg.features).name}"] = load_feature_table(
-            Path(cfg.features), data.objid
+            Path(cfg.features), t.data.objid
         )
-    freq = (acts[va] > 0).mean(axis=0)  # f_activated on the validation set
-    frequent = rank_features(freq, k)
     probe_rows, feat_rows = [], []
     for src, F in sources.items():
-        pr = probe_targets(
-            F[tr], y[tr], F[va], y[va], data.target_names, seed=cfg.seed, n_trees=cfg.probe_trees
-        )
-        for (model, fit_on), r in pr.rmse.items():
-            row = {"target": target, "source": src, "model": model, "fit_on": fit_on}
-            row["rmse"] = float(group_rmse(r))
-            row.update({f"rmse_{n}": float(v) for n, v in zip(data.target_names, r, strict=True)})
-            probe_rows.append(row)
-        if len(frequent):
-            r2 = ridge_r2(F[tr], strength[tr][:, frequent], F[va], strength[va][:, frequent])
-            for f, v in zip(frequent, r2, strict=True):
-                feat_rows.append(
-                    {
-                        "target": target,
-                        "source": src,
-                        "run": sparse.dir.name,
-                        "feature": int(f),
-                        "label": feature_label(target, int(f)),
-                        "f_activated": float(freq[f]),
-                        "r2": float(v),
-                    }
-                )
+        probe_rows += _probe_rows(t, src, F, cfg)
+        feat_rows += _feature_probe_rows(t, src, F, sparse, strength, freq, frequent)
     return {
         "pca": pca_df,
         "pca_variance": var_df,
-        "agn": agn_df,
+        "agn": _agn_table(t, sparse, strength, cfg),
         "probes": pd.DataFrame(probe_rows),
         "probe_features": pd.DataFrame(feat_rows),
     }
 
 
-def run_comparison(
+def _sweep_row(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
+    """One row of ``sweep_runs.csv``: the run's final validation RMSE, per target and grouped."""
+    per = final_val_rmse(run_dir)
+    row = {
+        "target": spec.target,
+        "k": spec.k if spec.k is not None else "dense",
+        "repeat": spec.repeat,
+        "seed": spec.config.train.seed,
+        "run": spec.name,
+        "group_rmse": float(group_rmse(np.array(list(per.values())))),
+    }
+    row.update({f"rmse_{n}": v for n, v in per.items()})
+    return row
+
+
+def _train_all(
     folder: Path,
     cfg: CompareConfig,
-    *,
-    progress: bool = False,
-    log: Callable[[str], None] | None = None,
-    runner: Callable[[list[str]], int] | None = None,
-) -> CompareResult:
-    """Train (or reuse) every run of the comparison, analyse them, write tables and figure.
-
-    Args:
-        folder: the comparison folder (created; rerunning continues where it stopped).
-        cfg: the settings.
-        progress: tqdm bars inside each training.
-        log: called with one line per step (the CLI prints them).
-        runner: runs a torchrun command list and returns its exit code (tests inject one).
-    """
-    folder = Path(folder)
-    cfg.validate()
-    say = log or (lambda _msg: None)
-    folder.mkdir(parents=True, exist_ok=True)
-    cfg.save(folder / "compare.toml")
-
+    progress: bool,
+    runner: Callable[[list[str]], int] | None,
+) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """Train (or reuse) every run of the plan; the sweep table, reused and trained names."""
     from sfnet.runs import is_finished
 
     specs = plan_runs(cfg)
     reused, trained, sweep_rows = [], [], []
     loaded: dict[str, Any] = {}
     for i, spec in enumerate(specs, 1):
-        say(f"[{i}/{len(specs)}] {spec.name}")
+        log.info("[%d/%d] %s", i, len(specs), spec.name)
         data = None
         if cfg.launcher == "inprocess" and not is_finished(folder / "runs" / spec.name):
             if spec.target not in loaded:
@@ -613,41 +646,58 @@ def run_comparison(
             spec, folder, cfg, data=data, progress=progress, runner=runner
         )
         (reused if was_done else trained).append(spec.name)
-        per = final_val_rmse(run_dir)
-        row = {
-            "target": spec.target,
-            "k": spec.k if spec.k is not None else "dense",
-            "repeat": spec.repeat,
-            "seed": spec.config.train.seed,
-            "run": spec.name,
-            "group_rmse": float(group_rmse(np.array(list(per.values())))),
-        }
-        row.update({f"rmse_{n}": v for n, v in per.items()})
-        sweep_rows.append(row)
-    sweep = pd.DataFrame(sweep_rows)
+        sweep_rows.append(_sweep_row(spec, run_dir))
+    return pd.DataFrame(sweep_rows), reused, trained
 
-    loaded.clear()
+
+def _analyze_all(folder: Path, cfg: CompareConfig) -> dict[str, pd.DataFrame]:
+    """:func:`analyze_target` of every target group, each table concatenated over the groups."""
     parts: dict[str, list[pd.DataFrame]] = {}
     for target in cfg.targets:
-        say(f"analysing {target}: PCA, AGN, probes")
+        log.info("analysing %s: PCA, AGN, probes", target)
         for key, df in analyze_target(target, folder, cfg).items():
             parts.setdefault(key, []).append(df)
-
-    def cat(key: str) -> pd.DataFrame:
+    keys = ("pca", "pca_variance", "agn", "probes", "probe_features")
+    out = {}
+    for key in keys:
         dfs = [d for d in parts.get(key, []) if not d.empty]
-        return pd.concat(dfs, ignore_index=True) if dfs else pd.DataFrame()
+        out[key] = pd.concat(dfs, ignore_index=True) if dfs else pd.DataFrame()
+    return out
 
-    pca = cat("pca")
+
+def run_comparison(
+    folder: Path,
+    cfg: CompareConfig,
+    *,
+    progress: bool = False,
+    runner: Callable[[list[str]], int] | None = None,
+) -> CompareResult:
+    """Train (or reuse) every run of the comparison, analyse them, write tables and figure.
+
+    Each step is logged (``logging``, logger ``sfnet.compare``) at INFO level.
+
+    Args:
+        folder: the comparison folder (created; rerunning continues where it stopped).
+        cfg: the settings.
+        progress: tqdm bars inside each training.
+        runner: runs a torchrun command list and returns its exit code (tests inject one).
+    """
+    folder = Path(folder)
+    cfg.validate()
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg.save(folder / "compare.toml")
+    sweep, reused, trained = _train_all(folder, cfg, progress, runner)
+    tables = _analyze_all(folder, cfg)
+    pca = tables["pca"]
     sparse_rows = sweep[sweep["k"] != "dense"].astype({"k": int})
-    table = sweep_table(sparse_rows, pca[["target", "k", "pca_rmse"]])
     result = CompareResult(
         folder=folder,
         sweep=sweep,
-        table=table,
-        pca_variance=cat("pca_variance"),
-        agn=cat("agn"),
-        probes=cat("probes"),
-        probe_features=cat("probe_features"),
+        table=sweep_table(sparse_rows, pca[["target", "k", "pca_rmse"]]),
+        pca_variance=tables["pca_variance"],
+        agn=tables["agn"],
+        probes=tables["probes"],
+        probe_features=tables["probe_features"],
         reused=reused,
         trained=trained,
     )

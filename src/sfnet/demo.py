@@ -10,14 +10,17 @@ saved to ``ROOT/demo.json``.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from sfnet.io import atomic_write_json
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -85,118 +88,138 @@ class DemoResult:
     reports: list[Path] = field(default_factory=list)
 
 
+def _ensure_survey(cfg: DemoConfig, progress: bool, seconds: dict[str, float]) -> Path:
+    """The synthetic survey in ``cfg.data_dir``: reused while its settings match, else drawn."""
+    from sfnet.data import synthetic
+
+    data_dir = cfg.data_dir
+    if synthetic.is_complete(data_dir, cfg.n, cfg.size, cfg.seed):
+        log.info("using the cached synthetic survey %s (%d galaxies)", data_dir, cfg.n)
+        return data_dir
+    log.info("synthesizing %d galaxies (%d px) into %s ...", cfg.n, cfg.size, data_dir)
+    t0 = time.perf_counter()
+    synthetic.synthesize(
+        data_dir,
+        cfg.n,
+        size=cfg.size,
+        seed=cfg.seed,
+        workers=cfg.workers,
+        progress=progress,
+        overwrite=True,
+    )
+    seconds["synth"] = time.perf_counter() - t0
+    log.info("  done in %.0f s", seconds["synth"])
+    return data_dir
+
+
+def _run_config(cfg: DemoConfig, target: str, k: int):
+    """The RunConfig of the demo's ``target`` run with ``k`` features."""
+    from sfnet.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+
+    return RunConfig(
+        data=DataConfig(data=str(cfg.data_dir.resolve()), target=target, crop=cfg.crop),
+        model=ModelConfig(k=k),
+        train=TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr),
+    )
+
+
+def _log_epoch(r: dict) -> None:
+    rmse = ", ".join(f"{n} {v:.3f}" for n, v in r["val_rmse"].items())
+    log.info("  epoch %d: val RMSE %s (%.0f s)", r["epoch"], rmse, r["seconds"])
+
+
+def _train(cfg: DemoConfig, run_cfg: Any, progress: bool, overwrite: bool):
+    """Train (or resume, or reuse) one demo run; returns (fit result, its galaxies)."""
+    from sfnet.data.dataset import load_dataset
+    from sfnet.train import fit
+
+    target, k = run_cfg.data.target, run_cfg.model.k
+    run_dir = cfg.run_dir(target, k)
+    retrain = overwrite or _settings_changed(run_dir, run_cfg)
+    log.info("training SFNet k=%d on %s (%d epochs) -> %s", k, target, cfg.epochs, run_dir)
+    data = load_dataset(run_cfg.data)
+    # Decode the images once: every epoch then reads memory, not PNG files.
+    data = dataclasses.replace(data, images=np.asarray(data.images[np.arange(len(data))]))
+    result = fit(
+        run_cfg,
+        run_dir,
+        overwrite=retrain,
+        resume=not retrain,
+        progress=progress,
+        data=data,
+        on_epoch=_log_epoch,
+    )
+    return result, data
+
+
+def _scores(run_cfg: Any, result: Any, data: Any) -> list[TargetScore]:
+    """The run's validation RMSE beside predicting the mean and the oracle (same split)."""
+    from sfnet.analysis.oracle import oracle_scores
+
+    dcfg, target = run_cfg.data, run_cfg.data.target
+    orc = oracle_scores(data.catalog, target, seed=dcfg.split_seed, val_fraction=dcfg.val_fraction)
+    return [
+        TargetScore(target, name, float(result.val_rmse[name]), orc.mean[name], orc.oracle[name])
+        for name in orc.oracle
+    ]
+
+
+def _write_summary(cfg: DemoConfig, res: DemoResult) -> None:
+    """``ROOT/demo.json``: the settings, the folders, the scores and the timings."""
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()}
+    atomic_write_json(
+        Path(cfg.root) / "demo.json",
+        {
+            "config": config,
+            "data": str(res.data_dir),
+            "runs": [str(p) for p in res.run_dirs],
+            "reports": [str(p) for p in res.reports],
+            "scores": [dataclasses.asdict(s) for s in res.scores],
+            "seconds": res.seconds,
+        },
+    )
+
+
+def _log_summary(cfg: DemoConfig, res: DemoResult) -> None:
+    log.info("")
+    log.info("validation RMSE (dex)        model   predict-mean   oracle (true factors)")
+    for s in res.scores:
+        log.info(f"  {s.name:<24} {s.model:7.3f}   {s.mean:12.3f}   {s.oracle:8.3f}")
+    log.info("")
+    log.info("data:  %s", res.data_dir)
+    for p in res.run_dirs:
+        log.info("run:   %s", p)
+    for p in res.reports:
+        log.info("feature atlas (open in a browser): %s", p)
+    total = res.seconds["total"]
+    log.info("summary: %s   (total %.0f s)", Path(cfg.root) / "demo.json", total)
+
+
 def run_demo(
     cfg: DemoConfig | None = None,
     *,
     progress: bool = False,
     overwrite: bool = False,
-    log: Callable[[str], None] | None = None,
 ) -> DemoResult:
-    """Run the demo (see module docstring); ``log`` receives one line per step."""
-    from sfnet.analysis.oracle import oracle_report
-    from sfnet.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-    from sfnet.data import synthetic
-    from sfnet.data.dataset import load_dataset
-    from sfnet.train import fit
-
+    """Run the demo (see module docstring); each step is logged (logger ``sfnet.demo``, INFO)."""
     cfg = cfg or DemoConfig()
-    say = log or (lambda _msg: None)
     t_start = time.perf_counter()
     seconds: dict[str, float] = {}
-
-    data_dir = cfg.data_dir
-    if synthetic.is_complete(data_dir, cfg.n, cfg.size, cfg.seed):
-        say(f"using the cached synthetic survey {data_dir} ({cfg.n} galaxies)")
-    else:
-        say(f"synthesizing {cfg.n} galaxies ({cfg.size} px) into {data_dir} ...")
-        t0 = time.perf_counter()
-        synthetic.synthesize(
-            data_dir,
-            cfg.n,
-            size=cfg.size,
-            seed=cfg.seed,
-            workers=cfg.workers,
-            progress=progress,
-            overwrite=True,
-        )
-        seconds["synth"] = time.perf_counter() - t0
-        say(f"  done in {seconds['synth']:.0f} s")
-
-    scores: list[TargetScore] = []
-    run_dirs: list[Path] = []
-    reports: list[Path] = []
+    res = DemoResult(_ensure_survey(cfg, progress, seconds), [], [], seconds, [])
     for target, k in cfg.runs:
-        run_cfg = RunConfig(
-            data=DataConfig(data=str(data_dir.resolve()), target=target, crop=cfg.crop),
-            model=ModelConfig(k=k),
-            train=TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr),
-        )
-        run_dir = cfg.run_dir(target, k)
-        retrain = overwrite or _settings_changed(run_dir, run_cfg)
-        say(f"training SFNet k={k} on {target} ({cfg.epochs} epochs) -> {run_dir}")
+        run_cfg = _run_config(cfg, target, k)
         t0 = time.perf_counter()
-        data = load_dataset(run_cfg.data)
-        # Decode the images once: every epoch then reads memory, not PNG files.
-        data = dataclasses.replace(data, images=np.asarray(data.images[np.arange(len(data))]))
-        result = fit(
-            run_cfg,
-            run_dir,
-            overwrite=retrain,
-            resume=not retrain,
-            progress=progress,
-            data=data,
-            on_epoch=lambda r: say(
-                f"  epoch {r['epoch']}: val RMSE "
-                + ", ".join(f"{n} {v:.3f}" for n, v in r["val_rmse"].items())
-                + f" ({r['seconds']:.0f} s)"
-            ),
-        )
+        result, data = _train(cfg, run_cfg, progress, overwrite)
         seconds[f"train_{target}"] = time.perf_counter() - t0
-        orc = oracle_report(
-            data.catalog,
-            target,
-            seed=run_cfg.data.split_seed,
-            val_fraction=run_cfg.data.val_fraction,
-        )
-        for name in orc.oracle:
-            scores.append(
-                TargetScore(
-                    target, name, float(result.val_rmse[name]), orc.mean[name], orc.oracle[name]
-                )
-            )
+        res.scores += _scores(run_cfg, result, data)
         t0 = time.perf_counter()
-        reports.append(_analyze(result.run_dir, progress))
+        res.reports.append(_analyze(result.run_dir, progress))
         seconds[f"analyze_{target}"] = time.perf_counter() - t0
-        say(f"  feature atlas: {reports[-1]} ({seconds[f'analyze_{target}']:.0f} s)")
-        run_dirs.append(result.run_dir)
-
+        log.info("  feature atlas: %s (%.0f s)", res.reports[-1], seconds[f"analyze_{target}"])
+        res.run_dirs.append(result.run_dir)
     seconds["total"] = time.perf_counter() - t_start
-    res = DemoResult(data_dir, run_dirs, scores, seconds, reports)
-    atomic_write_json(
-        Path(cfg.root) / "demo.json",
-        {
-            "config": {
-                k: (str(v) if isinstance(v, Path) else v)
-                for k, v in dataclasses.asdict(cfg).items()
-            },
-            "data": str(data_dir),
-            "runs": [str(p) for p in run_dirs],
-            "reports": [str(p) for p in reports],
-            "scores": [dataclasses.asdict(s) for s in scores],
-            "seconds": seconds,
-        },
-    )
-    say("")
-    say("validation RMSE (dex)        model   predict-mean   oracle (true factors)")
-    for s in scores:
-        say(f"  {s.name:<24} {s.model:7.3f}   {s.mean:12.3f}   {s.oracle:8.3f}")
-    say("")
-    say(f"data:  {data_dir}")
-    for p in run_dirs:
-        say(f"run:   {p}")
-    for p in reports:
-        say(f"feature atlas (open in a browser): {p}")
-    say(f"summary: {Path(cfg.root) / 'demo.json'}   (total {seconds['total']:.0f} s)")
+    _write_summary(cfg, res)
+    _log_summary(cfg, res)
     return res
 
 
@@ -204,12 +227,13 @@ def _settings_changed(run_dir: Path, run_cfg) -> bool:
     """True when ``run_dir`` holds a run trained with other settings (it is then retrained)."""
     from sfnet.config import RunConfig
     from sfnet.errors import UserError
+    from sfnet.runs import CONFIG, same_config
 
-    stored = Path(run_dir) / "config.toml"
+    stored = Path(run_dir) / CONFIG
     if not stored.is_file():
         return False
     try:
-        return RunConfig.load(stored).to_dict() != run_cfg.to_dict()
+        return not same_config(RunConfig.load(stored), run_cfg)
     except UserError:
         return True
 

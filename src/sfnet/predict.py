@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 
-from sfnet.data.loader import iter_batches
+from sfnet.data.batches import iter_batches
 from sfnet.runs import Run
 
 
@@ -78,3 +79,20 @@ def pooled_features(
         for _, xb in iter_batches(images, rows, batch_size)
     ]
     return np.concatenate(out) if out else np.zeros((0, run.meta.d), np.float32)
+
+
+def table_of_predictions(objid: np.ndarray, names: list[str], pred: Predictions) -> pd.DataFrame:
+    """objID, ``pred_<target>`` columns and ``feature_j``/``activation_j`` (j = 1..k) columns."""
+    table = pd.DataFrame({"objID": objid})
+    for i, name in enumerate(names):
+        table[f"pred_{name}"] = pred.predictions[:, i]
+    if pred.indices is not None:
+        active = pred.values > 0
+        for j in range(pred.indices.shape[1]):
+            table[f"feature_{j + 1}"] = np.where(active[:, j], pred.indices[:, j], -1).astype(
+                np.int16
+            )
+            table[f"activation_{j + 1}"] = np.where(active[:, j], pred.values[:, j], 0.0).astype(
+                np.float32
+            )
+    return table

@@ -1,20 +1,8 @@
-"""The feature analysis of a run folder and its HTML feature atlas.
+"""The HTML feature atlas of an analysed run folder (``sfnet report``).
 
-:func:`analyze_run` computes everything the paper's Results and Discussion show, from a trained
-sparse run, and writes it into the run folder:
-
-``activations.npz``   sparse top-k activations + predictions of the analysed galaxies
-``features.csv``      the feature table (label, f_activated, activation stats, equation weights,
-                      most correlated catalog columns / ``true_*`` factors)
-``equations.md/json`` linear equations in physical units (targets and BPT ratios)
-``groundtruth.json``  best |Spearman rho| with ``true_*`` factors (synthetic data only; with
-                      ``dense=`` also a dense run's PCA components and raw neurons)
-``figures/``          per-feature BPT + top-9 grids, correlation matrix, equations figure
-``analysis.json``     run summary (RMSE vs mean vs oracle), variance explained, file index;
-                      written last, so its presence means the analysis is complete
-
-:func:`write_report` turns these into one self-contained ``report.html`` (figures embedded as
-base64, no scripts, no external resources), running the analysis first when needed.
+:func:`render_report` turns the files :func:`sfnet.analysis.run.analyze_run` wrote into one
+self-contained ``report.html`` (figures embedded as base64, no scripts, no external resources);
+:func:`write_report` writes it, running the analysis first when needed.
 """
 
 from __future__ import annotations
@@ -22,347 +10,16 @@ from __future__ import annotations
 import base64
 import html
 import json
-import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from sfnet.analysis.run import AnalysisOptions, analyze_run, is_analysed
 from sfnet.errors import RunFolderError
-from sfnet.features import (
-    ACTIVATIONS_FILE,
-    SparseActivations,
-    correlation_matrix,
-    dense_columns,
-    feature_label,
-    feature_stats,
-    feature_table,
-    model_sha,
-    rank_features,
-    scaled_strength,
-    top_activating,
-    variance_explained,
-)
-
-ANALYSIS_FILE = "analysis.json"
-REPORT_FILE = "report.html"
-FIGURES = "figures"
-
-
-@dataclass
-class AnalysisOptions:
-    """What :func:`analyze_run` does.
-
-    Attributes:
-        split: ``val`` (the run's validation split, as in the paper) or ``all`` galaxies.
-        n_features: frequent features that get a card and figures (default: k).
-        n_table: rows of the feature table and size of the correlation matrix (default: 2k).
-        dense: a dense run folder to compare ground-truth interpretability with (optional).
-        pdf: also write every figure as PDF.
-        recompute: recompute activations even if ``activations.npz`` matches the model.
-        batch_size: galaxies per forward pass.
-        stats: ``post-topk`` (f_activated, A_f, top-9 grids, BPT colours from the activations
-            the head sees; default) or ``pre-topk`` (from the pooled features before TopK,
-            non-zero = activated: the paper's notebooks), see :mod:`sfnet.analysis.paper`.
-    """
-
-    split: str = "val"
-    n_features: int | None = None
-    n_table: int | None = None
-    dense: str | None = None
-    pdf: bool = False
-    recompute: bool = False
-    batch_size: int = 256
-    stats: str = "post-topk"
-
-
-def _stats_activations(
-    run: Any, data: Any, acts: SparseActivations, opts: AnalysisOptions
-) -> SparseActivations:
-    """The activations the statistics are taken from (``opts.stats``)."""
-    from sfnet.analysis.paper import STATS_CHOICES, pre_topk_activations
-    from sfnet.predict import pooled_features
-
-    if opts.stats not in STATS_CHOICES:
-        raise RunFolderError(f"stats must be one of {STATS_CHOICES}, got {opts.stats!r}")
-    if opts.stats == "post-topk":
-        return acts
-    pooled = pooled_features(run, data.images, acts.rows, batch_size=opts.batch_size)
-    return pre_topk_activations(
-        pooled, acts.rows, acts.objid, acts.predictions, acts.split, acts.model_sha
-    )
-
-
-def _progress_bar(enabled: bool, total: int, desc: str):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="gal")
-
-
-def _load_or_compute(
-    run: Any, data: Any, opts: AnalysisOptions, progress: bool
-) -> SparseActivations:
-    from sfnet.features import compute_activations
-
-    path = Path(run.dir) / ACTIVATIONS_FILE
-    if path.is_file() and not opts.recompute:
-        acts = SparseActivations.load(path)
-        if acts.split == opts.split and acts.model_sha == model_sha(run.dir):
-            return acts
-    bar = _progress_bar(progress, 0, "activations")
-
-    def _cb(done: int, total: int) -> None:
-        if bar is not None:
-            bar.total = total
-            bar.n = done
-            bar.refresh()
-
-    try:
-        acts = compute_activations(
-            run, data, split=opts.split, batch_size=opts.batch_size, progress=_cb
-        )
-    finally:
-        if bar is not None:
-            bar.close()
-    acts.save(path)
-    return acts
-
-
-def _rmse(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.sqrt(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2, axis=0))
-
-
-def _oracle(catalog: pd.DataFrame, target: str, names: Sequence[str]) -> dict[str, Any]:
-    """The oracle RMSE per target (synthetic data only), or why it is not available."""
-    if not any(str(c).startswith("true_") for c in catalog.columns):
-        return {"available": False, "reason": "no true_* columns (real data)"}
-    try:
-        from sfnet.analysis.oracle import oracle_rmse
-    except ImportError:
-        return {"available": False, "reason": "sfnet.analysis.oracle is not installed"}
-    try:
-        res = oracle_rmse(catalog, target)
-    except Exception as e:  # noqa: BLE001 - reported in the summary, never hidden
-        return {"available": False, "reason": f"oracle failed: {type(e).__name__}: {e}"}
-    if isinstance(res, dict):
-        values = {str(k): float(v) for k, v in res.items()}
-    else:
-        arr = np.atleast_1d(np.asarray(res, dtype=np.float64))
-        values = {str(n): float(v) for n, v in zip(names, arr, strict=False)}
-    return {"available": True, "rmse": values}
-
-
-def _write_csv(df: pd.DataFrame, path: Path) -> None:
-    from sfnet.io import atomic_write_bytes
-
-    atomic_write_bytes(path, df.to_csv(index=False, float_format="%.6g").encode())
-
-
-def _images(data: Any, rows: np.ndarray) -> np.ndarray:
-    """images[rows] read in sorted order (friendly to memory-mapped stores), returned in order."""
-    rows = np.asarray(rows, dtype=np.int64)
-    if len(rows) == 0:
-        return np.zeros((0, 3, 1, 1), np.uint8)
-    order = np.argsort(rows, kind="stable")
-    imgs = np.asarray(data.images[rows[order]])
-    out = np.empty_like(imgs)
-    out[order] = imgs
-    return out
-
-
-def analyze_run(
-    run_dir: Path | str,
-    options: AnalysisOptions | None = None,
-    *,
-    progress: bool = False,
-) -> dict[str, Any]:
-    """Run the whole feature analysis of a trained sparse run; write its files; return the summary.
-
-    Args:
-        run_dir: a finished sparse run folder (``sfnet train --k K``).
-        options: see :class:`AnalysisOptions`.
-        progress: show a progress bar while computing activations.
-
-    Returns:
-        The content of ``analysis.json``.
-
-    Raises:
-        RunFolderError: not a run folder, or a dense run (analyse its sparse counterpart and pass
-            the dense one as ``options.dense``).
-    """
-    from sfnet.analysis.equations import equations_for_run, write_equations
-    from sfnet.analysis.groundtruth import dense_groundtruth, sfnet_groundtruth, write_groundtruth
-    from sfnet.physics import bpt_ratios
-    from sfnet.plots import plot_correlation_matrix, plot_equations, plot_feature
-    from sfnet.runs import load_run
-
-    t0 = time.perf_counter()
-    opts = options or AnalysisOptions()
-    run_dir = Path(run_dir)
-    run = load_run(run_dir)
-    if run.meta.k is None:
-        raise RunFolderError(
-            f"{run_dir}: a dense run has no sparse features; analyse a sparse run and pass this "
-            "one with --dense"
-        )
-    k = int(run.meta.k)
-    target = run.meta.target
-    names = list(run.meta.target_names)
-    data = run.load_data()
-    acts = _load_or_compute(run, data, opts, progress)
-    stat_acts = _stats_activations(run, data, acts, opts)
-
-    stats = feature_stats(stat_acts)
-    head_stats = stats if stat_acts is acts else feature_stats(acts)
-    ranked = rank_features(stats.frequency)
-    n_feat = min(opts.n_features or k, len(ranked))
-    n_table = min(max(opts.n_table or 2 * k, n_feat), len(ranked))
-    top = ranked[:n_feat]
-    table_feats = ranked[:n_table]
-    labels = {int(f): feature_label(target, f) for f in ranked}
-    catalog = data.catalog.iloc[acts.rows].reset_index(drop=True)
-    y = np.asarray(data.y)[acts.rows]
-
-    # equations (exact in physical units on these galaxies)
-    eqs = equations_for_run(run, acts, target)
-    write_equations(eqs, run_dir)
-
-    # the feature table, with equation weights and mean contributions
-    table = feature_table(stat_acts, table_feats, target, catalog, stats=stats)
-    for e in eqs.equations:
-        table[f"w_{e.name}"] = [e.coefficient(int(f)) for f in table_feats]
-        table[f"contrib_{e.name}"] = [
-            e.coefficient(int(f)) * head_stats.mean_strength[int(f)] for f in table_feats
-        ]
-    _write_csv(table, run_dir / "features.csv")
-
-    # variance explained by the top-m features, m = 1..2k
-    n_var = min(2 * k, len(ranked))
-    var_cols = dense_columns(acts, ranked[:n_var])
-    preds = acts.predictions if acts.predictions is not None else None
-    var = variance_explained(var_cols, preds, y, ranked[:n_var]) if preds is not None else None
-
-    # ground truth (synthetic data)
-    strengths_top = scaled_strength(stat_acts, top, stats.max)
-    gt: dict[str, Any] = {}
-    sf = sfnet_groundtruth(strengths_top, [labels[int(f)] for f in top], catalog)
-    if sf is not None:
-        gt["sfnet"] = sf
-    if opts.dense:
-        dense_run = load_run(Path(opts.dense))
-        if dense_run.meta.k is not None:
-            raise RunFolderError(f"{opts.dense}: --dense needs a dense run (trained with --dense)")
-        dg = dense_groundtruth(dense_run, k, batch_size=opts.batch_size)
-        if dg is not None:
-            gt["dense"] = dg
-    if gt:
-        gt["k"] = k
-        write_groundtruth(gt, run_dir)
-    else:  # no ground truth for this data: never leave an older analysis' file behind
-        (run_dir / "groundtruth.json").unlink(missing_ok=True)
-
-    # figures
-    fig_dir = run_dir / FIGURES
-    fig_dir.mkdir(exist_ok=True)
-    exts = ["png"] + (["pdf"] if opts.pdf else [])
-    bpt_xy = bpt_ratios(y) if target == "bpt_lines" and y.shape[1] == 4 else None
-    figures: dict[str, str] = {}
-    top_images: dict[str, np.ndarray] = {}
-    for j, f in enumerate(top):
-        lab = labels[int(f)]
-        pos, raw = top_activating(stat_acts, int(f), 9)
-        imgs = _images(data, acts.rows[pos])
-        if len(imgs):
-            top_images[lab] = imgs[0]
-        bpt = None if bpt_xy is None else (bpt_xy[0], bpt_xy[1], strengths_top[:, j])
-        for ext in exts:
-            p = plot_feature(
-                fig_dir / f"feature_{lab}.{ext}",
-                lab,
-                imgs,
-                raw / stats.max[int(f)],
-                bpt=bpt,
-                f_activated=float(stats.frequency[int(f)]),
-            )
-        figures[f"feature_{lab}"] = str(p.relative_to(run_dir).with_suffix(".png"))
-    corr = correlation_matrix(stat_acts, table_feats)
-    for ext in exts:
-        plot_correlation_matrix(
-            fig_dir / f"correlation.{ext}", corr, [labels[int(f)] for f in table_feats]
-        )
-    figures["correlation"] = f"{FIGURES}/correlation.png"
-    rows = []
-    from sfnet.analysis.equations import PRETTY
-
-    for e in eqs.equations:
-        terms = [(labels[int(f)], e.coefficient(int(f))) for f in top]
-        rows.append((PRETTY.get(e.name, e.name), e.intercept, terms))
-    for ext in exts:
-        plot_equations(fig_dir / f"equations.{ext}", rows, top_images)
-    figures["equations"] = f"{FIGURES}/equations.png"
-
-    # summary
-    _, val_idx = run.split(len(data.images))
-    is_val = np.isin(acts.rows, val_idx)
-    summary_rmse: dict[str, Any] = {"n_val": int(is_val.sum())}
-    if preds is not None and is_val.any():
-        model_rmse = _rmse(preds[is_val], y[is_val])
-        mean_rmse = _rmse(np.asarray(run.meta.target_mean)[None, :], y[is_val])
-        summary_rmse["model"] = dict(zip(names, map(float, model_rmse), strict=True))
-        summary_rmse["predict_mean"] = dict(zip(names, map(float, mean_rmse), strict=True))
-    summary_rmse["oracle"] = _oracle(data.catalog, target, names)
-    metrics = run.metrics()
-    cfg = run.config
-    summary: dict[str, Any] = {
-        "run": str(run_dir),
-        "data": cfg.data.data,
-        "target": target,
-        "target_names": names,
-        "k": k,
-        "d": int(run.meta.d),
-        "epochs": int(run.meta.epochs_completed or len(metrics)),
-        "epochs_planned": int(cfg.train.epochs),
-        "pretrained": cfg.model.pretrained,
-        "n_train": int(run.meta.n_train),
-        "n_val": int(run.meta.n_val),
-        "split": acts.split,
-        "n_analysed": int(acts.n),
-        "model_sha": acts.model_sha,
-        "rmse": summary_rmse,
-        "frequent_features": [labels[int(f)] for f in top],
-        "table_features": [labels[int(f)] for f in table_feats],
-        "n_active_features": len(ranked),
-        "stats": opts.stats,
-        "variance_explained": (
-            var.to_records(names, [labels[int(f)] for f in ranked[:n_var]]) if var else []
-        ),
-        "groundtruth": _gt_summary(gt),
-        "figures": figures,
-        "options": asdict(opts),
-        "seconds": round(time.perf_counter() - t0, 2),
-    }
-    from sfnet.io import atomic_write_json
-
-    atomic_write_json(run_dir / ANALYSIS_FILE, summary)
-    return summary
-
-
-def _gt_summary(gt: dict[str, Any]) -> dict[str, Any]:
-    """Model -> {mean_best_abs_rho, mean_margin} (without the per-unit lists)."""
-    out: dict[str, Any] = {}
-    parts = [("sfnet", gt.get("sfnet"))]
-    if "dense" in gt:
-        parts += [("dense_pca", gt["dense"]["pca"]), ("dense_neurons", gt["dense"]["neurons"])]
-    for name, rep in parts:
-        if rep is not None:
-            out[name] = {k: v for k, v in rep.items() if k != "units"}
-    return out
-
+from sfnet.runs import ANALYSIS, EQUATIONS_JSON, FEATURES_TABLE, GROUNDTRUTH, REPORT
 
 # ---------------------------------------------------------------------------------- HTML
 
@@ -636,13 +293,13 @@ def _card_html(run_dir: Path, s: dict[str, Any], row: pd.Series, eqs: dict, gt: 
 def render_report(run_dir: Path | str) -> str:
     """The HTML text of the feature atlas from an analysed run folder."""
     run_dir = Path(run_dir)
-    path = run_dir / ANALYSIS_FILE
+    path = run_dir / ANALYSIS
     if not path.is_file():
         raise RunFolderError(f"{run_dir}: not analysed yet (run 'sfnet analyze {run_dir}')")
     s = json.loads(path.read_text())
-    table = pd.read_csv(run_dir / "features.csv")
-    eqs = json.loads((run_dir / "equations.json").read_text())
-    gt_path = run_dir / "groundtruth.json"
+    table = pd.read_csv(run_dir / FEATURES_TABLE)
+    eqs = json.loads((run_dir / EQUATIONS_JSON).read_text())
+    gt_path = run_dir / GROUNDTRUTH
     gt = json.loads(gt_path.read_text()) if gt_path.is_file() else None
     top = list(s["frequent_features"])
     cards = [
@@ -682,18 +339,6 @@ def render_report(run_dir: Path | str) -> str:
     )
 
 
-def is_analysed(run_dir: Path | str) -> bool:
-    """True when the run folder holds a complete analysis of its current weights."""
-    path = Path(run_dir) / ANALYSIS_FILE
-    if not path.is_file():
-        return False
-    try:
-        s = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return False
-    return s.get("model_sha") == model_sha(Path(run_dir))
-
-
 def write_report(
     run_dir: Path | str,
     options: AnalysisOptions | None = None,
@@ -709,6 +354,6 @@ def write_report(
     run_dir = Path(run_dir)
     if options is not None or not is_analysed(run_dir):
         analyze_run(run_dir, options, progress=progress)
-    out = run_dir / REPORT_FILE
+    out = run_dir / REPORT
     atomic_write_bytes(out, render_report(run_dir).encode("utf-8"))
     return out

@@ -11,11 +11,13 @@ with the paper's definitions (:mod:`sfnet.analysis.paper`) and writes
                           the data, and how sfnet's value was computed (or why it is absent)
   ``paper_vs_sfnet.md``   the same as a page
 
-Resumable: finished runs are reused (see :func:`sfnet.compare.run_comparison`).
+Resumable: finished runs are reused (see :func:`sfnet.compare.run_comparison`). Each step is
+logged (``logging``, loggers ``sfnet.reproduce`` and ``sfnet.compare``) at INFO level.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,8 @@ from sfnet.compare import CompareConfig, run_comparison
 from sfnet.config import TARGETS, DataConfig
 from sfnet.errors import DataError
 from sfnet.io import atomic_write_bytes
+
+log = logging.getLogger(__name__)
 
 #: The k of both published models.
 PAPER_MODEL_K = 4
@@ -120,14 +124,14 @@ def paper_model_numbers(run: Any, data: Any) -> dict[str, Any]:
     least-squares head refitted on the top m post-TopK-ranked features), ``share`` (m -> stats ->
     variance share), ``model_rmse`` (group RMSE of the full model) and the activations.
     """
+    from sfnet.analysis.activations import variance_explained
+    from sfnet.analysis.metrics import group_rmse
     from sfnet.analysis.paper import (
         masked_head_predictions,
         masked_head_rmse,
         rank_by_frequency,
         variance_share,
     )
-    from sfnet.analysis.pca import group_rmse
-    from sfnet.features import variance_explained
 
     acts = model_activations(run, data)
     tr, va = run.split(len(data))
@@ -414,17 +418,16 @@ def build_table(
 
 
 def _analyse_paper_models(
-    folder: Path, targets: list[str], cfg: CompareConfig, say: Callable[[str], None]
+    folder: Path, targets: list[str], cfg: CompareConfig
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None, str]:
     """Paper numbers of each group's repeat-0 k = 4 run, and the AGN scores (or why absent)."""
-    from sfnet.compare import _analysis_device
-    from sfnet.runs import load_run
+    from sfnet.runs import default_device, load_run
 
     results: dict[str, dict[str, Any]] = {}
     agn, agn_why = None, ""
     for t in targets:
-        say(f"paper analysis of {t}_k{PAPER_MODEL_K}_r0")
-        run = load_run(folder / "runs" / f"{t}_k{PAPER_MODEL_K}_r0", _analysis_device(cfg.device))
+        log.info("paper analysis of %s_k%d_r0", t, PAPER_MODEL_K)
+        run = load_run(folder / "runs" / f"{t}_k{PAPER_MODEL_K}_r0", default_device(cfg.device))
         data = run.load_data()
         res = paper_model_numbers(run, data)
         res["n"] = len(data)
@@ -462,7 +465,6 @@ def run_reproduce(
     quick: bool = False,
     pretrained: str | None = "imagenet",
     progress: bool = False,
-    log: Callable[[str], None] | None = None,
     **overrides: Any,
 ) -> ReproduceResult:
     """Train (or reuse) the paper's models and comparison on ``data``; write the paper table.
@@ -474,19 +476,18 @@ def run_reproduce(
         pretrained: ``imagenet`` (the paper), None (random init) or a weights path.
         overrides: further :class:`sfnet.compare.CompareConfig` fields (ks, epochs, crop, ...).
     """
-    from sfnet.features import feature_label
+    from sfnet.analysis.activations import feature_label
 
     folder = Path(folder)
-    say = log or (lambda _msg: None)
     crop = overrides.get("crop") or CompareConfig.crop
     targets, absent = available_targets(data, crop, overrides.get("resize"))
     for t, why in absent.items():
-        say(f"{t}: not in this data ({why}); its rows say so")
+        log.info("%s: not in this data (%s); its rows say so", t, why)
     if not targets:
         raise DataError(f"{data}: no target group can be trained: {absent}")
     cfg = compare_config(data, targets, quick, pretrained=pretrained, **overrides)
-    comp = run_comparison(folder, cfg, progress=progress, log=say)
-    results, agn, agn_why = _analyse_paper_models(folder, targets, cfg, say)
+    comp = run_comparison(folder, cfg, progress=progress)
+    results, agn, agn_why = _analyse_paper_models(folder, targets, cfg)
     table = build_table(targets, absent, results, comp, agn, agn_why, feature_label)
     atomic_write_bytes(
         folder / "paper_vs_sfnet.csv", table.to_csv(index=False, float_format="%.6g").encode()

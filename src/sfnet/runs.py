@@ -7,6 +7,19 @@
                          normalization, split seed, data fingerprint
   ``metrics.jsonl``      one JSON record per epoch
   ``checkpoint.pt``      last epoch-end training state (for ``--resume``; tensors only)
+
+written by ``sfnet analyze`` / ``sfnet report`` (:mod:`sfnet.analysis.run`, :mod:`sfnet.report`):
+
+  ``activations.npz``    sparse top-k activations of the analysed galaxies
+  ``features.csv``       the feature table
+  ``equations.md/json``  linear equations in physical units
+  ``groundtruth.json``   interpretability against the true factors (synthetic data)
+  ``figures/``           figures
+  ``analysis.json``      the analysis summary (written last)
+  ``report.html``        the feature atlas
+
+This module is the only place that knows these names; :func:`default_device` and
+:func:`same_config` are the one device choice and the one "same settings?" check.
 """
 
 from __future__ import annotations
@@ -15,23 +28,70 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from safetensors.torch import load_file, save_file
 
 from sfnet import __version__
-from sfnet.config import RunConfig
-from sfnet.data.loader import Normalization, split_indices
+from sfnet.config import ConfigError, RunConfig
 from sfnet.errors import RunFolderError
 from sfnet.io import atomic_write, atomic_write_json
-from sfnet.model import SparseFeatureNet
+
+if TYPE_CHECKING:  # torch is imported where it is used: the file names above need no torch
+    import torch
+
+    from sfnet.data.batches import Normalization
+    from sfnet.model import SparseFeatureNet
 
 CONFIG = "config.toml"
 WEIGHTS = "model.safetensors"
 META = "model.json"
 METRICS = "metrics.jsonl"
 CHECKPOINT = "checkpoint.pt"
+ACTIVATIONS = "activations.npz"
+FEATURES_TABLE = "features.csv"
+EQUATIONS_MD = "equations.md"
+EQUATIONS_JSON = "equations.json"
+GROUNDTRUTH = "groundtruth.json"
+FIGURES = "figures"
+ANALYSIS = "analysis.json"
+REPORT = "report.html"
+
+#: Train settings a run may continue with different values (hardware only, not the result).
+HARDWARE_FIELDS = ("device", "amp", "channels_last", "num_workers")
+
+
+def default_device(requested: str = "auto") -> torch.device:
+    """The torch device for ``requested`` (``auto``: CUDA when available, else CPU).
+
+    Raises:
+        ConfigError: ``cuda`` requested but no CUDA device is available.
+    """
+    import torch
+
+    if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if requested not in ("cuda", "auto"):
+        raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda', got {requested!r}")
+    if not torch.cuda.is_available():
+        raise ConfigError("device is 'cuda' but no CUDA device is available")
+    return torch.device("cuda")
+
+
+def same_config(
+    a: RunConfig | dict, b: RunConfig | dict, *, ignore_train: tuple[str, ...] = ()
+) -> bool:
+    """True when two run configs (objects, ``to_dict()`` results or raw ``config.toml`` tables)
+    hold the same settings, the ``train`` fields named in ``ignore_train`` aside."""
+
+    def _plain(c: RunConfig | dict) -> dict:
+        d = c.to_dict() if isinstance(c, RunConfig) else c
+        d = {k: dict(v) if isinstance(v, dict) else v for k, v in d.items()}
+        for f in ignore_train:
+            d.get("train", {}).pop(f, None)
+        return d
+
+    return _plain(a) == _plain(b)
 
 
 @dataclass
@@ -68,6 +128,8 @@ class RunMeta:
 
     @property
     def normalization(self) -> Normalization:
+        from sfnet.data.batches import Normalization
+
         return Normalization(tuple(self.image_mean), tuple(self.image_std))
 
     def to_physical(self, standardized: np.ndarray) -> np.ndarray:
@@ -97,13 +159,30 @@ def read_metrics(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def final_val_rmse(run_dir: Path) -> dict[str, float]:
+    """Validation RMSE per target (physical units) of the last epoch in ``metrics.jsonl``."""
+    path = Path(run_dir) / METRICS
+    if not path.is_file():
+        raise RunFolderError(f"{path}: missing")
+    records = read_metrics(path)
+    if not records:
+        raise RunFolderError(f"{path}: empty")
+    if "val_rmse" not in records[-1]:
+        raise RunFolderError(f"{path}: last record has no 'val_rmse'")
+    return {str(k): float(v) for k, v in records[-1]["val_rmse"].items()}
+
+
 def build_model(meta: RunMeta) -> SparseFeatureNet:
     """An untrained network of the architecture recorded in ``meta``."""
+    from sfnet.model import SparseFeatureNet
+
     return SparseFeatureNet(meta.k, len(meta.target_names), backbone=meta.backbone)
 
 
 def save_weights(model: torch.nn.Module, path: Path) -> None:
     """Write the model's state dict as safetensors, atomically."""
+    from safetensors.torch import save_file
+
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     atomic_write(Path(path), lambda tmp: save_file(state, str(tmp)))
 
@@ -144,6 +223,8 @@ class Run:
 
     def split(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """The run's (train_idx, val_idx) for a dataset of ``n`` galaxies."""
+        from sfnet.data.batches import split_indices
+
         return split_indices(n, self.meta.val_fraction, self.meta.split_seed)
 
     def metrics(self) -> list[dict]:
@@ -152,6 +233,8 @@ class Run:
 
 def load_run(run_dir: Path, device: str | torch.device = "cpu") -> Run:
     """Load a finished run (config, metadata, weights) in eval mode. Never unpickles."""
+    from safetensors.torch import load_file
+
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunFolderError(f"{run_dir}: no such run folder")

@@ -24,8 +24,7 @@ import torch
 from torch import nn
 
 from sfnet.config import ConfigError, RunConfig
-from sfnet.data.dataset import GalaxyData, load_dataset
-from sfnet.data.loader import (
+from sfnet.data.batches import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     Normalization,
@@ -35,6 +34,7 @@ from sfnet.data.loader import (
     random_flips,
     split_indices,
 )
+from sfnet.data.dataset import GalaxyData, load_dataset
 from sfnet.distributed import DistContext, init_distributed
 from sfnet.errors import RunFolderError
 from sfnet.io import append_jsonl, atomic_write, atomic_write_bytes

@@ -20,8 +20,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
+from sfnet.analysis.activations import rank_features
 from sfnet.errors import DataError
-from sfnet.features import rank_features
 from sfnet.physics import bpt_ratios, kauffmann_agn
 
 

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from sfnet.analysis.activations import SparseActivations, feature_stats
 from sfnet.errors import DataError
-from sfnet.features import SparseActivations, feature_stats
 from sfnet.physics import BPT_LINES
 
 #: Names of the two BPT ratio equations (log10, dex).
@@ -234,7 +234,7 @@ def build_equations(
     labels: dict[int, str],
 ) -> EquationSet:
     """Equations for every target (and the BPT ratios) scaled on the stored activations."""
-    from sfnet.features import rank_features
+    from sfnet.analysis.activations import rank_features
 
     stats = feature_stats(acts)
     eqs = linear_equations(
@@ -254,7 +254,7 @@ def build_equations(
 
 def equations_for_run(run: Any, acts: SparseActivations, target: str) -> EquationSet:
     """:func:`build_equations` with the head and standardization of a loaded run."""
-    from sfnet.features import feature_label
+    from sfnet.analysis.activations import feature_label
 
     head = run.model.head
     weight = head.weight.detach().cpu().double().numpy()
@@ -320,9 +320,10 @@ def to_markdown(eqs: EquationSet, n_terms: int = 8) -> str:
 def write_equations(eqs: EquationSet, run_dir: Path) -> tuple[Path, Path]:
     """Write ``equations.md`` and ``equations.json`` into the run folder (atomically)."""
     from sfnet.io import atomic_write_bytes, atomic_write_json
+    from sfnet.runs import EQUATIONS_JSON, EQUATIONS_MD
 
     run_dir = Path(run_dir)
-    md, js = run_dir / "equations.md", run_dir / "equations.json"
+    md, js = run_dir / EQUATIONS_MD, run_dir / EQUATIONS_JSON
     atomic_write_bytes(md, to_markdown(eqs).encode())
     atomic_write_json(js, eqs.to_dict())
     return md, js

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sfnet.analysis.activations import interpretable_columns, spearman_with_catalog
 from sfnet.errors import DataError
-from sfnet.features import interpretable_columns, spearman_with_catalog
 
 #: Prefix of the ground-truth latent factor columns of the synthetic survey.
 TRUE_PREFIX = "true_"
@@ -135,7 +135,7 @@ def dense_units(
     )
 
 
-def model_report(matches: Sequence[FactorMatch]) -> dict[str, Any]:
+def model_groundtruth(matches: Sequence[FactorMatch]) -> dict[str, Any]:
     """JSON-ready: per-unit matches and the summary."""
     return {"units": [asdict(m) for m in matches], **summary(matches)}
 
@@ -150,7 +150,7 @@ def sfnet_groundtruth(
     cols = true_factor_columns(catalog)
     if not cols:
         return None
-    return model_report(factor_matches(strengths, labels, catalog[cols]))
+    return model_groundtruth(factor_matches(strengths, labels, catalog[cols]))
 
 
 def dense_groundtruth(
@@ -184,15 +184,17 @@ def dense_groundtruth(
     return {
         "run": str(dense_run.dir),
         "data_fingerprint": getattr(dense_run.meta, "data_fingerprint", ""),
-        "pca": model_report(factor_matches(pcs, pc_names, factors)),
-        "neurons": model_report(factor_matches(neurons, neuron_names, factors)),
+        "pca": model_groundtruth(factor_matches(pcs, pc_names, factors)),
+        "neurons": model_groundtruth(factor_matches(neurons, neuron_names, factors)),
     }
 
 
-def write_groundtruth(report: dict[str, Any], run_dir: Path) -> Path:
-    """Write ``groundtruth.json`` into the run folder."""
+def write_groundtruth(groundtruth: dict[str, Any], run_dir: Path) -> Path:
+    """Write ``groundtruth.json`` (what :func:`sfnet_groundtruth` / :func:`dense_groundtruth`
+    returned, keyed by model) into the run folder."""
     from sfnet.io import atomic_write_json
+    from sfnet.runs import GROUNDTRUTH
 
-    path = Path(run_dir) / "groundtruth.json"
-    atomic_write_json(path, report)
+    path = Path(run_dir) / GROUNDTRUTH
+    atomic_write_json(path, groundtruth)
     return path

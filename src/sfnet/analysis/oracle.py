@@ -6,7 +6,7 @@ except :data:`sfnet.data.synthetic.HIDDEN_TRUE_COLUMNS`) and scored on a held-ou
 the RMSE a perfect reader of those factors would reach: a practical bound for any image
 model. The predict-the-mean RMSE on the same split is the other end of the scale.
 
-The split is ``sfnet.data.loader.split_indices`` over the rows kept by the training cuts
+The split is ``sfnet.data.batches.split_indices`` over the rows kept by the training cuts
 (``sfnet.data.catalog.select_target``), so with the same ``seed`` and ``val_fraction`` the
 oracle is scored on the same validation galaxies as a training run.
 """
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from sfnet.analysis.metrics import rmse
 from sfnet.errors import DataError
 
 
@@ -39,7 +40,7 @@ class OracleResult:
     n_val: int
 
 
-def oracle_report(
+def oracle_scores(
     catalog: pd.DataFrame, target: str, seed: int = 0, val_fraction: float = 0.2
 ) -> OracleResult:
     """Fit the oracle and the mean predictor for a target group and score them held-out.
@@ -56,8 +57,8 @@ def oracle_report(
     from sklearn.ensemble import HistGradientBoostingRegressor
     from threadpoolctl import threadpool_limits
 
+    from sfnet.data.batches import split_indices
     from sfnet.data.catalog import select_target
-    from sfnet.data.loader import split_indices
     from sfnet.data.synthetic import HIDDEN_TRUE_COLUMNS
 
     sel = select_target(catalog, target)
@@ -82,18 +83,14 @@ def oracle_report(
                 max_iter=200, learning_rate=0.05, early_stopping=False, random_state=seed
             )
             reg.fit(x[tr], y[tr])
-            oracle[name] = _rmse(reg.predict(x[va]), y[va])
-            mean[name] = _rmse(np.full(len(va), y[tr].mean()), y[va])
+            oracle[name] = float(rmse(reg.predict(x[va]), y[va])[0])
+            mean[name] = float(rmse(np.full(len(va), y[tr].mean()), y[va])[0])
     return OracleResult(oracle, mean, factors, len(tr), len(va))
 
 
 def oracle_rmse(catalog: pd.DataFrame, target: str, seed: int = 0) -> dict[str, float]:
     """Held-out RMSE (physical units) per target name of gradient boosting on the true factors.
 
-    See :func:`oracle_report` for the predict-the-mean RMSE on the same split.
+    See :func:`oracle_scores` for the predict-the-mean RMSE on the same split.
     """
-    return oracle_report(catalog, target, seed=seed).oracle
-
-
-def _rmse(pred: np.ndarray, y: np.ndarray) -> float:
-    return float(np.sqrt(np.mean((pred - y) ** 2)))
+    return oracle_scores(catalog, target, seed=seed).oracle

@@ -7,7 +7,7 @@ value next to the paper's:
 - :func:`masked_head_predictions` / :func:`masked_head_rmse`: "RMSE with the top m features"
   = the *trained* linear head applied to the sparse activations with every other feature set to
   zero (no refit). sfnet's least-squares refit on m features
-  (:func:`sfnet.features.variance_explained`) is a different number, reported as "refit".
+  (:func:`sfnet.analysis.activations.variance_explained`) is a different number, reported as "refit".
 - :func:`variance_share`: "the eight most frequently activated features explain 99.99 % of the
   variance" = sum of the variances of the chosen features' activations / the same sum over all
   d features.
@@ -30,8 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from sfnet.analysis.activations import SparseActivations
 from sfnet.errors import DataError
-from sfnet.features import SparseActivations
 from sfnet.physics import BPT_LINES, bpt_class
 
 #: MPA-JHU ``bptclass`` codes the paper counts as star-forming and as AGN.
@@ -121,7 +121,7 @@ def pre_topk_activations(
 ) -> SparseActivations:
     """The pooled features before TopK as a :class:`SparseActivations` with all d features.
 
-    Every statistic of :mod:`sfnet.features` then follows the paper's notebooks: a feature is
+    Every statistic of :mod:`sfnet.analysis.activations` then follows the paper's notebooks: a feature is
     activated where its pooled (post-ReLU) value is non-zero, A_f = value / max.
 
     Args:

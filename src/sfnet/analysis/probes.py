@@ -24,7 +24,7 @@ from sklearn.metrics import r2_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from sfnet.analysis.pca import rmse
+from sfnet.analysis.metrics import rmse
 from sfnet.errors import DataError
 
 #: Ridge penalties searched by leave-one-out CV (on standardized features).
@@ -58,47 +58,70 @@ def load_feature_table(path: Path, objid: np.ndarray) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such feature file")
-    suffix = path.suffix.lower()
+    keys, values = _read_feature_file(path)
+    return _align_features(path, keys, values, objid)
+
+
+def _read_parquet_features(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    df = pd.read_parquet(path)
+    if "objID" not in df.columns:
+        raise DataError(f"{path}: no 'objID' column (has {', '.join(map(str, df.columns[:8]))})")
+    feats = df.drop(columns=["objID"])
+    nonnum = [c for c in feats.columns if not pd.api.types.is_numeric_dtype(feats[c])]
+    if nonnum:
+        raise DataError(f"{path}: non-numeric feature column(s) {nonnum[:5]}")
+    return df["objID"].to_numpy(), feats.to_numpy(dtype=np.float64)
+
+
+def _read_npz_features(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:
+        for key in ("objID", "features"):
+            if key not in z.files:
+                raise DataError(f"{path}: missing array {key!r} (has {', '.join(z.files)})")
+        keys, values = z["objID"], np.asarray(z["features"], dtype=np.float64)
+    if values.ndim != 2 or len(values) != len(keys):
+        raise DataError(
+            f"{path}: 'features' must be (N, F) with N = len(objID) = {len(keys)}, "
+            f"got {values.shape}"
+        )
+    return keys, values
+
+
+def _read_npy_features(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    arr = np.load(path, allow_pickle=False)
+    if arr.dtype.names is None or "objID" not in arr.dtype.names:
+        raise DataError(
+            f"{path}: a .npy feature file must be a structured array with an 'objID' "
+            "field (or use .npz with 'objID' and 'features', or .parquet)"
+        )
+    names = [n for n in arr.dtype.names if n != "objID"]
+    return arr["objID"], np.stack([np.asarray(arr[n], dtype=np.float64) for n in names], axis=1)
+
+
+_FEATURE_READERS = {
+    ".parquet": _read_parquet_features,
+    ".npz": _read_npz_features,
+    ".npy": _read_npy_features,
+}
+
+
+def _read_feature_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(objID keys (M,), float64 features (M, F)) of a feature file, by its suffix."""
+    reader = _FEATURE_READERS.get(path.suffix.lower())
+    if reader is None:
+        raise DataError(f"{path}: expected a .parquet, .npz or .npy feature file")
     try:
-        if suffix == ".parquet":
-            df = pd.read_parquet(path)
-            if "objID" not in df.columns:
-                raise DataError(
-                    f"{path}: no 'objID' column (has {', '.join(map(str, df.columns[:8]))})"
-                )
-            keys = df["objID"].to_numpy()
-            feats = df.drop(columns=["objID"])
-            nonnum = [c for c in feats.columns if not pd.api.types.is_numeric_dtype(feats[c])]
-            if nonnum:
-                raise DataError(f"{path}: non-numeric feature column(s) {nonnum[:5]}")
-            values = feats.to_numpy(dtype=np.float64)
-        elif suffix == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                for key in ("objID", "features"):
-                    if key not in z.files:
-                        raise DataError(f"{path}: missing array {key!r} (has {', '.join(z.files)})")
-                keys, values = z["objID"], np.asarray(z["features"], dtype=np.float64)
-            if values.ndim != 2 or len(values) != len(keys):
-                raise DataError(
-                    f"{path}: 'features' must be (N, F) with N = len(objID) = {len(keys)}, "
-                    f"got {values.shape}"
-                )
-        elif suffix == ".npy":
-            arr = np.load(path, allow_pickle=False)
-            if arr.dtype.names is None or "objID" not in arr.dtype.names:
-                raise DataError(
-                    f"{path}: a .npy feature file must be a structured array with an 'objID' "
-                    "field (or use .npz with 'objID' and 'features', or .parquet)"
-                )
-            keys = arr["objID"]
-            names = [n for n in arr.dtype.names if n != "objID"]
-            values = np.stack([np.asarray(arr[n], dtype=np.float64) for n in names], axis=1)
-        else:
-            raise DataError(f"{path}: expected a .parquet, .npz or .npy feature file")
+        return reader(path)
     except DataError:
         raise
     except Exception as e:  # noqa: BLE001 - unreadable file is a user error
         raise DataError(f"{path}: cannot read feature file ({e})") from None
+
+
+def _align_features(
+    path: Path, keys: np.ndarray, values: np.ndarray, objid: np.ndarray
+) -> np.ndarray:
+    """The rows of ``values`` for ``objid``, in that order (each objID once, all finite)."""
     try:
         file_ids = _ids(keys)
     except DataError as e:

@@ -10,13 +10,26 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import os
 import sys
 
 from sfnet import __version__
 from sfnet.errors import UserError
 
 #: Subcommand modules, in the order their commands appear in ``sfnet --help``.
-COMMAND_MODULES = ("train", "data", "synth", "analyze", "compare", "reproduce", "paper_data")
+COMMAND_MODULES = (
+    "train",
+    "predict",
+    "data",
+    "paper_data",
+    "synth",
+    "demo",
+    "analyze",
+    "report",
+    "compare",
+    "reproduce",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,7 +47,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configure_logging() -> None:
+    """Library messages (``logging``) go to stderr as plain lines; under torchrun only rank 0
+    reports at INFO level. Does nothing when logging is already configured (e.g. by pytest)."""
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    logging.basicConfig(
+        level=logging.INFO if main_rank else logging.WARNING,
+        format="%(message)s",
+        stream=sys.stderr,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
+    configure_logging()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -1,14 +1,15 @@
-"""``sfnet analyze`` and ``sfnet report``: read the features of a trained run."""
+"""``sfnet analyze``: the feature analysis of a trained run (files in the run folder)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from sfnet.cli.deprecated import add_deprecated_alias
 from sfnet.errors import UserError
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
+def add_analysis_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="a trained sparse run folder (sfnet train --k K)")
     p.add_argument(
         "--all",
@@ -16,7 +17,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         help="analyse all galaxies instead of the run's validation split",
     )
     p.add_argument(
-        "--dense",
+        "--dense-run",
+        dest="dense",
         metavar="RUN",
         default=None,
         help="a dense run folder (sfnet train --dense): compare its PCA components and raw "
@@ -24,7 +26,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--pdf", action="store_true", help="also write every figure as PDF")
     p.add_argument(
-        "--features",
+        "--n-features",
+        dest="features",
+        metavar="N",
         type=int,
         default=None,
         help="frequent features that get figures and a card [default: k]",
@@ -46,6 +50,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         "TopK, non-zero = activated (the paper's notebooks)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    # old spellings, one release: --dense is a switch in 'train', --features a file in 'compare'
+    add_deprecated_alias(p, "--dense", "--dense-run")
+    add_deprecated_alias(p, "--features", "--n-features")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -58,27 +65,15 @@ def register(sub: argparse._SubParsersAction) -> None:
             "data), figures/ and analysis.json into the run folder."
         ),
     )
-    _add_common(p)
+    add_analysis_options(p)
     p.set_defaults(func=_analyze)
 
-    r = sub.add_parser(
-        "report",
-        help="write the HTML feature atlas report.html of a run (analysing it if needed)",
-        description=(
-            "Write report.html, a self-contained feature atlas, into the run folder and print "
-            "its path. Runs 'sfnet analyze' first when the run has no current analysis or when "
-            "analysis options are given."
-        ),
-    )
-    _add_common(r)
-    r.set_defaults(func=_report)
 
-
-def _options(args: argparse.Namespace):
-    from sfnet.report import AnalysisOptions
+def analysis_options(args: argparse.Namespace):
+    from sfnet.analysis.run import AnalysisOptions
 
     if args.features is not None and args.features <= 0:
-        raise UserError(f"--features must be positive, got {args.features}")
+        raise UserError(f"--n-features must be positive, got {args.features}")
     if args.batch_size <= 0:
         raise UserError(f"--batch-size must be positive, got {args.batch_size}")
     return AnalysisOptions(
@@ -92,7 +87,7 @@ def _options(args: argparse.Namespace):
     )
 
 
-def _given(args: argparse.Namespace) -> bool:
+def options_given(args: argparse.Namespace) -> bool:
     return bool(
         args.all
         or args.dense
@@ -104,9 +99,9 @@ def _given(args: argparse.Namespace) -> bool:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from sfnet.report import analyze_run
+    from sfnet.analysis.run import analyze_run
 
-    s = analyze_run(Path(args.run), _options(args), progress=not args.no_progress)
+    s = analyze_run(Path(args.run), analysis_options(args), progress=not args.no_progress)
     print(f"analysed {s['n_analysed']} galaxies of {args.run} in {s['seconds']:.1f} s")
     print(f"frequent features ({s['stats']} statistics): {', '.join(s['frequent_features'])}")
     for rec in s["variance_explained"]:
@@ -123,13 +118,4 @@ def _analyze(args: argparse.Namespace) -> int:
                 f"{rm['predict_mean'][name]:.4f})"
             )
     print(f"wrote {Path(args.run) / 'analysis.json'} and figures/")
-    return 0
-
-
-def _report(args: argparse.Namespace) -> int:
-    from sfnet.report import write_report
-
-    opts = _options(args) if _given(args) else None
-    path = write_report(Path(args.run), opts, progress=not args.no_progress)
-    print(path)
     return 0

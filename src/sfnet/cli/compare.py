@@ -127,7 +127,7 @@ def _compare(args: argparse.Namespace) -> int:
         launcher="torchrun" if args.nproc else None,
         nproc=args.nproc,
     )
-    res = run_comparison(args.out, cfg, progress=not args.quiet, log=lambda m: print(m, flush=True))
+    res = run_comparison(args.out, cfg, progress=not args.quiet)
     print(f"trained {len(res.trained)} run(s), reused {len(res.reused)} finished run(s)")
     print((args.out / "table_rmse.md").read_text(), end="")
     if not res.agn.empty:

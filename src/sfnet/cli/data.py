@@ -10,6 +10,11 @@ from sfnet.data.download import DEFAULT_URL_TEMPLATE, FAILURES_FILE, DownloadCon
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    _register_prepare(sub)
+    _register_download(sub)
+
+
+def _register_prepare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "prepare",
         help="decode a dataset folder's images once into a packed uint8 store",
@@ -51,6 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_prepare)
 
+
+def _register_download(sub: argparse._SubParsersAction) -> None:
     d = DownloadConfig()
     q = sub.add_parser(
         "download",

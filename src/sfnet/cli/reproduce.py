@@ -62,7 +62,6 @@ def _reproduce(args: argparse.Namespace) -> int:
         quick=args.quick,
         pretrained=pretrained,
         progress=not args.quiet,
-        log=lambda m: print(m, flush=True),
         ks=args.ks,
         repeats=args.repeats,
         epochs=args.epochs,

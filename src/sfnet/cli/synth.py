@@ -1,4 +1,4 @@
-"""``sfnet synth`` (the synthetic survey, its preview grid and oracle) and ``sfnet demo``."""
+"""``sfnet synth``: the synthetic survey, its preview grid and oracle."""
 
 from __future__ import annotations
 
@@ -46,26 +46,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="existing dataset folder (for --preview and --oracle)")
     p.set_defaults(func=_synth)
 
-    d = sub.add_parser(
-        "demo",
-        help="synthesize a survey, train SFNets on it and report (minutes on a laptop CPU)",
-        description=(
-            "Synthesize the default survey (cached under --root), train an SFNet on bpt_lines "
-            "(k=4) and on metallicity (k=4), and print each model's validation RMSE beside "
-            "predicting the mean and the oracle (true factors). Results stay under --root."
-        ),
-    )
-    d.add_argument(
-        "--root", default="demo-output", help="folder for the data and runs [default ./demo-output]"
-    )
-    d.add_argument("--n", type=int, default=None, help="survey size [default: DemoConfig.n]")
-    d.add_argument(
-        "--epochs", type=int, default=None, help="epochs per training [default: DemoConfig]"
-    )
-    d.add_argument("--overwrite", action="store_true", help="retrain runs that already exist")
-    d.add_argument("--no-progress", action="store_true", help="do not show progress bars")
-    d.set_defaults(func=_demo)
-
 
 def _synth(args: argparse.Namespace) -> int:
     from sfnet.data import synthetic
@@ -105,27 +85,12 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _print_oracle(data: Path) -> None:
-    from sfnet.analysis.oracle import oracle_report
+    from sfnet.analysis.oracle import oracle_scores
     from sfnet.data.catalog import find_catalog, read_catalog
 
     cat = read_catalog(find_catalog(data))
     for target in ("bpt_lines", "metallicity"):
-        r = oracle_report(cat, target)
+        r = oracle_scores(cat, target)
         print(f"{target} (n_train {r.n_train}, n_val {r.n_val}):")
         for name in r.oracle:
             print(f"  {name:<20} oracle {r.oracle[name]:.3f}   predict-mean {r.mean[name]:.3f}")
-
-
-def _demo(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    from sfnet.demo import DemoConfig, run_demo
-
-    cfg = DemoConfig(root=Path(args.root))
-    if args.n is not None:
-        cfg = dataclasses.replace(cfg, n=args.n)
-    if args.epochs is not None:
-        cfg = dataclasses.replace(cfg, epochs=args.epochs)
-    progress = not args.no_progress and sys.stderr.isatty()
-    run_demo(cfg, progress=progress, overwrite=args.overwrite, log=print)
-    return 0

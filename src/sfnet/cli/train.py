@@ -1,16 +1,12 @@
-"""``sfnet train`` and ``sfnet predict``."""
+"""``sfnet train``."""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import os
 import sys
 from pathlib import Path
-
-import numpy as np
-import pandas as pd
 
 from sfnet.config import SCHEDULES, TARGETS, DataConfig, ModelConfig, RunConfig, TrainConfig
 from sfnet.errors import RunFolderError, UserError
@@ -114,19 +110,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
 
-    q = sub.add_parser(
-        "predict",
-        help="predict targets and active features for a dataset",
-        description="Write objID, predictions (physical units) and the active features "
-        "(indices and values; index -1 where fewer than k are active) to a Parquet or CSV file.",
-    )
-    q.add_argument("run", type=Path, help="trained run folder")
-    q.add_argument("--data", help="dataset folder or .npz (default: the run's own data)")
-    q.add_argument("--out", type=Path, required=True, help="output file (.parquet or .csv)")
-    q.add_argument("--batch-size", type=int, default=256, help="galaxies per forward pass")
-    q.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device [default cpu]")
-    q.set_defaults(func=_predict)
-
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """The RunConfig named by the CLI options (on top of --config when given)."""
@@ -165,6 +148,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from sfnet.runs import CONFIG
     from sfnet.train import fit
 
     main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
@@ -178,13 +162,13 @@ def _train(args: argparse.Namespace) -> int:
             raise UserError(
                 "--resume RUN continues RUN in place; do not also give a different --out"
             )
-        if not (args.resume / "config.toml").is_file():
+        if not (args.resume / CONFIG).is_file():
             raise RunFolderError(
                 f"{args.resume}: not a run folder (no config.toml) — nothing to resume"
             )
         from sfnet.config import RunConfig as _RC
 
-        cfg, out = _RC.load(args.resume / "config.toml"), args.resume
+        cfg, out = _RC.load(args.resume / CONFIG), args.resume
     else:
         if not args.out:
             raise UserError("--out RUN_FOLDER is required")
@@ -210,9 +194,9 @@ def _train(args: argparse.Namespace) -> int:
     )
     if not main_rank:
         return 0
-    from sfnet.runs import RunMeta
+    from sfnet.runs import META, RunMeta
 
-    meta = RunMeta.load(out / "model.json")
+    meta = RunMeta.load(out / META)
     base = meta.extra.get("val_rmse_predict_mean", {})
     for name, v in res.val_rmse.items():
         b = base.get(name)
@@ -220,52 +204,3 @@ def _train(args: argparse.Namespace) -> int:
         print(f"{name}: validation RMSE {v:.4f}{tail}")
     print(f"run folder: {out}")
     return 0
-
-
-def _predict(args: argparse.Namespace) -> int:
-    from sfnet.data.dataset import load_dataset
-    from sfnet.io import atomic_write
-    from sfnet.predict import predict
-    from sfnet.runs import load_run
-
-    run = load_run(args.run, device=args.device)
-    dcfg = run.config.data
-    if args.data:
-        dcfg = dataclasses.replace(dcfg, data=str(args.data))
-    data = load_dataset(dcfg, require_targets=False)
-    if data.images.shape[-1] != run.meta.crop:
-        raise UserError(
-            f"{dcfg.data}: images are {data.images.shape[-1]} px, the model was trained on {run.meta.crop} px"
-        )
-    pred = predict(run, data.images, batch_size=args.batch_size)
-    table = table_of_predictions(data.objid, run.meta.target_names, pred)
-    if data.fingerprint == run.meta.data_fingerprint:
-        split = np.full(len(data), "train", dtype=object)
-        split[run.split(len(data))[1]] = "val"
-        table.insert(1, "split", split)
-    suffix = args.out.suffix.lower()
-    if suffix not in (".parquet", ".csv"):
-        raise UserError(f"{args.out}: output must end in .parquet or .csv")
-    if suffix == ".parquet":
-        atomic_write(args.out, lambda tmp: table.to_parquet(tmp, index=False))
-    else:
-        atomic_write(args.out, lambda tmp: table.to_csv(tmp, index=False))
-    print(f"wrote {len(table)} predictions to {args.out}")
-    return 0
-
-
-def table_of_predictions(objid: np.ndarray, names: list[str], pred) -> pd.DataFrame:
-    """objID, ``pred_<target>`` columns and ``feature_j``/``activation_j`` (j = 1..k) columns."""
-    table = pd.DataFrame({"objID": objid})
-    for i, name in enumerate(names):
-        table[f"pred_{name}"] = pred.predictions[:, i]
-    if pred.indices is not None:
-        active = pred.values > 0
-        for j in range(pred.indices.shape[1]):
-            table[f"feature_{j + 1}"] = np.where(active[:, j], pred.indices[:, j], -1).astype(
-                np.int16
-            )
-            table[f"activation_{j + 1}"] = np.where(active[:, j], pred.values[:, j], 0.0).astype(
-                np.float32
-            )
-    return table

@@ -1,1 +1,1 @@
-"""Data in: catalogs, image stores, the synthetic survey, the downloader, the loader."""
+"""Data in: catalogs, image stores, the synthetic survey, the downloader, the dataset and its batches."""

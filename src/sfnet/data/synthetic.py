@@ -106,6 +106,7 @@ import pandas as pd
 from sfnet.errors import DataError, UserError
 from sfnet.io import atomic_write, atomic_write_json
 from sfnet.physics import BPT_LINES, bpt_class, kauffmann_agn, kauffmann_curve
+from sfnet.progress import progress_bar
 
 #: Arcseconds per pixel (DESI Legacy Survey cutouts).
 PIXEL_SCALE = 0.262
@@ -670,15 +671,10 @@ def synthesize(
             for s in range(0, n, chunk)
         ]
         jobs = [(p, list(i), list(o), size, seed, str(img_dir)) for p, i, o in jobs]
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=n, unit="gal", desc="synth")
+        bar = progress_bar(progress, n, "synth", unit="gal")
 
         def _done(k: int) -> None:
-            if bar is not None:
-                bar.update(k)
+            bar.update(k)
             if callback is not None:
                 callback(k)
 
@@ -690,8 +686,7 @@ def synthesize(
                 futures = [ex.submit(_render_chunk, job) for job in jobs]
                 for fut in as_completed(futures):
                     _done(fut.result())
-        if bar is not None:
-            bar.close()
+        bar.close()
         atomic_write(tmp / "galaxies.csv", lambda p: cat.to_csv(p, index=False))
         atomic_write_json(
             tmp / "synth.json",

@@ -1,9 +1,9 @@
 """Sparse feature activations of a trained SFNet and their statistics.
 
-An SFNet keeps k of its d = 512 pooled features per galaxy, so the activations of N galaxies are
-stored sparse: (N, k) feature indices and (N, k) values (memory O(N k), never O(N d)). A feature
-is *active* for a galaxy only where its value is > 0 (TopK can keep zeros when fewer than k
-features are positive).
+An SFNet keeps k of its d pooled features (512 for resnet18) per galaxy, so the activations of
+N galaxies are stored sparse: (N, k) feature indices and (N, k) values (memory O(N k), never
+O(N d)). A feature is *active* for a galaxy only where its value is > 0 (TopK can keep zeros
+when fewer than k features are positive).
 
 Definitions (as in the paper):
 
@@ -18,7 +18,8 @@ touch a run folder.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,6 @@ import pandas as pd
 from sfnet.errors import DataError, RunFolderError
 
 #: File name of the stored activations inside a run folder.
-ACTIVATIONS_FILE = "activations.npz"
 
 #: Label prefixes of features per target group (the paper's SL17 / Z61).
 LABEL_PREFIX = {"bpt_lines": "SL", "metallicity": "Z"}
@@ -47,7 +47,8 @@ class SparseActivations:
         rows: (N,) int64 row of each galaxy in the run's dataset (catalog order).
         indices: (N, k) int16 feature indices in 0..d-1.
         values: (N, k) float32 activations (post-ReLU; 0 means "not active").
-        d: number of features the indices refer to (512 for resnet18).
+        d: number of features the indices refer to (the run's ``meta.d``, i.e.
+            ``sfnet.model.BACKBONE_DIMS`` of its backbone).
         split: which galaxies: ``val`` (the validation split) or ``all``.
         predictions: (N, T) float32 model predictions in physical units, or None.
         model_sha: hash of the model weights the activations came from ("" if unknown).
@@ -57,7 +58,7 @@ class SparseActivations:
     rows: np.ndarray
     indices: np.ndarray
     values: np.ndarray
-    d: int = 512
+    d: int
     split: str = "val"
     predictions: np.ndarray | None = None
     model_sha: str = ""
@@ -99,6 +100,18 @@ class SparseActivations:
     def k(self) -> int:
         """Kept features per galaxy."""
         return self.indices.shape[1]
+
+    def subset(self, positions: np.ndarray) -> SparseActivations:
+        """The activations of the galaxies at ``positions`` (0..N-1) of this set, in that order."""
+        pos = np.asarray(positions, dtype=np.intp)
+        return dataclasses.replace(
+            self,
+            objid=self.objid[pos],
+            rows=self.rows[pos],
+            indices=self.indices[pos],
+            values=self.values[pos],
+            predictions=None if self.predictions is None else self.predictions[pos],
+        )
 
     def save(self, path: Path) -> None:
         """Write as an uncompressed ``.npz`` (atomically; no pickles)."""
@@ -352,27 +365,29 @@ def variance_explained(
     """
     from sklearn.linear_model import LinearRegression
 
+    from sfnet.analysis.metrics import rmse
+
     x = np.asarray(columns, dtype=np.float64)
     p = np.asarray(predictions, dtype=np.float64).reshape(len(x), -1)
     t = None if y is None else np.asarray(y, dtype=np.float64).reshape(len(x), -1)
     n_cols = x.shape[1]
     r2p = np.zeros((n_cols, p.shape[1]))
     r2t = None if t is None else np.zeros((n_cols, t.shape[1]))
-    rmse = None if t is None else np.zeros((n_cols, t.shape[1]))
+    rmse_m = None if t is None else np.zeros((n_cols, t.shape[1]))
     for i in range(n_cols):
         xi = x[:, : i + 1]
         r2p[i] = _r2(LinearRegression().fit(xi, p).predict(xi), p)
         if t is not None:
             fit = LinearRegression().fit(xi, t).predict(xi)
             r2t[i] = _r2(fit, t)
-            rmse[i] = np.sqrt(((fit - t) ** 2).mean(axis=0))
-    model_rmse = None if t is None else np.sqrt(((p - t) ** 2).mean(axis=0))
+            rmse_m[i] = rmse(fit, t)
+    model_rmse = None if t is None else rmse(p, t)
     return VarianceExplained(
         m=np.arange(1, n_cols + 1),
         features=np.arange(n_cols) if features is None else np.asarray(features),
         r2_prediction=r2p,
         r2_target=r2t,
-        rmse=rmse,
+        rmse=rmse_m,
         model_rmse=model_rmse,
     )
 
@@ -555,7 +570,9 @@ def model_sha(run_dir: Path) -> str:
     """Short SHA-256 of the run's ``model.safetensors`` ("" if absent)."""
     import hashlib
 
-    path = Path(run_dir) / "model.safetensors"
+    from sfnet.runs import WEIGHTS
+
+    path = Path(run_dir) / WEIGHTS
     if not path.is_file():
         return ""
     h = hashlib.sha256()
@@ -571,7 +588,7 @@ def compute_activations(
     *,
     split: str = "val",
     batch_size: int = 256,
-    progress: Callable[[int, int], None] | None = None,
+    progress: bool = False,
 ) -> SparseActivations:
     """Top-k activations (and predictions) of a sparse run on its validation split or all galaxies.
 
@@ -580,12 +597,13 @@ def compute_activations(
         data: the run's :class:`~sfnet.data.dataset.GalaxyData` (loaded from the run if None).
         split: ``val`` (the run's own validation split) or ``all``.
         batch_size: galaxies per forward pass.
-        progress: called as ``progress(done, total)`` after each chunk.
+        progress: show a progress bar (galaxies).
 
     Raises:
         RunFolderError: for a dense run (no top-k) or an unknown split.
     """
     from sfnet.predict import predict
+    from sfnet.progress import progress_bar
 
     if getattr(run.meta, "k", None) is None:
         raise RunFolderError(f"{run.dir}: a dense run has no sparse activations")
@@ -597,18 +615,18 @@ def compute_activations(
     rows = np.asarray(rows, dtype=np.int64)
     chunk = max(batch_size * 8, 1)
     idx_parts, val_parts, pred_parts = [], [], []
-    d = int(getattr(run.meta, "d", 512) or 512)
-    for start in range(0, len(rows), chunk):
-        sel = rows[start : start + chunk]
-        out = predict(run, data.images, sel, batch_size=batch_size)
-        if out.indices is None or out.values is None:
-            raise RunFolderError(f"{run.dir}: the model returned no top-k activations")
-        idx_dtype = np.int16 if d <= np.iinfo(np.int16).max else np.int32
-        idx_parts.append(np.asarray(out.indices).astype(idx_dtype))
-        val_parts.append(np.asarray(out.values, dtype=np.float32))
-        pred_parts.append(np.asarray(out.predictions, dtype=np.float32))
-        if progress is not None:
-            progress(min(start + chunk, len(rows)), len(rows))
+    d = int(run.meta.d)
+    idx_dtype = np.int16 if d <= np.iinfo(np.int16).max else np.int32
+    with progress_bar(progress, len(rows), "activations", unit="gal") as bar:
+        for start in range(0, len(rows), chunk):
+            sel = rows[start : start + chunk]
+            out = predict(run, data.images, sel, batch_size=batch_size)
+            if out.indices is None or out.values is None:
+                raise RunFolderError(f"{run.dir}: the model returned no top-k activations")
+            idx_parts.append(np.asarray(out.indices).astype(idx_dtype))
+            val_parts.append(np.asarray(out.values, dtype=np.float32))
+            pred_parts.append(np.asarray(out.predictions, dtype=np.float32))
+            bar.update(len(sel))
     if not idx_parts:
         raise DataError(f"{run.dir}: no galaxies in the {split} split")
     return SparseActivations(

@@ -3,8 +3,7 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
-from sfnet.errors import DataError, RunFolderError
-from sfnet.features import (
+from sfnet.analysis.activations import (
     SparseActivations,
     activation_frequency,
     correlation_matrix,
@@ -21,6 +20,7 @@ from sfnet.features import (
     top_activating,
     variance_explained,
 )
+from sfnet.errors import DataError, RunFolderError
 
 
 def tiny() -> SparseActivations:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from sfnet.data.loader import channel_stats, iter_batches, random_flips, split_indices
+from sfnet.data.batches import channel_stats, iter_batches, random_flips, split_indices
 
 
 def test_split_is_seeded_disjoint_and_80_20():
