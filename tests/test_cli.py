@@ -15,12 +15,14 @@ SUBCOMMANDS = [
     "predict",
     "prepare",
     "download",
+    "fetch-paper-data",
     "synth",
     "demo",
     "analyze",
     "report",
     "explain",
     "compare",
+    "reproduce",
 ]
 
 
@@ -35,7 +37,7 @@ def test_parser_lists_every_subcommand_once_in_order():
 
 def test_one_module_per_subcommand_group():
     # a subcommand named like a module lives in that module (predict, demo, report included)
-    for name in ("train", "predict", "synth", "demo", "analyze", "report", "explain", "compare"):
+    for name in ("train", "predict", "synth", "demo", "analyze", "report", "explain", "compare", "reproduce"):  # fmt: skip
         assert name in COMMAND_MODULES
 
 

@@ -63,7 +63,7 @@ def test_demo_driver_caches_the_survey(tmp_path: Path, caplog) -> None:
     summary = json.loads((tmp_path / "demo" / "demo.json").read_text())
     assert len(summary["scores"]) == 5 and summary["seconds"]["total"] > 0
     assert any("oracle" in line for line in lines)
-    assert [p.name for p in res.run_dirs] == ["bpt_lines-k4", "metallicity-k2"]
+    assert [p.name for p in res.run_dirs] == ["bpt_lines-k4", "metallicity-k4"]
     # the demo ends with the feature atlas of each run, and says where it is
     assert [p.parent for p in res.reports] == res.run_dirs
     for report in res.reports:

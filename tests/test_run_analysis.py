@@ -10,7 +10,7 @@ import pytest
 
 from sfnet.analysis.activations import SparseActivations
 from sfnet.analysis.equations import RATIO_NAMES
-from sfnet.analysis.run import analyze_run, is_analysed
+from sfnet.analysis.run import AnalysisOptions, analyze_run, is_analysed
 from sfnet.cli import main
 from sfnet.errors import RunFolderError
 from sfnet.runs import load_run
@@ -115,3 +115,25 @@ def test_is_analysed_follows_the_weights(runs, tmp_path):
     assert is_analysed(copy)
     (copy / "model.safetensors").write_bytes(b"other weights")
     assert not is_analysed(copy)  # analysis.json names the old weights' hash
+
+
+def test_pre_topk_stats_follow_the_pooled_features(runs, tmp_path):
+    """--stats pre-topk: f_activated counts non-zero pooled features; the report says so."""
+    from sfnet.predict import pooled_features
+    from sfnet.report import render_report
+
+    sparse, _, post = runs
+    run_dir = tmp_path / "pre"
+    shutil.copytree(sparse, run_dir)
+    s = analyze_run(run_dir, AnalysisOptions(stats="pre-topk"))
+    assert s["stats"] == "pre-topk" and post["stats"] == "post-topk"
+    run = load_run(run_dir)
+    data = run.load_data()
+    acts = SparseActivations.load(run_dir / "activations.npz")
+    pooled = pooled_features(run, data.images, acts.rows)
+    freq = (pooled > 0).mean(axis=0)
+    expected = [f"SL{f}" for f in np.lexsort((np.arange(len(freq)), -freq))[:4]]
+    assert s["frequent_features"] == expected
+    html = render_report(run_dir)
+    assert "before TopK" in html
+    assert "before TopK" not in render_report(sparse)

@@ -34,6 +34,7 @@ CONTRACT = [
     "oiii_5007_flux_err",
     "h_beta_flux",
     "h_beta_flux_err",
+    "bptclass",
 ]
 
 
@@ -193,3 +194,18 @@ def test_overwrite_replaces_only_a_synthetic_survey(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="not a synthetic survey"):
         synthetic.synthesize(out, 4, size=16, seed=0, workers=1, overwrite=True)
     assert (out / "chapter1.tex").read_text() == "precious"
+
+
+def test_bptclass_uses_mpa_jhu_coding(big_catalog: pd.DataFrame) -> None:
+    from sfnet.physics import BPT_LINES, bpt_class
+
+    cls = big_catalog["bptclass"].to_numpy()
+    assert set(np.unique(cls)) <= {-1, 1, 2, 3, 4, 5}
+    assert (cls == 1).any() and (cls == 4).any() and (cls == 3).any()
+    f = big_catalog[list(BPT_LINES)].to_numpy()
+    e = big_catalog[[c + "_err" for c in BPT_LINES]].to_numpy()
+    assert np.array_equal(cls, bpt_class(f, e))
+    # galaxies the survey made AGN sit mostly in the AGN classes, the rest mostly star-forming
+    agn = big_catalog["true_agn"].to_numpy() == 1
+    strong = np.isin(cls, [1, 3, 4])
+    assert np.isin(cls[agn & strong], [3, 4]).mean() > np.isin(cls[~agn & strong], [3, 4]).mean()

@@ -53,7 +53,9 @@ def kauffmann_agn(log_n2ha: np.ndarray, log_o3hb: np.ndarray) -> np.ndarray:
         log_o3hb: (N,) log10 [OIII]5007 / H-beta.
 
     Returns:
-        (N,) bool, True for AGN (composites included, as in the paper).
+        (N,) bool, True for AGN (composites included; the paper's own labels come from
+        ``bptclass`` and exclude composites, see :func:`bpt_class` and
+        :mod:`sfnet.analysis.paper`).
     """
     x = np.asarray(log_n2ha, dtype=np.float64)
     y = np.asarray(log_o3hb, dtype=np.float64)
@@ -61,3 +63,52 @@ def kauffmann_agn(log_n2ha: np.ndarray, log_o3hb: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         above = y > kauffmann_curve(np.where(right, 0.0, x))
     return right | above
+
+
+#: MPA-JHU ``bptclass`` codes (Brinchmann et al. 2004): star-forming, low-S/N star-forming,
+#: composite, AGN, low-S/N LINER; -1 = unclassifiable.
+BPT_SF, BPT_LOW_SN_SF, BPT_COMPOSITE, BPT_AGN, BPT_LOW_SN_LINER, BPT_UNCLASSIFIABLE = (
+    1,
+    2,
+    3,
+    4,
+    5,
+    -1,
+)
+
+
+def bpt_class(fluxes: np.ndarray, errors: np.ndarray) -> np.ndarray:
+    """MPA-JHU-style ``bptclass`` from the four line fluxes and their errors.
+
+    With S/N > 3 in all four lines: 1 (star-forming) below the Kauffmann et al. (2003) line,
+    4 (AGN) above the Kewley et al. (2001) line or right of its asymptote, 3 (composite)
+    in between. Otherwise, with S/N > 2 in [NII] and H-alpha: 2 (low-S/N star-forming) for
+    log [NII]/Ha < -0.4, else 5 (low-S/N LINER). Everything else: -1 (unclassifiable).
+
+    Args:
+        fluxes: (N, 4) line fluxes (1e-17 erg/s/cm^2) in the order of :data:`BPT_LINES`.
+        errors: (N, 4) their 1-sigma errors, same order.
+
+    Returns:
+        (N,) int64 class codes.
+    """
+    f = np.asarray(fluxes, dtype=np.float64)
+    e = np.asarray(errors, dtype=np.float64)
+    if f.shape != e.shape or f.ndim != 2 or f.shape[1] != 4:
+        raise ValueError(f"expected (N, 4) fluxes and errors, got {f.shape} and {e.shape}")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        snr = np.where(e > 0, f / e, 0.0)
+        logf = np.log10(np.where(f > 0, f, np.nan))
+    x, y = logf[:, 0] - logf[:, 1], logf[:, 2] - logf[:, 3]
+    strong = np.all(snr > 3, axis=1) & np.isfinite(x) & np.isfinite(y)
+    weak = ~strong & (snr[:, 0] > 2) & (snr[:, 1] > 2) & np.isfinite(x)
+    above_kauffmann = kauffmann_agn(np.where(strong, x, 0.0), np.where(strong, y, 0.0))
+    right = np.where(strong, x, 0.0) >= 0.47
+    with np.errstate(divide="ignore", invalid="ignore"):
+        above_kewley = right | (y > kewley_curve(np.where(right, 0.0, x)))
+    out = np.full(len(f), BPT_UNCLASSIFIABLE, dtype=np.int64)
+    out[strong] = np.where(
+        above_kewley[strong], BPT_AGN, np.where(above_kauffmann[strong], BPT_COMPOSITE, BPT_SF)
+    )
+    out[weak] = np.where(x[weak] < -0.4, BPT_LOW_SN_SF, BPT_LOW_SN_LINER)
+    return out

@@ -99,6 +99,12 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], numeric: set[in
     return "".join(out)
 
 
+def _stats_title(stats: str) -> str:
+    from sfnet.analysis.paper import STATS_TITLES
+
+    return STATS_TITLES.get(stats, stats)
+
+
 def _summary_html(s: dict[str, Any]) -> str:
     info = [
         ("data", f"<code>{_esc(s['data'])}</code>"),
@@ -112,6 +118,7 @@ def _summary_html(s: dict[str, Any]) -> str:
             f"{s['n_analysed']} galaxies ({'validation split' if s['split'] == 'val' else 'all'})",
         ),
         ("features ever active", str(s["n_active_features"])),
+        ("activation statistics", _esc(_stats_title(s.get("stats", "post-topk")))),
     ]
     rows = [[f"<b>{_esc(a)}</b>", b] for a, b in info]
     out = _table(["", ""], rows, set())

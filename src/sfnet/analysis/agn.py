@@ -5,6 +5,9 @@ right of its asymptote (:func:`sfnet.physics.kauffmann_agn`). A linear SVM (scik
 ``LinearSVC`` on standardized inputs) is fitted on the training split from (a) the few most
 frequently active SFNet features and (b) every feature that is ever active, and scored on the
 validation split (accuracy and F1 of the AGN class).
+
+The paper's own definition (MPA-JHU ``bptclass`` labels with composites excluded, unscaled
+``LinearSVC``) is :func:`sfnet.analysis.paper.paper_agn_svm`, used by ``sfnet reproduce``.
 """
 
 from __future__ import annotations

@@ -15,9 +15,10 @@ sparse run, and writes it into the run folder:
                       written last, so its presence means the analysis is complete
 
 The steps, in order: load the run and its activations (:func:`_load_or_compute`), pick the
-features (:func:`_select`), redundant features (:func:`_redundancy`), equations, feature table,
-variance explained, ground truth, figures (with :func:`_map_figures` and
-:func:`_histogram_figure`), and the summary. :mod:`sfnet.report` renders the files as HTML.
+features (:func:`_select`, ranked on the activations :func:`_stats_activations` chooses: post- or
+pre-TopK), redundant features (:func:`_redundancy`), equations, feature table, variance
+explained, ground truth, figures (with :func:`_map_figures` and :func:`_histogram_figure`), and
+the summary. :mod:`sfnet.report` renders the files as HTML.
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ class AnalysisOptions:
         recompute: recompute activations even if ``activations.npz`` matches the model.
         batch_size: galaxies per forward pass.
         redundancy_rho: Spearman rho of A_f above which two features are redundant.
+        stats: ``post-topk`` (f_activated, A_f, top-9 grids, BPT colours from the activations
+            the head sees; default) or ``pre-topk`` (from the pooled features before TopK,
+            non-zero = activated: the paper's notebooks), see :mod:`sfnet.analysis.paper`.
     """
 
     split: str = "val"
@@ -74,16 +78,24 @@ class AnalysisOptions:
     recompute: bool = False
     batch_size: int = 256
     redundancy_rho: float = REDUNDANCY_RHO
+    stats: str = "post-topk"
 
 
 @dataclass
 class _Analysis:
-    """What every step reads: the run, its data, the activations and the chosen features."""
+    """What every step reads: the run, its data, the activations and the chosen features.
+
+    ``acts`` are the activations the head sees (predictions, equations, variance explained);
+    ``stat_acts`` those the statistics, ranking, table, ground truth and figures are taken from
+    (``acts`` itself unless ``opts.stats`` is ``pre-topk``).
+    """
 
     run: Any
     data: Any
     acts: SparseActivations
-    stats: Any  # FeatureStats
+    stat_acts: SparseActivations
+    stats: Any  # FeatureStats of stat_acts
+    head_stats: Any  # FeatureStats of acts (the mean contributions to the head's output)
     ranked: np.ndarray  # active features, most frequent first
     top: np.ndarray  # the frequent features that get figures and a card
     table_feats: np.ndarray  # the rows of the feature table
@@ -128,6 +140,24 @@ def _load_or_compute(
     )
     acts.save(path)
     return acts
+
+
+def _stats_activations(
+    run: Any, data: Any, acts: SparseActivations, opts: AnalysisOptions
+) -> SparseActivations:
+    """The activations the statistics are taken from (``opts.stats``): ``acts`` for
+    ``post-topk``, the pooled features before TopK of the same galaxies for ``pre-topk``."""
+    from sfnet.analysis.paper import STATS_CHOICES, pre_topk_activations
+    from sfnet.predict import pooled_features
+
+    if opts.stats not in STATS_CHOICES:
+        raise RunFolderError(f"stats must be one of {STATS_CHOICES}, got {opts.stats!r}")
+    if opts.stats == "post-topk":
+        return acts
+    pooled = pooled_features(run, data.images, acts.rows, batch_size=opts.batch_size)
+    return pre_topk_activations(
+        pooled, acts.rows, acts.objid, acts.predictions, acts.split, acts.model_sha
+    )
 
 
 def _oracle(catalog: pd.DataFrame, target: str, names: Sequence[str]) -> dict[str, Any]:
@@ -181,9 +211,11 @@ def _load_sparse_run(run_dir: Path) -> Any:
 
 
 def _select(run: Any, data: Any, acts: SparseActivations, opts: AnalysisOptions) -> _Analysis:
-    """Rank the features by f_activated and pick the frequent ones and the table rows."""
+    """Rank the features by f_activated (of the ``opts.stats`` activations) and pick the
+    frequent ones and the table rows."""
     k = int(run.meta.k)
-    stats = feature_stats(acts)
+    stat_acts = _stats_activations(run, data, acts, opts)
+    stats = feature_stats(stat_acts)
     ranked = rank_features(stats.frequency)
     n_feat = min(opts.n_features or k, len(ranked))
     n_table = min(max(opts.n_table or 2 * k, n_feat), len(ranked))
@@ -191,7 +223,9 @@ def _select(run: Any, data: Any, acts: SparseActivations, opts: AnalysisOptions)
         run=run,
         data=data,
         acts=acts,
+        stat_acts=stat_acts,
         stats=stats,
+        head_stats=stats if stat_acts is acts else feature_stats(acts),
         ranked=ranked,
         top=ranked[:n_feat],
         table_feats=ranked[:n_table],
@@ -211,11 +245,11 @@ def _redundancy(a: _Analysis) -> Redundancy:
 def _write_feature_table(a: _Analysis, eqs: Any, redundancy: Redundancy) -> None:
     """``features.csv``: the feature table with equation weights, mean contributions and each
     feature's redundant partners (``redundant_with``, comma-separated labels)."""
-    table = feature_table(a.acts, a.table_feats, a.target, a.catalog, stats=a.stats)
+    table = feature_table(a.stat_acts, a.table_feats, a.target, a.catalog, stats=a.stats)
     for e in eqs.equations:
         table[f"w_{e.name}"] = [e.coefficient(int(f)) for f in a.table_feats]
         table[f"contrib_{e.name}"] = [
-            e.coefficient(int(f)) * a.stats.mean_strength[int(f)] for f in a.table_feats
+            e.coefficient(int(f)) * a.head_stats.mean_strength[int(f)] for f in a.table_feats
         ]
     table["redundant_with"] = [
         ", ".join(a.label_list(redundancy.partners(int(f)))) for f in a.table_feats
@@ -273,8 +307,8 @@ def _feature_figures(
     top_images: dict[str, np.ndarray] = {}
     for j, f in enumerate(a.top):
         lab = a.labels[int(f)]
-        pos, raw = top_activating(a.acts, int(f), 9)
-        imgs = _images(a.data, a.acts.rows[pos])
+        pos, raw = top_activating(a.stat_acts, int(f), 9)
+        imgs = _images(a.data, a.stat_acts.rows[pos])
         if len(imgs):
             top_images[lab] = imgs[0]
         bpt = None if bpt_xy is None else (bpt_xy[0], bpt_xy[1], strengths_top[:, j])
@@ -330,7 +364,7 @@ def _figures(
     figures, top_images = _feature_figures(a, strengths_top, exts)
     figures.update(_map_figures(a, exts))
     figures.update(_histogram_figure(a, exts))
-    corr = correlation_matrix(a.acts, a.table_feats)
+    corr = correlation_matrix(a.stat_acts, a.table_feats)
     for ext in exts:
         plot_correlation_matrix(fig_dir / f"correlation.{ext}", corr, a.label_list(a.table_feats))
     figures["correlation"] = f"{FIGURES}/correlation.png"
@@ -403,6 +437,7 @@ def _summary(
         "frequent_features": a.label_list(a.top),
         "table_features": a.label_list(a.table_feats),
         "n_active_features": len(a.ranked),
+        "stats": a.opts.stats,
         "variance_explained": variance,
         "groundtruth": _gt_summary(gt),
         "redundancy": redundancy.to_dict(a.labels),
@@ -449,7 +484,7 @@ def analyze_run(
     _write_feature_table(a, eqs, redundancy)
     # 3. variance explained, ground truth (synthetic data), figures
     variance = _variance_records(a)
-    strengths_top = scaled_strength(a.acts, a.top, a.stats.max)
+    strengths_top = scaled_strength(a.stat_acts, a.top, a.stats.max)
     gt = _groundtruth(a, strengths_top)
     exts = ["png"] + (["pdf"] if opts.pdf else [])
     figures = _figures(a, eqs, strengths_top, exts)

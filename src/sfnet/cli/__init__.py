@@ -22,12 +22,14 @@ COMMAND_MODULES = (
     "train",
     "predict",
     "data",
+    "paper_data",
     "synth",
     "demo",
     "analyze",
     "report",
     "explain",
     "compare",
+    "reproduce",
 )
 
 

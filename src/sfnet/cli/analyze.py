@@ -48,6 +48,14 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
         help="two features are redundant when the Spearman rho of their A_f over the galaxies "
         "where either fires exceeds this [default 0.9]",
     )
+    p.add_argument(
+        "--stats",
+        choices=("post-topk", "pre-topk"),
+        default="post-topk",
+        help="activation statistics (f_activated, A_f, top-9 grids, BPT colours) from the "
+        "post-TopK activations the head sees [default], or from the pooled features before "
+        "TopK, non-zero = activated (the paper's notebooks)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     # old spellings, one release: --dense is a switch in 'train', --features a file in 'compare'
     add_deprecated_alias(p, "--dense", "--dense-run")
@@ -87,6 +95,7 @@ def analysis_options(args: argparse.Namespace):
         recompute=args.recompute,
         batch_size=args.batch_size,
         **extra,
+        stats=args.stats,
     )
 
 
@@ -98,6 +107,7 @@ def options_given(args: argparse.Namespace) -> bool:
         or args.features
         or args.recompute
         or args.redundancy_rho is not None
+        or args.stats != "post-topk"
     )
 
 
@@ -108,7 +118,7 @@ def _analyze(args: argparse.Namespace) -> int:
     with folder_lock(Path(args.run), "sfnet analyze"):
         s = analyze_run(Path(args.run), analysis_options(args), progress=not args.no_progress)
     print(f"analysed {s['n_analysed']} galaxies of {args.run} in {s['seconds']:.1f} s")
-    print(f"frequent features: {', '.join(s['frequent_features'])}")
+    print(f"frequent features ({s['stats']} statistics): {', '.join(s['frequent_features'])}")
     for rec in s["variance_explained"]:
         if rec["m"] == s["k"]:
             print(

@@ -71,7 +71,12 @@ def _register_download(sub: argparse._SubParsersAction) -> None:
     )
     q.add_argument("--catalog", type=Path, required=True, help="catalog with objID, ra, dec")
     q.add_argument("--out", type=Path, required=True, help="image folder, e.g. DATA/images")
-    q.add_argument("--layer", default=d.layer, help=f"survey layer [default {d.layer}]")
+    q.add_argument(
+        "--layer",
+        default=d.layer,
+        help=f"Legacy Survey viewer layer: sdss (SDSS gri, the paper's images) or e.g. "
+        f"ls-dr10 (grz) [default {d.layer}]",
+    )
     q.add_argument(
         "--pixscale", type=float, default=d.pixscale, help=f"arcsec/pixel [default {d.pixscale}]"
     )

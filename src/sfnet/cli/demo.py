@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="synthesize a survey, train SFNets on it and report (minutes on a laptop CPU)",
         description=(
             "Synthesize the default survey (cached under --root), train an SFNet on bpt_lines "
-            "(k=4) and on metallicity (k=2), and print each model's validation RMSE beside "
+            "(k=4) and on metallicity (k=4), and print each model's validation RMSE beside "
             "predicting the mean and the oracle (true factors). Results stay under --root."
         ),
     )

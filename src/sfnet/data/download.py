@@ -42,7 +42,8 @@ class DownloadConfig:
     Attributes:
         url_template: ``str.format`` template with ``{ra}``, ``{dec}`` (degrees), ``{layer}``,
             ``{pixscale}`` (arcsec/px), ``{size}`` (px) and optionally ``{objid}``.
-        layer: survey layer, e.g. ``ls-dr10``.
+        layer: survey layer of the Legacy Survey viewer. Default ``sdss`` (SDSS gri, the
+            paper's images); others such as ``ls-dr10`` (grz) are options.
         pixscale: arcsec per pixel (Legacy Survey native: 0.262).
         size: cutout side in pixels.
         workers: concurrent connections.
@@ -55,7 +56,7 @@ class DownloadConfig:
     """
 
     url_template: str = DEFAULT_URL_TEMPLATE
-    layer: str = "ls-dr10"
+    layer: str = "sdss"
     pixscale: float = 0.262
     size: int = 160
     workers: int = 8

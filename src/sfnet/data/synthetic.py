@@ -105,7 +105,7 @@ import pandas as pd
 
 from sfnet.errors import DataError, UserError
 from sfnet.io import atomic_write, atomic_write_json
-from sfnet.physics import BPT_LINES, kauffmann_agn, kauffmann_curve
+from sfnet.physics import BPT_LINES, bpt_class, kauffmann_agn, kauffmann_curve
 from sfnet.progress import progress_bar
 
 #: Arcseconds per pixel (DESI Legacy Survey cutouts).
@@ -119,7 +119,7 @@ OBJID_BASE = 1237600000000000000
 #: MPA-JHU "no measurement" value.
 MISSING = -99.9
 #: Schema version written to synth.json (bump when the relations change).
-SYNTH_VERSION = 1
+SYNTH_VERSION = 2
 
 #: The real data contract's catalog columns (MPA-JHU / SDSS names), in order.
 CONTRACT_COLUMNS = (
@@ -138,6 +138,7 @@ CONTRACT_COLUMNS = (
     "oiii_5007_flux_err",
     "h_beta_flux",
     "h_beta_flux_err",
+    "bptclass",
 )
 
 #: Ground-truth latent factors, in order (units in the docstring of :func:`draw_catalog`).
@@ -418,6 +419,10 @@ def draw_catalog(n: int, seed: int = 0, start: int = 0) -> pd.DataFrame:
     for line in BPT_LINES:
         df[line] = cat[line]
         df[line + "_err"] = cat[line + "_err"]
+    df["bptclass"] = bpt_class(  # MPA-JHU coding, from the measured lines
+        np.stack([cat[line] for line in BPT_LINES], axis=1),
+        np.stack([cat[line + "_err"] for line in BPT_LINES], axis=1),
+    )
     true = {
         "true_z": z,
         "true_logmass": logm,
