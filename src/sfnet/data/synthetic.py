@@ -271,32 +271,10 @@ def _fibre_fraction(r50_arcsec: np.ndarray, cos_i: np.ndarray, psf_fwhm: np.ndar
     return 1.0 - (1.0 + x) * np.exp(-x)
 
 
-def draw_catalog(n: int, seed: int = 0, start: int = 0) -> pd.DataFrame:
-    """Draw the catalog of ``n`` synthetic galaxies (no images).
-
-    Args:
-        n: number of galaxies.
-        seed: survey seed; galaxy ``start + j`` depends only on (seed, start + j).
-        start: index of the first galaxy (objID = OBJID_BASE + index).
-
-    Returns:
-        DataFrame with :data:`CONTRACT_COLUMNS` (fluxes in 1e-17 erg/s/cm^2, masses log Msun,
-        SFR log Msun/yr, oh_p50 12+log(O/H) or -99.9) followed by :data:`TRUE_COLUMNS`:
-        z; log M* [Msun]; log SFR [Msun/yr]; offset from the main sequence [dex]; log sSFR
-        [1/yr]; quenched (0/1); r-band bulge-to-total; bulge Sersic n; bulge and disk half-light
-        radii [kpc]; disk half-light radius [arcsec]; cos(inclination); position angle [deg];
-        intrinsic disk g-r [mag]; gas A_V [mag]; clumpiness (0-1); starburst (0/1); merger (0/1);
-        AGN (0/1); AGN share of fibre Halpha (0-1); AGN point-source r flux [nanomaggies]; intrinsic 12+log(O/H) [dex]; fibre bias
-        [dex]; fibre aperture fraction; apparent r magnitude; PSF FWHM [arcsec].
-    """
-    if n < 1:
-        raise UserError(f"number of galaxies must be >= 1, got {n}")
+def _population(U: dict, N: dict) -> dict:
+    """Mass, quenching, starbursts, mergers and star formation (log Msun, log Msun/yr)."""
     from scipy.stats import truncnorm
 
-    U, N = _latent_draws(n, seed, start)
-    cosmo = _Cosmo()
-
-    # Population: mass, quenching, star formation.
     logm = truncnorm.ppf(U["mass"], (8.0 - 9.8) / 0.8, (11.5 - 9.8) / 0.8, 9.8, 0.8)
     quenched = U["quench"] < 0.75 * _sigmoid((logm - 10.5) / 0.3)
     starburst = ~quenched & (U["starburst"] < 0.04)
@@ -306,8 +284,20 @@ def draw_catalog(n: int, seed: int = 0, start: int = 0) -> pd.DataFrame:
     dms = dms + starburst * (0.5 + 0.5 * U["sb_boost"]) + (merger & ~quenched) * 0.2
     logsfr = ms + dms
     lssfr = logsfr - logm
+    return dict(
+        logm=logm,
+        quenched=quenched,
+        starburst=starburst,
+        merger=merger,
+        dms=dms,
+        logsfr=logsfr,
+        lssfr=lssfr,
+    )
 
-    # Morphology.
+
+def _morphology(U: dict, N: dict, g: dict) -> dict:
+    """Bulge fraction and Sersic index, sizes [kpc], orientation, PSF [arcsec]."""
+    logm, quenched = g["logm"], g["quenched"]
     bt = np.clip(
         0.05 + 0.4 * _sigmoid((logm - 10.6) / 0.3) + 0.35 * quenched + 0.08 * N["bt"], 0.0, 0.95
     )
@@ -321,9 +311,22 @@ def draw_catalog(n: int, seed: int = 0, start: int = 0) -> pd.DataFrame:
     sin_i = np.sqrt(1.0 - cos_i**2)
     pa = 180.0 * U["pa"]
     psf_fwhm = 1.1 + 0.4 * U["psf"]
+    return dict(
+        bt=bt,
+        sersic_n=sersic_n,
+        r50_disk=r50_disk,
+        r50_bulge=r50_bulge,
+        cos_i=cos_i,
+        sin_i=sin_i,
+        pa=pa,
+        psf_fwhm=psf_fwhm,
+    )
 
-    # Colours, dust, luminosity.
-    disk_gr = np.clip(0.45 - 0.3 * (lssfr + 10.0) + 0.04 * N["disk_col"], 0.15, 0.8)
+
+def _colours_dust(N: dict, g: dict) -> dict:
+    """Disk colour, gas attenuation [mag], absolute r magnitude and clumpiness."""
+    logm, bt, cos_i, quenched = g["logm"], g["bt"], g["cos_i"], g["quenched"]
+    disk_gr = np.clip(0.45 - 0.3 * (g["lssfr"] + 10.0) + 0.04 * N["disk_col"], 0.15, 0.8)
     bulge_gr = 0.76 + 0.03 * N["bulge_col"]
     x = logm - 10.0
     a_ha = np.clip(0.91 + 0.77 * x + 0.11 * x**2 - 0.09 * x**3, 0.05, None)
@@ -334,55 +337,83 @@ def draw_catalog(n: int, seed: int = 0, start: int = 0) -> pd.DataFrame:
     gr_tot = bt * bulge_gr + (1 - bt) * disk_gr
     log_ml = -0.306 + 1.097 * gr_tot - 0.093  # Chabrier IMF (Bell et al. 2003 Sect. 6)
     abs_r = 4.65 - 2.5 * (logm - log_ml) + (1 - bt) * _K_R * ebv_star
-    sigma_sfr = 10**logsfr / (2 * np.pi * r50_disk**2)
+    sigma_sfr = 10 ** g["logsfr"] / (2 * np.pi * g["r50_disk"] ** 2)
     clump = np.where(quenched, 0.0, _sigmoid((np.log10(sigma_sfr) + 1.5) / 0.3))
+    return dict(disk_gr=disk_gr, a_ha=a_ha, a_v=a_v, abs_r=abs_r, clump=clump)
 
-    # Redshift from the r < 17.77 flux limit.
-    z_lim = np.clip(cosmo.z_at_distmod(R_LIMIT - abs_r), 0.03, 0.15)
+
+def _redshift(U: dict, g: dict, cosmo: _Cosmo) -> dict:
+    """Redshift from the r < 17.77 flux limit; luminosity distance [cm], r mag, size [arcsec]."""
+    z_lim = np.clip(cosmo.z_at_distmod(R_LIMIT - g["abs_r"]), 0.03, 0.15)
     z = 0.02 + (z_lim - 0.02) * U["z"] ** (1 / 3)  # uniform in volume
     dl_cm, distmod, kpc_per_arcsec = cosmo.at(z)
-    mag_r = abs_r + distmod
-    r50_arcsec = r50_disk / kpc_per_arcsec
+    mag_r = g["abs_r"] + distmod
+    r50_arcsec = g["r50_disk"] / kpc_per_arcsec
+    return dict(z=z, dl_cm=dl_cm, mag_r=mag_r, r50_arcsec=r50_arcsec)
 
-    # Metallicity and the fibre.
+
+def _metallicity(N: dict, g: dict) -> dict:
+    """Intrinsic and fibre 12+log(O/H) [dex], fibre bias [dex] and fibre aperture fraction."""
+    logm = g["logm"]
     oh_scatter = 0.07 + 0.03 * np.clip(10.0 - logm, 0.0, 1.5)
-    oh = -1.492 + 1.847 * logm - 0.08026 * logm**2 - 0.2 * dms + oh_scatter * N["oh"]
-    fibre_bias = -0.1 * sin_i * (1 - bt)
+    oh = -1.492 + 1.847 * logm - 0.08026 * logm**2 - 0.2 * g["dms"] + oh_scatter * N["oh"]
+    fibre_bias = -0.1 * g["sin_i"] * (1 - g["bt"])
     oh_fibre = oh + fibre_bias
-    fibre_frac = _fibre_fraction(r50_arcsec, cos_i, psf_fwhm)
+    fibre_frac = _fibre_fraction(g["r50_arcsec"], g["cos_i"], g["psf_fwhm"])
+    return dict(oh=oh, fibre_bias=fibre_bias, oh_fibre=oh_fibre, fibre_frac=fibre_frac)
 
-    # Star-forming lines (1e-17 erg/s/cm^2).
-    flux_unit = 1e17 / (4 * np.pi * dl_cm**2)
-    att_ha = 10 ** (-0.4 * a_ha)
-    att_hb = 10 ** (-0.4 * a_ha * _K_HB / _K_HA)
-    ha_int = 10**logsfr / 7.9e-42 * flux_unit * fibre_frac
+
+def _sf_lines(N: dict, g: dict) -> dict:
+    """Star-forming line fluxes inside the fibre (1e-17 erg/s/cm^2) and the attenuations."""
+    flux_unit = 1e17 / (4 * np.pi * g["dl_cm"] ** 2)
+    att_ha = 10 ** (-0.4 * g["a_ha"])
+    att_hb = 10 ** (-0.4 * g["a_ha"] * _K_HB / _K_HA)
+    ha_int = 10 ** g["logsfr"] / 7.9e-42 * flux_unit * g["fibre_frac"]
     ha_sf = ha_int * att_ha
     hb_sf = ha_int / 2.86 * att_hb
-    oh_pp04 = 8.73 + 0.65 * (oh_fibre - 9.0)
+    oh_pp04 = 8.73 + 0.65 * (g["oh_fibre"] - 9.0)
     n2_sf = np.minimum((oh_pp04 - 8.90) / 0.57 + 0.04 * N["sf_n2"], -0.2)
     kc = kauffmann_curve(n2_sf)
     o3_sf = np.clip(kc - 0.25 + 0.08 * N["sf_o3"], -1.2, kc - 0.05)
     nii_sf = ha_sf * 10**n2_sf
     oiii_sf = hb_sf * 10**o3_sf
+    return dict(
+        flux_unit=flux_unit,
+        att_ha=att_ha,
+        att_hb=att_hb,
+        ha_sf=ha_sf,
+        hb_sf=hb_sf,
+        nii_sf=nii_sf,
+        oiii_sf=oiii_sf,
+    )
 
-    # AGN lines (all inside the fibre).
-    agn = U["agn"] < 0.8 * _sigmoid((logm - 10.0) / 0.35) * np.where(quenched, 0.8, 1.0)
+
+def _agn_lines(U: dict, N: dict, g: dict) -> dict:
+    """AGN flags and AGN line fluxes (all inside the fibre; 1e-17 erg/s/cm^2)."""
+    logm = g["logm"]
+    agn = U["agn"] < 0.8 * _sigmoid((logm - 10.0) / 0.35) * np.where(g["quenched"], 0.8, 1.0)
     seyfert = agn & (U["agn_type"] < 0.35)
     log_l_agn = 39.8 + 0.8 * (logm - 10.5) + 0.45 * N["agn_lum"] + 0.5 * seyfert
-    ha_agn_int = np.where(agn, 10**log_l_agn * flux_unit, 0.0)
-    ha_agn = ha_agn_int * att_ha
-    hb_agn = ha_agn_int / 3.1 * att_hb
+    ha_agn_int = np.where(agn, 10**log_l_agn * g["flux_unit"], 0.0)
+    ha_agn = ha_agn_int * g["att_ha"]
+    hb_agn = ha_agn_int / 3.1 * g["att_hb"]
     agn_x = np.where(seyfert, 0.05 + 0.12 * N["agn_x"], 0.15 + 0.12 * N["agn_x"])
     agn_y = np.where(seyfert, 0.7 + 0.2 * N["agn_y"], 0.0 + 0.15 * N["agn_y"])
     nii_agn = ha_agn * 10**agn_x
     oiii_agn = hb_agn * 10**agn_y
-    agn_frac = ha_agn / (ha_agn + ha_sf)
+    agn_frac = ha_agn / (ha_agn + g["ha_sf"])
+    return dict(
+        agn=agn, ha_agn=ha_agn, hb_agn=hb_agn, nii_agn=nii_agn, oiii_agn=oiii_agn, agn_frac=agn_frac
+    )
 
+
+def _measured_lines(n: int, N: dict, g: dict) -> tuple[dict, np.ndarray]:
+    """Noisy measured BPT line fluxes and errors, and the measured oh_p50 (or MISSING)."""
     true_flux = {
-        "nii_6584_flux": nii_sf + nii_agn,
-        "h_alpha_flux": ha_sf + ha_agn,
-        "oiii_5007_flux": oiii_sf + oiii_agn,
-        "h_beta_flux": hb_sf + hb_agn,
+        "nii_6584_flux": g["nii_sf"] + g["nii_agn"],
+        "h_alpha_flux": g["ha_sf"] + g["ha_agn"],
+        "oiii_5007_flux": g["oiii_sf"] + g["oiii_agn"],
+        "h_beta_flux": g["hb_sf"] + g["hb_agn"],
     }
     e0 = {"nii_6584_flux": 5.0, "h_alpha_flux": 6.0, "oiii_5007_flux": 4.5, "h_beta_flux": 4.0}
     noise_key = {
@@ -403,17 +434,23 @@ def draw_catalog(n: int, seed: int = 0, start: int = 0) -> pd.DataFrame:
         logf = np.log10(np.stack([cat[line] for line in BPT_LINES], axis=1))
         n2m, o3m = logf[:, 0] - logf[:, 1], logf[:, 2] - logf[:, 3]
     star_forming = good & ~kauffmann_agn(np.where(good, n2m, 0.0), np.where(good, o3m, 0.0))
-    oh_p50 = np.where(star_forming, oh_fibre + 0.03 * N["oh_meas"], MISSING)
+    oh_p50 = np.where(star_forming, g["oh_fibre"] + 0.03 * N["oh_meas"], MISSING)
+    return cat, oh_p50
 
+
+def _contract_frame(
+    n: int, start: int, U: dict, N: dict, g: dict, cat: dict, oh_p50: np.ndarray
+) -> pd.DataFrame:
+    """The :data:`CONTRACT_COLUMNS` (MPA-JHU names) of the catalog."""
     df = pd.DataFrame(
         {
             "objID": (OBJID_BASE + start + np.arange(n)).astype(np.int64),
             "ra": 120.0 + 120.0 * U["ra"],
             "dec": np.degrees(np.arcsin(np.sin(np.radians(60.0)) * U["dec"])),
-            "z": z,
+            "z": g["z"],
             "oh_p50": oh_p50,
-            "lgm_tot_p50": logm + 0.08 * N["mass_meas"],
-            "sfr_tot_p50": logsfr + np.where(quenched, 0.35, 0.15) * N["sfr_meas"],
+            "lgm_tot_p50": g["logm"] + 0.08 * N["mass_meas"],
+            "sfr_tot_p50": g["logsfr"] + np.where(g["quenched"], 0.35, 0.15) * N["sfr_meas"],
         }
     )
     for line in BPT_LINES:
@@ -423,34 +460,76 @@ def draw_catalog(n: int, seed: int = 0, start: int = 0) -> pd.DataFrame:
         np.stack([cat[line] for line in BPT_LINES], axis=1),
         np.stack([cat[line + "_err"] for line in BPT_LINES], axis=1),
     )
-    true = {
-        "true_z": z,
-        "true_logmass": logm,
-        "true_logsfr": logsfr,
-        "true_delta_ms": dms,
-        "true_log_ssfr": lssfr,
-        "true_quenched": quenched.astype(np.int64),
-        "true_bulge_frac": bt,
-        "true_bulge_n": sersic_n,
-        "true_bulge_r50_kpc": r50_bulge,
-        "true_disk_r50_kpc": r50_disk,
-        "true_r50_arcsec": r50_arcsec,
-        "true_cos_inc": cos_i,
-        "true_pa_deg": pa,
-        "true_disk_gr": disk_gr,
-        "true_dust_av": a_v,
-        "true_clumpiness": clump,
-        "true_starburst": starburst.astype(np.int64),
-        "true_merger": merger.astype(np.int64),
-        "true_agn": agn.astype(np.int64),
-        "true_agn_frac": agn_frac,
-        "true_agn_point_r": np.minimum(0.03 * ha_agn, 0.5 * 10 ** (-0.4 * (mag_r - 22.5))),
-        "true_oh": oh,
-        "true_fibre_bias": fibre_bias,
-        "true_fibre_frac": fibre_frac,
-        "true_mag_r": mag_r,
-        "true_psf_fwhm": psf_fwhm,
+    return df
+
+
+def _true_columns(g: dict) -> dict:
+    """The :data:`TRUE_COLUMNS` (name -> (n,) array); a flat table."""
+    return {
+        "true_z": g["z"],
+        "true_logmass": g["logm"],
+        "true_logsfr": g["logsfr"],
+        "true_delta_ms": g["dms"],
+        "true_log_ssfr": g["lssfr"],
+        "true_quenched": g["quenched"].astype(np.int64),
+        "true_bulge_frac": g["bt"],
+        "true_bulge_n": g["sersic_n"],
+        "true_bulge_r50_kpc": g["r50_bulge"],
+        "true_disk_r50_kpc": g["r50_disk"],
+        "true_r50_arcsec": g["r50_arcsec"],
+        "true_cos_inc": g["cos_i"],
+        "true_pa_deg": g["pa"],
+        "true_disk_gr": g["disk_gr"],
+        "true_dust_av": g["a_v"],
+        "true_clumpiness": g["clump"],
+        "true_starburst": g["starburst"].astype(np.int64),
+        "true_merger": g["merger"].astype(np.int64),
+        "true_agn": g["agn"].astype(np.int64),
+        "true_agn_frac": g["agn_frac"],
+        "true_agn_point_r": np.minimum(
+            0.03 * g["ha_agn"], 0.5 * 10 ** (-0.4 * (g["mag_r"] - 22.5))
+        ),
+        "true_oh": g["oh"],
+        "true_fibre_bias": g["fibre_bias"],
+        "true_fibre_frac": g["fibre_frac"],
+        "true_mag_r": g["mag_r"],
+        "true_psf_fwhm": g["psf_fwhm"],
     }
+
+
+def draw_catalog(n: int, seed: int = 0, start: int = 0) -> pd.DataFrame:
+    """Draw the catalog of ``n`` synthetic galaxies (no images).
+
+    Args:
+        n: number of galaxies.
+        seed: survey seed; galaxy ``start + j`` depends only on (seed, start + j).
+        start: index of the first galaxy (objID = OBJID_BASE + index).
+
+    Returns:
+        DataFrame with :data:`CONTRACT_COLUMNS` (fluxes in 1e-17 erg/s/cm^2, masses log Msun,
+        SFR log Msun/yr, oh_p50 12+log(O/H) or -99.9) followed by :data:`TRUE_COLUMNS`:
+        z; log M* [Msun]; log SFR [Msun/yr]; offset from the main sequence [dex]; log sSFR
+        [1/yr]; quenched (0/1); r-band bulge-to-total; bulge Sersic n; bulge and disk half-light
+        radii [kpc]; disk half-light radius [arcsec]; cos(inclination); position angle [deg];
+        intrinsic disk g-r [mag]; gas A_V [mag]; clumpiness (0-1); starburst (0/1); merger (0/1);
+        AGN (0/1); AGN share of fibre Halpha (0-1); AGN point-source r flux [nanomaggies]; intrinsic 12+log(O/H) [dex]; fibre bias
+        [dex]; fibre aperture fraction; apparent r magnitude; PSF FWHM [arcsec].
+    """
+    if n < 1:
+        raise UserError(f"number of galaxies must be >= 1, got {n}")
+    # Every random number is drawn up front (per galaxy, seeded by (seed, index)); the steps
+    # below are deterministic functions of those draws and of the earlier steps.
+    U, N = _latent_draws(n, seed, start)
+    g = _population(U, N)
+    g |= _morphology(U, N, g)
+    g |= _colours_dust(N, g)
+    g |= _redshift(U, g, _Cosmo())
+    g |= _metallicity(N, g)
+    g |= _sf_lines(N, g)
+    g |= _agn_lines(U, N, g)
+    cat, oh_p50 = _measured_lines(n, N, g)
+    df = _contract_frame(n, start, U, N, g, cat, oh_p50)
+    true = _true_columns(g)
     for name in TRUE_COLUMNS:
         df[name] = true[name]
     return df
