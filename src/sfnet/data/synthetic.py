@@ -698,6 +698,63 @@ def _mp_context():
     return mp.get_context("spawn")
 
 
+def _check_synth_out(out: Path, size: int, overwrite: bool) -> None:
+    """Refuse a too-small image size, or an ``out`` that exists and may not be replaced."""
+    if size < 16:
+        raise UserError(f"image size must be >= 16 px, got {size}")
+    if out.exists() and not overwrite:
+        raise UserError(f"{out}: already exists (choose another --out, or overwrite)")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not read_synth_info(out):
+        raise UserError(
+            f"{out}: not a synthetic survey made by sfnet synth (no synth.json); --overwrite "
+            "only replaces those - choose another --out"
+        )
+
+
+def _render_jobs(
+    params: list[dict], objids: np.ndarray, size: int, seed: int, img_dir: Path, workers: int
+) -> list[tuple]:
+    """Chunks of galaxies (arguments of :func:`_render_chunk`), about 4 per worker."""
+    n = len(params)
+    chunk = max(8, min(100, n // (4 * workers) + 1))
+    jobs = [
+        (params[s : s + chunk], range(s, min(n, s + chunk)), objids[s : s + chunk])
+        for s in range(0, n, chunk)
+    ]
+    return [(p, list(i), list(o), size, seed, str(img_dir)) for p, i, o in jobs]
+
+
+def _run_render_jobs(jobs: list[tuple], workers: int, done: Callable[[int], None]) -> None:
+    """Render every job, in this process (``workers == 1``) or a pool; ``done(k)`` after each."""
+    if workers == 1:
+        for job in jobs:
+            done(_render_chunk(job))
+        return
+    from sfnet.data.store import die_with_parent
+
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=_mp_context(),
+        initializer=die_with_parent,  # no orphan renderers after a kill -9
+        initargs=(os.getpid(),),
+    )
+    with pool as ex:
+        futures = [ex.submit(_render_chunk, job) for job in jobs]
+        for fut in as_completed(futures):
+            done(fut.result())
+
+
+def _replace_folder(tmp: Path, out: Path) -> None:
+    """Rename the finished ``tmp`` to ``out``, replacing an existing ``out`` (moved aside first)."""
+    if out.exists():
+        trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+        os.replace(out, trash / "old")
+        os.replace(tmp, out)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
 def synthesize(
     out: Path,
     n: int,
@@ -733,15 +790,7 @@ def synthesize(
         >>> data = sfnet.open_dataset(survey, crop=48)
     """
     out = Path(out)
-    if size < 16:
-        raise UserError(f"image size must be >= 16 px, got {size}")
-    if out.exists() and not overwrite:
-        raise UserError(f"{out}: already exists (choose another --out, or overwrite)")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not read_synth_info(out):
-        raise UserError(
-            f"{out}: not a synthetic survey made by sfnet synth (no synth.json); --overwrite "
-            "only replaces those - choose another --out"
-        )
+    _check_synth_out(out, size, overwrite)
     if workers is None:  # all cores, unless starting processes costs more than it saves
         workers = _default_workers() if n >= 64 else 1
     workers = max(1, int(workers))
@@ -753,12 +802,7 @@ def synthesize(
     try:
         img_dir = tmp / "images"
         img_dir.mkdir()
-        chunk = max(8, min(100, n // (4 * workers) + 1))
-        jobs = [
-            (params[s : s + chunk], range(s, min(n, s + chunk)), objids[s : s + chunk])
-            for s in range(0, n, chunk)
-        ]
-        jobs = [(p, list(i), list(o), size, seed, str(img_dir)) for p, i, o in jobs]
+        jobs = _render_jobs(params, objids, size, seed, img_dir, workers)
         bar = progress_bar(progress, n, "synth", unit="gal")
 
         def _done(k: int) -> None:
@@ -766,35 +810,14 @@ def synthesize(
             if callback is not None:
                 callback(k)
 
-        if workers == 1:
-            for job in jobs:
-                _done(_render_chunk(job))
-        else:
-            from sfnet.data.store import die_with_parent
-
-            pool = ProcessPoolExecutor(
-                max_workers=workers,
-                mp_context=_mp_context(),
-                initializer=die_with_parent,  # no orphan renderers after a kill -9
-                initargs=(os.getpid(),),
-            )
-            with pool as ex:
-                futures = [ex.submit(_render_chunk, job) for job in jobs]
-                for fut in as_completed(futures):
-                    _done(fut.result())
+        _run_render_jobs(jobs, workers, _done)
         bar.close()
         atomic_write(tmp / "galaxies.csv", lambda p: cat.to_csv(p, index=False))
         atomic_write_json(
             tmp / "synth.json",
             {"n": n, "size": size, "seed": seed, "version": SYNTH_VERSION, "format": "sfnet-synth"},
         )
-        if out.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-            os.replace(out, trash / "old")
-            os.replace(tmp, out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        _replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
