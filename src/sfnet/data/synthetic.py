@@ -577,6 +577,67 @@ def _band_fluxes(f_r: float, gr: float, ri: float) -> np.ndarray:
     return np.array([f_r * 10 ** (-0.4 * gr), f_r, f_r * 10 ** (0.4 * ri)])
 
 
+def _clump_knots(
+    p: dict, fd: np.ndarray, rng: np.random.Generator, gsp: object
+) -> tuple[object, np.ndarray]:
+    """Star-forming knots on the disk (a GalSim profile of unit flux) and their (3,) g, r, i
+    fluxes [nanomaggies], a share of the disk's ``fd``; draws radii, angles, then weights."""
+    import galsim
+
+    nclump = 3 + int(round(8 * p["clump"]))
+    share = 0.3 * p["clump"]
+    h = p["disk_r50"] / 1.678
+    rad = rng.gamma(2.0, h, nclump)
+    phi = rng.uniform(0, 2 * np.pi, nclump)
+    xs, ys = rad * np.cos(phi), rad * np.sin(phi) * p["cos_i"]
+    c, s = np.cos(np.radians(p["pa"])), np.sin(np.radians(p["pa"]))
+    w = rng.uniform(0.5, 1.5, nclump)
+    w /= w.sum()
+    knots = galsim.Sum(
+        [
+            galsim.Gaussian(sigma=0.15, flux=float(wk), gsparams=gsp).shift(
+                float(c * xk - s * yk), float(s * xk + c * yk)
+            )
+            for wk, xk, yk in zip(w, xs, ys, strict=True)
+        ]
+    )
+    fk = _band_fluxes(share * fd[0] * 10 ** (0.4 * 0.1), 0.1, 0.0)  # g share of the disk
+    return knots, fk
+
+
+def _companion(
+    p: dict, size: int, rng: np.random.Generator, gsp: object
+) -> tuple[object, np.ndarray]:
+    """A merger's companion exponential (unit-flux GalSim profile) and its (3,) g, r, i fluxes;
+    draws flux ratio, separation, angle, axis ratio, position angle in that order."""
+    import galsim
+
+    ratio = rng.uniform(0.1, 0.5)
+    sep = min(rng.uniform(1.5, 3.0) * p["disk_r50"], 0.4 * size * PIXEL_SCALE)
+    ang = rng.uniform(0, 2 * np.pi)
+    comp = galsim.Exponential(half_light_radius=p["disk_r50"] * np.sqrt(ratio), gsparams=gsp).shear(
+        q=rng.uniform(0.4, 1.0), beta=rng.uniform(0, np.pi) * galsim.radians
+    )
+    comp = comp.shift(sep * np.cos(ang), sep * np.sin(ang))
+    return comp, _band_fluxes(ratio * p["f_r"], 0.45, 0.2)
+
+
+def _draw_bands(
+    comps: list[tuple[object, np.ndarray]], psf: object, size: int, offset: tuple, gsp: object
+) -> np.ndarray:
+    """(3, size, size) g, r, i image [nanomaggies/px]: each PSF-convolved profile times its
+    (3,) band fluxes, noise-free."""
+    import galsim
+
+    bands = np.zeros((3, size, size))
+    for prof, flux in comps:
+        img = galsim.Convolve([prof, psf], gsparams=gsp).drawImage(
+            nx=size, ny=size, scale=PIXEL_SCALE, offset=offset
+        )
+        bands += flux[:, None, None] * img.array[None]
+    return bands
+
+
 def render_galaxy(p: dict, size: int, seed: int, index: int) -> np.ndarray:
     """Render one galaxy.
 
@@ -605,24 +666,7 @@ def render_galaxy(p: dict, size: int, seed: int, index: int) -> np.ndarray:
     ).rotate(pa)
     fd = _band_fluxes(p["f_r"] * (1 - p["bt"]), p["disk_gr"], p["disk_ri"])
     if p["clump"] > 0.02:
-        nclump = 3 + int(round(8 * p["clump"]))
-        share = 0.3 * p["clump"]
-        h = p["disk_r50"] / 1.678
-        rad = rng.gamma(2.0, h, nclump)
-        phi = rng.uniform(0, 2 * np.pi, nclump)
-        xs, ys = rad * np.cos(phi), rad * np.sin(phi) * p["cos_i"]
-        c, s = np.cos(np.radians(p["pa"])), np.sin(np.radians(p["pa"]))
-        w = rng.uniform(0.5, 1.5, nclump)
-        w /= w.sum()
-        knots = galsim.Sum(
-            [
-                galsim.Gaussian(sigma=0.15, flux=float(wk), gsparams=gsp).shift(
-                    float(c * xk - s * yk), float(s * xk + c * yk)
-                )
-                for wk, xk, yk in zip(w, xs, ys, strict=True)
-            ]
-        )
-        fk = _band_fluxes(share * fd[0] * 10 ** (0.4 * 0.1), 0.1, 0.0)  # g share of the disk
+        knots, fk = _clump_knots(p, fd, rng, gsp)
         comps.append((knots, fk))
         fd = np.clip(fd - fk, 0.0, None)
     comps.append((disk, fd))
@@ -636,23 +680,11 @@ def render_galaxy(p: dict, size: int, seed: int, index: int) -> np.ndarray:
         nuc = galsim.Gaussian(half_light_radius=max(0.3, 0.2 * p["disk_r50"]), gsparams=gsp)
         comps.append((nuc, _band_fluxes(0.3 * p["f_r"], 0.1, 0.0)))
     if p["merger"]:
-        ratio = rng.uniform(0.1, 0.5)
-        sep = min(rng.uniform(1.5, 3.0) * p["disk_r50"], 0.4 * size * PIXEL_SCALE)
-        ang = rng.uniform(0, 2 * np.pi)
-        comp = galsim.Exponential(
-            half_light_radius=p["disk_r50"] * np.sqrt(ratio), gsparams=gsp
-        ).shear(q=rng.uniform(0.4, 1.0), beta=rng.uniform(0, np.pi) * galsim.radians)
-        comp = comp.shift(sep * np.cos(ang), sep * np.sin(ang))
-        comps.append((comp, _band_fluxes(ratio * p["f_r"], 0.45, 0.2)))
+        comps.append(_companion(p, size, rng, gsp))
     if p["point_r"] > 0:
         comps.append((galsim.DeltaFunction(gsparams=gsp), _band_fluxes(p["point_r"], 0.2, 0.1)))
 
-    bands = np.zeros((3, size, size))
-    for prof, flux in comps:
-        img = galsim.Convolve([prof, psf], gsparams=gsp).drawImage(
-            nx=size, ny=size, scale=PIXEL_SCALE, offset=offset
-        )
-        bands += flux[:, None, None] * img.array[None]
+    bands = _draw_bands(comps, psf, size, offset, gsp)
     bands += np.asarray(_SKY_SIGMA)[:, None, None] * rng.standard_normal((3, size, size))
     return fits_to_rgb(bands)  # the same Lupton mapping as real FITS cutouts
 
