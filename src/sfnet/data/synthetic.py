@@ -875,6 +875,38 @@ def is_complete(data: Path, n: int, size: int, seed: int) -> bool:
     return img_dir.is_dir() and sum(1 for _ in img_dir.glob("*.png")) == n
 
 
+def _preview_pick(
+    data: Path, column: str, n: int, rows: Sequence[int] | None
+) -> tuple[pd.DataFrame, pd.Series, np.ndarray]:
+    """Catalog of ``data``, ``column`` as numbers, and up to ``n`` row numbers with finite values
+    (within ``rows`` if given), sorted by the column and evenly spaced in rank."""
+    csv = data / "galaxies.csv"
+    if not csv.is_file():
+        raise DataError(f"{csv}: no such catalog")
+    cat = pd.read_csv(csv, dtype={"objID": str})
+    if column not in cat.columns:
+        trues = ", ".join(c for c in cat.columns if c.startswith("true_")) or "none"
+        raise DataError(f"{csv}: no column {column!r} (true_* columns: {trues})")
+    vals = pd.to_numeric(cat[column], errors="coerce")
+    ok = np.flatnonzero(np.isfinite(vals.to_numpy()))
+    if rows is not None:
+        ok = np.intersect1d(ok, np.asarray(rows, dtype=np.int64))
+    if len(ok) == 0:
+        raise DataError(f"{csv}: column {column!r} has no finite values")
+    order = ok[np.argsort(vals.to_numpy()[ok], kind="stable")]
+    pick = order[np.unique(np.linspace(0, len(order) - 1, min(n, len(order))).round().astype(int))]
+    return cat, vals, pick
+
+
+def _image_file(data: Path, oid: str, row: int) -> Path:
+    """``data/images/{oid}.png|jpg|jpeg``, the first that exists; DataError naming the row if none."""
+    cands = [data / "images" / f"{oid}.{e}" for e in ("png", "jpg", "jpeg")]
+    path = next((c for c in cands if c.is_file()), None)
+    if path is None:
+        raise DataError(f"{data / 'images'}: no image for objID {oid} (catalog row {row})")
+    return path
+
+
 def preview(
     data: Path,
     column: str,
@@ -900,31 +932,13 @@ def preview(
     from PIL import Image
 
     data = Path(data)
-    csv = data / "galaxies.csv"
-    if not csv.is_file():
-        raise DataError(f"{csv}: no such catalog")
-    cat = pd.read_csv(csv, dtype={"objID": str})
-    if column not in cat.columns:
-        trues = ", ".join(c for c in cat.columns if c.startswith("true_")) or "none"
-        raise DataError(f"{csv}: no column {column!r} (true_* columns: {trues})")
-    vals = pd.to_numeric(cat[column], errors="coerce")
-    ok = np.flatnonzero(np.isfinite(vals.to_numpy()))
-    if rows is not None:
-        ok = np.intersect1d(ok, np.asarray(rows, dtype=np.int64))
-    if len(ok) == 0:
-        raise DataError(f"{csv}: column {column!r} has no finite values")
-    order = ok[np.argsort(vals.to_numpy()[ok], kind="stable")]
-    pick = order[np.unique(np.linspace(0, len(order) - 1, min(n, len(order))).round().astype(int))]
+    cat, vals, pick = _preview_pick(data, column, n, rows)
     nrows = int(np.ceil(len(pick) / ncols))
     fig = Figure(figsize=(1.3 * ncols, 1.45 * nrows + 0.4), dpi=100)
     FigureCanvasAgg(fig)
     fig.suptitle(f"{data.name}: sorted by {column} (low to high)", fontsize=9)
     for k, row in enumerate(pick):
-        oid = cat["objID"].iloc[row]
-        cands = [data / "images" / f"{oid}.{e}" for e in ("png", "jpg", "jpeg")]
-        path = next((c for c in cands if c.is_file()), None)
-        if path is None:
-            raise DataError(f"{data / 'images'}: no image for objID {oid} (catalog row {row})")
+        path = _image_file(data, cat["objID"].iloc[row], row)
         ax = fig.add_subplot(nrows, ncols, k + 1)
         ax.imshow(np.asarray(Image.open(path).convert("RGB")))
         ax.set_title(f"{vals.iloc[row]:.3g}", fontsize=7, pad=2)
