@@ -261,53 +261,23 @@ def _catalog_rows(catalog: pd.DataFrame | Path) -> tuple[list[str], np.ndarray, 
     return [str(o) for o in catalog["objID"].to_numpy()], ra, dec, source
 
 
-def download_cutouts(
-    catalog: pd.DataFrame | Path,
+def _fetch_all(
+    todo: list[int],
+    ids: list[str],
+    ra: np.ndarray,
+    dec: np.ndarray,
     out: Path,
-    cfg: DownloadConfig | None = None,
-    failures_file: Path | None = None,
-    progress: bool = False,
-    on_done: Callable[[int, int], None] | None = None,
-) -> DownloadResult:
-    """Download ``out/{objID}.jpg`` for every row of a catalog with ``objID``, ``ra``, ``dec``.
-
-    Args:
-        catalog: a DataFrame or a catalog file (CSV / Parquet / FITS).
-        out: image folder (created); complete JPEGs already there are skipped.
-        cfg: download settings (defaults: Legacy Survey DR10, 0.262"/px, 160 px).
-        failures_file: where to list failures (TSV: objID, ra, dec, reason, url); default
-            ``out/download_failures.tsv``. Removed when a run has no failure.
-        progress: show a tqdm progress bar.
-        on_done: called as ``on_done(finished, to_fetch)`` after each galaxy.
-
-    Returns:
-        Counts and the failures; the function does not raise for per-galaxy failures.
-    """
-    from sfnet.io import atomic_write_bytes
-
-    t0 = time.perf_counter()
-    cfg = cfg or DownloadConfig()
-    cfg.validate()
-    ids, ra, dec, _ = _catalog_rows(catalog)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    failures_file = Path(failures_file) if failures_file else out / FAILURES_FILE
-    # Temporary files of a killed run (atomic writes: never under a final name).
-    for p in out.glob(".*.jpg.*.tmp"):
-        p.unlink(missing_ok=True)
-
-    todo = [i for i, o in enumerate(ids) if not is_complete_jpeg(out / f"{o}.jpg")]
-    skipped = len(ids) - len(todo)
+    cfg: DownloadConfig,
+    bar: object | None,
+    on_done: Callable[[int, int], None] | None,
+) -> dict[int, str]:
+    """Fetch catalog rows ``todo`` into ``out/{objID}.jpg`` with ``cfg.workers`` threads sharing
+    one rate limiter; returns {row: failure reason}. Ctrl-C stops every thread, then re-raises."""
     limiter = RateLimiter(cfg.rate)
     stop = threading.Event()
     lock = threading.Lock()
     failures: dict[int, str] = {}
     state = {"next": 0, "done": 0}
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(todo), unit="img", desc="download")
 
     def worker() -> None:
         while not stop.is_set():
@@ -344,18 +314,77 @@ def download_cutouts(
         for t in threads:
             t.join()
         raise
+    return failures
+
+
+def _write_failures(
+    path: Path,
+    failures: dict[int, str],
+    ids: list[str],
+    ra: np.ndarray,
+    dec: np.ndarray,
+    cfg: DownloadConfig,
+) -> None:
+    """Write the failures list (TSV: objID, ra, dec, reason, url; rows in catalog order)."""
+    from sfnet.io import atomic_write_bytes
+
+    lines = ["objID\tra\tdec\treason\turl"]
+    for i in sorted(failures):
+        lines.append(
+            f"{ids[i]}\t{ra[i]!r}\t{dec[i]!r}\t{failures[i]}\t{cfg.url(ra[i], dec[i], ids[i])}"
+        )
+    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+
+
+def download_cutouts(
+    catalog: pd.DataFrame | Path,
+    out: Path,
+    cfg: DownloadConfig | None = None,
+    failures_file: Path | None = None,
+    progress: bool = False,
+    on_done: Callable[[int, int], None] | None = None,
+) -> DownloadResult:
+    """Download ``out/{objID}.jpg`` for every row of a catalog with ``objID``, ``ra``, ``dec``.
+
+    Args:
+        catalog: a DataFrame or a catalog file (CSV / Parquet / FITS).
+        out: image folder (created); complete JPEGs already there are skipped.
+        cfg: download settings (defaults: Legacy Survey DR10, 0.262"/px, 160 px).
+        failures_file: where to list failures (TSV: objID, ra, dec, reason, url); default
+            ``out/download_failures.tsv``. Removed when a run has no failure.
+        progress: show a tqdm progress bar.
+        on_done: called as ``on_done(finished, to_fetch)`` after each galaxy.
+
+    Returns:
+        Counts and the failures; the function does not raise for per-galaxy failures.
+    """
+    t0 = time.perf_counter()
+    cfg = cfg or DownloadConfig()
+    cfg.validate()
+    ids, ra, dec, _ = _catalog_rows(catalog)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    failures_file = Path(failures_file) if failures_file else out / FAILURES_FILE
+    # Temporary files of a killed run (atomic writes: never under a final name).
+    for p in out.glob(".*.jpg.*.tmp"):
+        p.unlink(missing_ok=True)
+
+    todo = [i for i, o in enumerate(ids) if not is_complete_jpeg(out / f"{o}.jpg")]
+    skipped = len(ids) - len(todo)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), unit="img", desc="download")
+    try:
+        failures = _fetch_all(todo, ids, ra, dec, out, cfg, bar, on_done)
     finally:
         if bar is not None:
             bar.close()
 
     failed = [(ids[i], failures[i]) for i in sorted(failures)]
     if failed:
-        lines = ["objID\tra\tdec\treason\turl"]
-        for i in sorted(failures):
-            lines.append(
-                f"{ids[i]}\t{ra[i]!r}\t{dec[i]!r}\t{failures[i]}\t{cfg.url(ra[i], dec[i], ids[i])}"
-            )
-        atomic_write_bytes(failures_file, ("\n".join(lines) + "\n").encode())
+        _write_failures(failures_file, failures, ids, ra, dec, cfg)
     else:
         failures_file.unlink(missing_ok=True)
     return DownloadResult(
