@@ -776,6 +776,15 @@ def _run_render_jobs(jobs: list[tuple], workers: int, done: Callable[[int], None
             done(fut.result())
 
 
+def _write_survey_files(folder: Path, cat: pd.DataFrame, n: int, size: int, seed: int) -> None:
+    """Write ``galaxies.csv`` and ``synth.json`` (n, size, seed, version, format) in ``folder``."""
+    atomic_write(folder / "galaxies.csv", lambda p: cat.to_csv(p, index=False))
+    atomic_write_json(
+        folder / "synth.json",
+        {"n": n, "size": size, "seed": seed, "version": SYNTH_VERSION, "format": "sfnet-synth"},
+    )
+
+
 def _replace_folder(tmp: Path, out: Path) -> None:
     """Rename the finished ``tmp`` to ``out``, replacing an existing ``out`` (moved aside first)."""
     if out.exists():
@@ -844,11 +853,7 @@ def synthesize(
 
         _run_render_jobs(jobs, workers, _done)
         bar.close()
-        atomic_write(tmp / "galaxies.csv", lambda p: cat.to_csv(p, index=False))
-        atomic_write_json(
-            tmp / "synth.json",
-            {"n": n, "size": size, "seed": seed, "version": SYNTH_VERSION, "format": "sfnet-synth"},
-        )
+        _write_survey_files(tmp, cat, n, size, seed)
         _replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
