@@ -24,20 +24,20 @@ def test_every_public_name_imports_and_has_a_docstring():
         doc = (obj.__doc__ or "").strip()
         assert len(doc) > 20, f"sfnet.{name} has no docstring"
         assert name in dir(sfnet)
-    for name in ("SparseFeatureNet", "TopK", "open_dataset", "synthesize", "train", "Run"):
+    for name in ("SparseFeatureNet", "TopK", "open_dataset", "synthesize", "train_run", "Run"):
         assert name in sfnet.__all__
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         _ = sfnet.nope
 
 
-def test_import_is_lazy_and_train_stays_the_function():
+def test_import_is_lazy_and_modules_stay_modules():
     code = (
-        "import sys, importlib, sfnet\n"
+        "import sys, types, sfnet\n"
         "assert 'torch' not in sys.modules, 'import sfnet loaded torch'\n"
         "import sfnet.train\n"
         "from sfnet.train import fit\n"
-        "assert callable(sfnet.train) and sfnet.train.__module__ == 'sfnet.api'\n"
-        "assert importlib.import_module('sfnet.train').fit is fit is sfnet.fit\n"
+        "assert isinstance(sfnet.train, types.ModuleType) and sfnet.train.fit is fit is sfnet.fit\n"
+        "assert sfnet.train_run.__module__ == 'sfnet.api'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -45,7 +45,7 @@ def test_import_is_lazy_and_train_stays_the_function():
 @pytest.fixture(scope="module")
 def run(small_npz, tmp_path_factory):
     out = tmp_path_factory.mktemp("api") / "run"
-    return sfnet.train(
+    return sfnet.train_run(
         small_npz, k=4, out=out, epochs=1, batch_size=32, lr=0.01, device="cpu", workers=0
     )
 
@@ -56,9 +56,9 @@ def test_train_returns_a_loadable_run_and_refuses_unknown_options(run, small_npz
     again = sfnet.Run.load(run.dir)
     assert again.meta.target_names == ["radius", "redness"]
     with pytest.raises(ConfigError, match="'epoch'"):
-        sfnet.train(small_npz, out=tmp_path / "x", epoch=3)
+        sfnet.train_run(small_npz, out=tmp_path / "x", epoch=3)
     with pytest.raises(ConfigError, match="epochs"):
-        sfnet.train(small_npz, out=tmp_path / "y", epochs=0)
+        sfnet.train_run(small_npz, out=tmp_path / "y", epochs=0)
 
 
 def test_predict_accepts_dataset_array_and_pil_image_alike(run, small_npz):
@@ -145,12 +145,12 @@ def test_train_on_in_memory_galaxies_keeps_them_with_the_run(small_npz, tmp_path
     y = y[:, 0]
     catalog = pd.DataFrame({"objID": np.arange(40), "oh_p50": 8.0 + y / 20})
     data = sfnet.open_dataset(images, catalog)
-    run = sfnet.train(data, out=tmp_path / "mem", epochs=1, batch_size=16, device="cpu")
+    run = sfnet.train_run(data, out=tmp_path / "mem", epochs=1, batch_size=16, device="cpu")
     assert (tmp_path / "mem" / "data.npz").is_file()
     assert run.data().fingerprint == run.meta.data_fingerprint
     assert len(run.feature_table(2)) == 2
     with pytest.raises(DataError, match="no \\(finite\\) targets"):
-        sfnet.train(sfnet.open_dataset(images), out=tmp_path / "none")
+        sfnet.train_run(sfnet.open_dataset(images), out=tmp_path / "none")
 
 
 def test_moved_modules_are_one_line_fixes():

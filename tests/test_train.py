@@ -248,7 +248,7 @@ def test_nonfinite_loss_stops_training_and_keeps_the_last_good_checkpoint(
     assert [_strict_json(x)["epoch"] for x in lines] == [1]
 
 
-def test_diverging_lr_is_a_clear_cli_error_and_metrics_stay_json(tiny_npz, tmp_path, capsys):
+def test_diverging_lr_is_a_clear_cli_error_and_leaves_no_run(tiny_npz, tmp_path, capsys):
     from sfnet.cli import main
 
     out = tmp_path / "run"
@@ -256,9 +256,8 @@ def test_diverging_lr_is_a_clear_cli_error_and_metrics_stay_json(tiny_npz, tmp_p
     assert main([*argv, "--lr", "1e30"]) == 2
     err = capsys.readouterr().err
     assert "not finite" in err and "epoch 1" in err and "Traceback" not in err
-    assert not (out / "model.safetensors").exists()
-    for line in (out / "metrics.jsonl").read_text().splitlines():
-        _strict_json(line)
+    # it diverged before its first checkpoint: the staged new run is discarded, nothing is left
+    assert not out.exists() and not (tmp_path / ".run.staging").exists()
     with pytest.raises(SystemExit):  # inf is not a learning rate: refused before any run
         main([*argv, "--lr", "inf", "--overwrite"])
 
@@ -305,12 +304,13 @@ def test_resume_works_from_another_directory_and_after_moving_the_data(
     monkeypatch.chdir(work)
     real = sfnet.train.append_jsonl
 
-    def killed_after_epoch_1(path, record):
+    def killed_after_epoch_2(path, record):  # after the first checkpoint swapped the run in
         real(path, record)
-        raise KeyboardInterrupt
+        if record["epoch"] == 2:
+            raise KeyboardInterrupt
 
-    monkeypatch.setattr(sfnet.train, "append_jsonl", killed_after_epoch_1)
-    argv = ["train", "--data", "toy.npz", *TINY_ARGS, "--epochs", "2", "--out", "run"]
+    monkeypatch.setattr(sfnet.train, "append_jsonl", killed_after_epoch_2)
+    argv = ["train", "--data", "toy.npz", *TINY_ARGS, "--epochs", "3", "--out", "run"]
     assert main(argv) == 130
     monkeypatch.setattr(sfnet.train, "append_jsonl", real)
     stored = RunConfig.load(work / "run" / "config.toml").data.data

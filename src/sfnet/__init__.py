@@ -9,7 +9,7 @@ torch is imported only when a name that needs it is touched)::
 
     import sfnet
     sfnet.synthesize("survey", n=256, size=48)
-    run = sfnet.train("survey", target="metallicity", k=4, out="runs/z", epochs=3)
+    run = sfnet.train_run("survey", target="metallicity", k=4, out="runs/z", epochs=3)
     run.feature_table()
     run.predict(images, format="astropy")
 """
@@ -17,8 +17,6 @@ torch is imported only when a name that needs it is touched)::
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import Any
 
 __version__ = "0.1.0"
@@ -37,7 +35,7 @@ _EXPORTS: dict[str, str] = {
     "DataConfig": "sfnet.config:DataConfig",
     "ModelConfig": "sfnet.config:ModelConfig",
     "TrainConfig": "sfnet.config:TrainConfig",
-    "train": "sfnet.api:train",
+    "train_run": "sfnet.api:train_run",
     "fit": "sfnet.train:fit",
     # a trained run
     "Run": "sfnet.api:Run",
@@ -72,20 +70,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
-
-
-class _Package(types.ModuleType):
-    """The ``sfnet`` module: loading a submodule does not rebind an exported name.
-
-    The import system sets each loaded submodule as an attribute of its package, which would
-    replace the function ``sfnet.train`` by the module ``sfnet.train``; the module stays
-    reachable as ``importlib.import_module("sfnet.train")`` / ``from sfnet.train import fit``.
-    """
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, types.ModuleType) and name in _EXPORTS:
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

@@ -1,14 +1,14 @@
 """The Python entry points: open data, train, load a run, predict, read its features.
 
 Thin convenience code over the modules the command line uses (no second implementation):
-:func:`open_dataset` wraps :func:`sfnet.data.dataset.load_dataset`, :func:`train` wraps
+:func:`open_dataset` wraps :func:`sfnet.data.dataset.load_dataset`, :func:`train_run` wraps
 :func:`sfnet.train.fit`, :class:`Run` extends :class:`sfnet.runs.Run` with predictions
 (:mod:`sfnet.predict`), tables (:mod:`sfnet.tables`), the feature analysis and figures.
 
 Example:
     >>> import sfnet
     >>> sfnet.synthesize("survey", n=256, size=48)
-    >>> run = sfnet.train("survey", target="metallicity", k=4, out="runs/z", epochs=3, crop=48)
+    >>> run = sfnet.train_run("survey", target="metallicity", k=4, out="runs/z", epochs=3, crop=48)
     >>> run.feature_table()
     >>> run.predict(new_images, format="astropy")
 """
@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,7 @@ def open_dataset(
         cfg = DataConfig(data=str(path), target=target, crop=size, resize=resize)
         cfg.validate()
         data = load_dataset(cfg, require_targets=False)
-        data.config = cfg  # where it came from: lets train() and Run reopen it
+        data.config = cfg  # where it came from: lets train_run() and Run reopen it
         return data
     return _array_dataset(np.asarray(source), catalog, target, crop)
 
@@ -156,13 +157,13 @@ def _config_from_options(cfg: RunConfig, options: dict[str, Any]) -> RunConfig:
         name = aliases.get(key, key)
         owner = next((s for s in sections if name in {f.name for f in dataclasses.fields(s)}), None)
         if owner is None or name == "data":
-            raise ConfigError(f"train(): unknown option {key!r}")
+            raise ConfigError(f"train_run(): unknown option {key!r}")
         setattr(owner, name, value)
     cfg.validate()
     return cfg
 
 
-def train(
+def train_run(
     data: str | Path | GalaxyData,
     target: str = "metallicity",
     k: int | None = 4,
@@ -196,14 +197,14 @@ def train(
         The trained :class:`Run`.
 
     Example:
-        >>> run = sfnet.train("survey", target="metallicity", k=4, out="runs/z", epochs=5)
+        >>> run = sfnet.train_run("survey", target="metallicity", k=4, out="runs/z", epochs=5)
         >>> run.metrics()[-1]["val_rmse"]
         {'oh_p50': 0.09}
     """
     from sfnet.train import fit
 
     if out is None:
-        raise UserError("train(): out= (the run folder to create) is required")
+        raise UserError("train_run(): out= (the run folder to create) is required")
     out = Path(out)
     cfg = RunConfig()
     cfg.data.target, cfg.model.k = target, k
@@ -217,20 +218,38 @@ def train(
             data = source.data
         else:
             if not np.isfinite(np.asarray(data.y)).all():
-                raise DataError("train(): the galaxies have no (finite) targets to learn")
+                raise DataError("train_run(): the galaxies have no (finite) targets to learn")
             in_memory = data
-            cfg.data.data, cfg.data.crop = str(out / "data.npz"), int(data.images.shape[-1])
+            cfg.data.crop = int(data.images.shape[-1])
     if not isinstance(data, GalaxyData):
         cfg.data.data = str(data)
         cfg.data.crop = min(DEFAULT_CROP, _native_size(Path(data), options.get("resize")))
     cfg = _config_from_options(cfg, options)
+    kept = in_memory is not None and getattr(in_memory, "config", None) is None
+    if kept:  # written beside the run while it trains, then moved into it
+        cfg.data.data = str(_save_in_memory(in_memory, out.parent / f".{out.name}.{runs.RUN_DATA}"))
     fit(cfg, out, overwrite=overwrite, progress=progress, data=in_memory)
-    if in_memory is not None and getattr(in_memory, "config", None) is None:
-        from sfnet.data.dataset import save_npz
-
-        imgs = np.asarray(in_memory.images[np.arange(len(in_memory))])
-        save_npz(out / "data.npz", imgs, in_memory.y, in_memory.objid, in_memory.target_names)
+    if kept:
+        _move_data_into_run(Path(cfg.data.data), out)
     return Run.load(out)
+
+
+def _save_in_memory(data: GalaxyData, path: Path) -> Path:
+    """In-memory galaxies as a packed ``.npz`` (the file a run's config can point to)."""
+    from sfnet.data.dataset import save_npz
+
+    imgs = np.asarray(data.images[np.arange(len(data))])
+    save_npz(path, imgs, data.y, data.objid, data.target_names)
+    return path.resolve()
+
+
+def _move_data_into_run(path: Path, out: Path) -> None:
+    """Move the galaxies file into the finished run as ``data.npz`` and point config.toml at it
+    (the .npz fingerprint hashes its content, so the run's data fingerprint still matches)."""
+    os.replace(path, out / runs.RUN_DATA)
+    cfg = RunConfig.load(out / runs.CONFIG)
+    cfg.data.data = str((out / runs.RUN_DATA).resolve())
+    cfg.save(out / runs.CONFIG)
 
 
 # ----------------------------------------------------------------------------------- run

@@ -479,7 +479,7 @@ def run_reproduce(
     from sfnet.analysis.activations import feature_label
 
     folder = Path(folder)
-    crop = overrides.get("crop") or CompareConfig.crop
+    crop = overrides.get("crop") or DataConfig().crop
     targets, absent = available_targets(data, crop, overrides.get("resize"))
     for t, why in absent.items():
         log.info("%s: not in this data (%s); its rows say so", t, why)
@@ -496,8 +496,8 @@ def run_reproduce(
         "# The paper's numbers next to sfnet's",
         "",
         f"Data: `{data}`; targets: {', '.join(targets)}; init: {pretrained or 'random'}; "
-        f"ks: {list(cfg.ks)}; repeats: {cfg.repeats}; epochs: {cfg.epochs}; crop: {cfg.crop}; "
-        f"resize: {cfg.resize}{' (quick)' if quick else ''}.",
+        f"ks: {list(cfg.ks)}; repeats: {cfg.repeats}; epochs: {cfg.epochs}; crop: {cfg.run.data.crop}; "
+        f"resize: {cfg.run.data.resize}{' (quick)' if quick else ''}.",
         "The paper's models are the repeat-0 k=4 runs (`runs/<target>_k4_r0`); the paper's "
         "values are from Wu (2025) on 250,207 / 117,223 SDSS galaxies.",
     ]

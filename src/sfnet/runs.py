@@ -63,6 +63,8 @@ FIGURES = "figures"
 ANALYSIS = "analysis.json"
 REPORT = "report.html"
 EXPLAIN = "explain"
+#: In-memory galaxies a run was trained on (:func:`sfnet.api.train_run` keeps them with the run).
+RUN_DATA = "data.npz"
 
 #: Train settings a run may continue with different values (hardware only, not the result).
 HARDWARE_FIELDS = ("device", "amp", "channels_last", "num_workers")
@@ -358,7 +360,7 @@ def check_replaceable(out: Path, overwrite: bool, data_path: str | Path | None =
         )
     names = {p.name for p in out.iterdir()}
     data_like = sorted(n for n in names if n in DATA_MARKERS or n.endswith(".npz"))
-    data_like = [n for n in data_like if n != ACTIVATIONS]
+    data_like = [n for n in data_like if n not in (ACTIVATIONS, RUN_DATA)]
     if not names & set(RUN_MARKERS) or data_like:
         why = f"it holds {', '.join(data_like)}" if data_like else "no " + ", ".join(RUN_MARKERS)
         raise RunFolderError(
