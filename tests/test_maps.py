@@ -76,3 +76,26 @@ def test_upsample_puts_each_cell_on_its_receptive_field_centre():
     up = upsample(m, 64)
     assert up[32, 32] == 1.0 and up[63, 63] == 1.0 and up[0, 0] == 0.0
     assert up[16, 32] == 0.5  # halfway between the cell centres at rows 0 and 32
+
+
+def test_maps_of_a_bf16_run_are_computed_at_its_precision(tmp_path):
+    """An --amp run predicts under bf16 autocast; its maps must too, or their pixel means drift
+    from the pooled activations (on a CPU without native bf16 the run is fp32 and this holds
+    trivially)."""
+    from sfnet.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from sfnet.data.dataset import save_npz
+    from sfnet.train import fit
+    from tests.conftest import make_toy_images
+
+    images, y = make_toy_images(48, size=64)
+    save_npz(tmp_path / "t.npz", images, y, np.arange(48), ["radius", "redness"])
+    cfg = RunConfig(
+        DataConfig(data=str(tmp_path / "t.npz"), crop=64),
+        ModelConfig(k=4),
+        TrainConfig(epochs=1, batch_size=16, lr=0.01, device="cpu", amp=True),
+    )
+    fit(cfg, tmp_path / "run")
+    run = load_run(tmp_path / "run")
+    x, rows = run.load_data().images, np.arange(8)
+    maps = spatial_features(run, x, rows)
+    np.testing.assert_allclose(maps.mean(axis=(2, 3)), pooled_features(run, x, rows), atol=1e-5)

@@ -123,7 +123,9 @@ def spatial_features(
     for start in range(0, len(rows), batch_size):
         sel = rows[start : start + batch_size]
         xb = torch.from_numpy(np.ascontiguousarray(images[sel]))
-        maps = run.model.feature_maps(norm.apply(xb.to(device))).float()
+        with run.precision.autocast():  # the precision the run's predictions are made at
+            maps = run.model.feature_maps(run.precision.images(norm.apply(xb.to(device))))
+        maps = maps.float()
         if feats is not None and feats.ndim == 1:
             maps = maps[:, torch.as_tensor(feats, device=maps.device)]
         elif feats is not None:
