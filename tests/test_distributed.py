@@ -13,7 +13,9 @@ from sfnet.data.batches import epoch_order
 from sfnet.distributed import init_distributed
 from tests.conftest import toy_train_args
 
-ARGS = toy_train_args(epochs=4)
+# The two runs are compared in fp32: under bf16 autocast (the CPU default where the CPU has
+# native bf16) both still learn, but 4-epoch runs on 16-px toys differ by more than 50 %
+ARGS = [*toy_train_args(epochs=4), "--no-amp"]
 
 
 def _torchrun() -> list[str]:

@@ -17,10 +17,11 @@ def _cpu(monkeypatch, native_bf16: bool, capability: str = "AVX512") -> None:
     monkeypatch.setattr(precision_mod, "cpu_bf16_support", lambda: (native_bf16, capability))
 
 
-def test_cpu_auto_is_fp32_channels_last_and_amp_turns_bf16_on(monkeypatch):
+def test_cpu_auto_is_bf16_channels_last_where_the_cpu_has_native_bf16(monkeypatch):
     _cpu(monkeypatch, True)
     p = choose_precision("cpu")
-    assert (p.autocast_dtype, p.channels_last) == (None, True)
+    assert (p.autocast_dtype, p.channels_last) == (torch.bfloat16, True)
+    assert choose_precision("cpu", amp=False).autocast_dtype is None
     p = choose_precision("cpu", amp=True)
     assert (p.autocast_dtype, p.channels_last) == (torch.bfloat16, True)
     assert "AVX512" in p.reason
@@ -76,8 +77,7 @@ def test_amp_settings_round_trip_and_unset_means_auto(tmp_path):
     # a config.toml written before the setting existed (no amp / channels_last lines)
     (tmp_path / "old.toml").write_text('[data]\ndata = "x.npz"\n[train]\nepochs = 2\n')
     old = RunConfig.load(tmp_path / "old.toml")
-    assert (old.train.amp, old.train.channels_last) == (None, None)
-    assert choose_precision("cpu", old.train.amp, old.train.channels_last).autocast_dtype is None
+    assert (old.train.amp, old.train.channels_last) == (None, None)  # unset: auto
 
 
 def test_old_model_json_without_precision_still_loads(tmp_path):

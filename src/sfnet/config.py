@@ -227,9 +227,9 @@ class TrainConfig:
     device: str = setting("auto", "auto (CUDA when present), cpu or cuda", choices=DEVICES)
     amp: bool | None = setting(
         None,
-        "bfloat16 autocast (unset = auto: on for CUDA; on CPUs only when asked, where the CPU "
-        "computes bf16 natively (AVX512-BF16 or AMX; ~2x faster), elsewhere it warns and runs "
-        "fp32); false forces fp32 (see sfnet.precision)",
+        "bfloat16 autocast (unset = auto: on for CUDA and for CPUs that compute bf16 natively, "
+        "AVX512-BF16 or AMX, ~2x faster; true on another CPU warns and runs fp32); false "
+        "forces fp32 (see sfnet.precision)",
     )
     channels_last: bool | None = setting(
         None, "channels-last memory format (unset = auto: on for CUDA and AVX2/AVX512 CPUs)"
