@@ -27,12 +27,12 @@ log = logging.getLogger(__name__)
 class DemoConfig:
     """Sizes of the demo (chosen so the whole demo takes <= 10 min on 2 CPU cores).
 
-    Measured with these defaults on 2 CPU cores (2026-11-30, both models k = 4, fp32 +
-    channels-last): about 5.3 min on idle cores (synthesis 25 s, bpt_lines 12-13 s per epoch,
-    metallicity 9-10 s per epoch at crop 48 px), validation RMSE (model / predict-the-mean /
-    oracle, dex): log [NII] 0.198 / 0.370 / 0.124, log Halpha 0.161 / 0.352 / 0.061,
-    log [OIII] 0.288 / 0.480 / 0.210, log Hbeta 0.158 / 0.357 / 0.075, oh_p50 0.110 / 0.176 /
-    0.099.
+    Measured with these defaults on 2 idle CPU cores (2026-11-30, both models k = 4, bf16 +
+    channels-last on an AVX512-BF16 CPU): 4 min 10 s in all (synthesis 25 s, bpt_lines ~10.7 s
+    per epoch, metallicity ~7 s per epoch at crop 48 px; ~5.3 min in fp32 + channels-last),
+    validation RMSE (model / predict-the-mean / oracle, dex): log [NII] 0.195 / 0.370 / 0.124,
+    log Halpha 0.159 / 0.352 / 0.061, log [OIII] 0.292 / 0.480 / 0.210, log Hbeta 0.158 /
+    0.357 / 0.075, oh_p50 0.111 / 0.176 / 0.099.
 
     Attributes:
         root: folder holding ``data/`` (the survey), ``runs/`` and ``demo.json``.
