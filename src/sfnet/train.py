@@ -42,6 +42,7 @@ from sfnet.lock import folder_lock
 from sfnet.model import BACKBONE_DIMS, SparseFeatureNet
 from sfnet.optim import make_scheduler, ranger
 from sfnet.precision import Precision, choose_precision
+from sfnet.progress import progress_bar
 from sfnet.runs import (
     CHECKPOINT,
     CONFIG,
@@ -50,6 +51,8 @@ from sfnet.runs import (
     WEIGHTS,
     RunMeta,
     StagedRun,
+    default_device,
+    final_val_rmse,
     is_finished,
     read_metrics,
     save_weights,
@@ -81,14 +84,6 @@ class FitResult:
 def rmse_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Root mean squared error over all elements (the paper's loss)."""
     return torch.sqrt(torch.mean((pred.float() - target.float()) ** 2))
-
-
-def _resolve_device(name: str) -> torch.device:
-    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise ConfigError("train.device is 'cuda' but no CUDA device is available")
-    return torch.device("cuda")
 
 
 def _prepare_folder(
@@ -151,7 +146,7 @@ def fit(
     config = dataclasses.replace(config, data=config.data.resolved())  # absolute data path
     out = Path(out)
     tcfg = config.train
-    device = _resolve_device(tcfg.device)
+    device = default_device(tcfg.device)
     ctx = init_distributed(device.type)
     staged = None
     try:
@@ -163,7 +158,7 @@ def fit(
                 held.enter_context(folder_lock(out, "sfnet train"))
                 config, staged = _prepare_folder(config, out, overwrite, resume)
                 if resume and is_finished(out):
-                    return FitResult(out, _last_rmse(out), read_metrics(out / METRICS))
+                    return FitResult(out, final_val_rmse(out), read_metrics(out / METRICS))
             ctx.barrier()  # every rank trains with the same (resolved) config as rank 0
             work = staged.path if staged else out
             if not ctx.is_main and staging_path(out).is_dir():
@@ -175,11 +170,6 @@ def fit(
         raise
     finally:
         ctx.close()
-
-
-def _last_rmse(out: Path) -> dict[str, float]:
-    hist = read_metrics(out / METRICS)
-    return dict(hist[-1]["val_rmse"]) if hist else {}
 
 
 class TrainingDiverged(UserError):
@@ -422,7 +412,8 @@ def _train_epoch(tr: Trainer, epoch: int, progress: bool) -> tuple[float, int]:
     no_step = torch.tensor(tr.steps_per_epoch + 1, dtype=torch.int64, device=device)
     bad_step = no_step.clone()
     batches = iter_batches(tr.data.images, order, tr.local_batch, prefetch=tcfg.num_workers)
-    bar = _progress_bar(progress and ctx.is_main, tr.steps_per_epoch, epoch, tcfg.epochs)
+    show = progress and ctx.is_main
+    bar = progress_bar(show, tr.steps_per_epoch, f"epoch {epoch + 1}/{tcfg.epochs}", leave=False)
     for step, (rows, xb) in enumerate(batches, start=1):
         x = tr.norm.apply(xb.to(device, non_blocking=True))
         if tcfg.flips:
@@ -437,11 +428,10 @@ def _train_epoch(tr: Trainer, epoch: int, progress: bool) -> tuple[float, int]:
         fired |= (outp.features.detach() > 0).any(dim=0).to(torch.int32)
         loss_sum += loss.detach().double() * len(rows)
         bad_step = torch.where(torch.isfinite(loss.detach()), bad_step, bad_step.clamp(max=step))
-        if bar is not None:
-            bar.update(1)
+        bar.update(1)
+        if show:  # loss.item() waits for the device: only when the bar is drawn
             bar.set_postfix(loss=f"{loss.item():.3f}")
-    if bar is not None:
-        bar.close()
+    bar.close()
     n_seen = torch.tensor(float(len(order)), dtype=torch.float64, device=device)
     for t in (loss_sum, n_seen):
         ctx.all_reduce_sum(t)
@@ -454,14 +444,6 @@ def _train_epoch(tr: Trainer, epoch: int, progress: bool) -> tuple[float, int]:
             "checkpoint is kept, nothing of this epoch was written"
         )
     return float(loss_sum.item() / max(1.0, n_seen.item())), int(tr.model.d - int(fired.sum()))
-
-
-def _progress_bar(show: bool, steps: int, epoch: int, epochs: int):
-    if not show:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=steps, desc=f"epoch {epoch + 1}/{epochs}", leave=False)
 
 
 def _check_finite_rmse(val_rmse: np.ndarray, epoch: int) -> None:

@@ -23,8 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from sfnet.errors import DataError, UserError
+from sfnet.progress import progress_bar
 
 #: The public Legacy Survey cutout service (JPEG, gri-like colours from the chosen layer).
 DEFAULT_URL_TEMPLATE = (
@@ -268,7 +270,7 @@ def _fetch_all(
     dec: np.ndarray,
     out: Path,
     cfg: DownloadConfig,
-    bar: object | None,
+    bar: tqdm,
     on_done: Callable[[int, int], None] | None,
 ) -> dict[int, str]:
     """Fetch catalog rows ``todo`` into ``out/{objID}.jpg`` with ``cfg.workers`` threads sharing
@@ -294,8 +296,7 @@ def _fetch_all(
                 if reason is not None:
                     failures[i] = reason
                 state["done"] += 1
-                if bar is not None:
-                    bar.update(1)
+                bar.update(1)
                 if on_done is not None:
                     on_done(state["done"], len(todo))
 
@@ -371,16 +372,11 @@ def download_cutouts(
 
     todo = [i for i, o in enumerate(ids) if not is_complete_jpeg(out / f"{o}.jpg")]
     skipped = len(ids) - len(todo)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(todo), unit="img", desc="download")
+    bar = progress_bar(progress, len(todo), "download", "img")
     try:
         failures = _fetch_all(todo, ids, ra, dec, out, cfg, bar, on_done)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
 
     failed = [(ids[i], failures[i]) for i in sorted(failures)]
     if failed:

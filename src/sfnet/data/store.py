@@ -45,6 +45,7 @@ import numpy as np
 
 from sfnet.errors import DataError
 from sfnet.io import remove_tree, replace_dir
+from sfnet.progress import progress_bar
 
 #: Image file extensions recognised in ``images/`` (lower case).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".fits", ".fit", ".fits.gz", ".fit.gz")
@@ -780,20 +781,15 @@ def _decode_chunks(
         for c in todo
     ]
     n_workers = max(1, min(workers or os.cpu_count() or 1, len(tasks) or 1))
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        initial = sum(len(chunks[c]) for c in done)
-        bar = tqdm(total=len(keys), initial=initial, unit="img", desc="prepare")
+    initial = sum(len(chunks[c]) for c in done)
+    bar = progress_bar(progress, len(keys), "prepare", "img", initial=initial)
     try:
         for c, chunk_bad in zip(todo, _run_tasks(tasks, n_workers), strict=True):
             done.add(c)
             bad.update(chunk_bad)
             state = {"done": sorted(done), "bad": {str(r): m for r, m in bad.items()}}
             atomic_write_json(prog_path, {"geometry": plan.geometry(), **state})
-            if bar is not None:
-                bar.update(len(chunks[c]))
+            bar.update(len(chunks[c]))
             if on_chunk is not None:
                 on_chunk(len(done), len(chunks))
     except OSError as e:
@@ -805,8 +801,7 @@ def _decode_chunks(
             "from the finished chunks)"
         ) from None
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
 
 
 def _finish(plan: _Plan, bad: dict[int, str], skip_bad: bool) -> list[int]:
