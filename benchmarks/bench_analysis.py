@@ -40,8 +40,8 @@ from sfnet.analysis.activations import (
 from sfnet.analysis.equations import build_equations, write_equations
 from sfnet.analysis.groundtruth import sfnet_groundtruth
 from sfnet.analysis.redundancy import redundant_features
+from sfnet.outputs.plots import plot_activation_histograms, plot_feature
 from sfnet.physics import bpt_ratios
-from sfnet.plots import plot_activation_histograms, plot_feature
 
 N, K, D, T = 250_000, 4, 512, 4
 LINES = ["log_nii_6584_flux", "log_h_alpha_flux", "log_oiii_5007_flux", "log_h_beta_flux"]

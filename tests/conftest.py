@@ -95,10 +95,10 @@ def analysed_runs(tmp_path_factory):
 
     64 px images, so resnet18's spatial feature maps are 2x2 (the map and explanation tests
     check exact identities on them, not learned behaviour)."""
-    from sfnet.analysis.run import AnalysisOptions, analyze_run
     from sfnet.config import DataConfig, ModelConfig, RunConfig, TrainConfig
     from sfnet.runs import Run
     from sfnet.train import fit
+    from sfnet.workflows.analyze import AnalysisOptions, analyze_run
 
     root = tmp_path_factory.mktemp("report")
     rng = np.random.default_rng(0)

@@ -5,7 +5,6 @@ import pytest
 
 from sfnet.cli import build_parser, main
 from sfnet.cli.options import option_name
-from sfnet.compare import CompareConfig
 from sfnet.config import (
     SECTIONS,
     ConfigError,
@@ -14,6 +13,7 @@ from sfnet.config import (
     RunConfig,
     TrainConfig,
 )
+from sfnet.workflows.compare import CompareConfig
 
 
 def _subparser(name: str) -> argparse.ArgumentParser:

@@ -41,18 +41,18 @@ _EXPORTS: dict[str, str] = {
     "Run": "sfnet.api:Run",
     # tables
     "table_of_predictions": "sfnet.predict:table_of_predictions",
-    "to_astropy": "sfnet.tables:to_astropy",
-    "write_table": "sfnet.tables:write_table",
+    "to_astropy": "sfnet.outputs.tables:to_astropy",
+    "write_table": "sfnet.outputs.tables:write_table",
     # analysis and figures
     "SparseActivations": "sfnet.analysis.activations:SparseActivations",
     "feature_table": "sfnet.analysis.activations:feature_table",
     "EquationSet": "sfnet.analysis.equations:EquationSet",
-    "feature_figure": "sfnet.plots:feature_figure",
-    "correlation_figure": "sfnet.plots:correlation_figure",
-    "equations_figure": "sfnet.plots:equations_figure",
-    "training_curves_figure": "sfnet.plots:training_curves_figure",
-    "analyze_run": "sfnet.analysis.run:analyze_run",
-    "write_report": "sfnet.report:write_report",
+    "feature_figure": "sfnet.outputs.plots:feature_figure",
+    "correlation_figure": "sfnet.outputs.plots:correlation_figure",
+    "equations_figure": "sfnet.outputs.plots:equations_figure",
+    "training_curves_figure": "sfnet.outputs.plots:training_curves_figure",
+    "analyze_run": "sfnet.workflows.analyze:analyze_run",
+    "write_report": "sfnet.outputs.report:write_report",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -3,7 +3,7 @@
 Thin convenience code over the modules the command line uses (no second implementation):
 :func:`open_dataset` wraps :func:`sfnet.data.dataset.load_dataset`, :func:`train_run` wraps
 :func:`sfnet.train.fit`, :class:`Run` extends :class:`sfnet.runs.Run` with predictions
-(:mod:`sfnet.predict`), tables (:mod:`sfnet.tables`), the feature analysis and figures.
+(:mod:`sfnet.predict`), tables (:mod:`sfnet.outputs.tables`), the feature analysis and figures.
 
 Example:
     >>> import sfnet
@@ -260,7 +260,7 @@ def _as_table(frame: pd.DataFrame, format: str, as_table: bool):
     if fmt == "pandas":
         return frame
     if fmt == "astropy":
-        from sfnet.tables import to_astropy
+        from sfnet.outputs.tables import to_astropy
 
         return to_astropy(frame)
     raise UserError(f"format must be 'pandas' or 'astropy', got {format!r}")
@@ -480,7 +480,7 @@ class Run(runs.Run):
             >>> run.feature_figure("Z61")
         """
         from sfnet.analysis.activations import feature_label, feature_stats, scaled_strength
-        from sfnet.plots import feature_figure
+        from sfnet.outputs.plots import feature_figure
 
         acts = self.activations(split)
         f = self._feature(feature, acts)
@@ -505,7 +505,7 @@ class Run(runs.Run):
         Example:
             >>> run.training_curves()
         """
-        from sfnet.plots import training_curves_figure
+        from sfnet.outputs.plots import training_curves_figure
 
         return training_curves_figure(self.metrics())
 
@@ -513,7 +513,7 @@ class Run(runs.Run):
         """Run the full analysis (if not done) and write the HTML feature atlas.
 
         Args:
-            **options: fields of :class:`sfnet.analysis.run.AnalysisOptions` (``split``,
+            **options: fields of :class:`sfnet.workflows.analyze.AnalysisOptions` (``split``,
                 ``n_features``, ``dense``, ``pdf``, ...); giving any re-runs the analysis.
 
         Returns:
@@ -523,8 +523,8 @@ class Run(runs.Run):
             >>> run.atlas()
             PosixPath('runs/z/report.html')
         """
-        from sfnet.analysis.run import AnalysisOptions
-        from sfnet.report import write_report
+        from sfnet.outputs.report import write_report
+        from sfnet.workflows.analyze import AnalysisOptions
 
         return write_report(self.dir, AnalysisOptions(**options) if options else None)
 

@@ -9,7 +9,7 @@
   ``checkpoint.pt``      last epoch-end training state and the metrics history so far (for
                          ``--resume``; tensors and plain values only)
 
-written by ``sfnet analyze`` / ``sfnet report`` (:mod:`sfnet.analysis.run`, :mod:`sfnet.report`):
+written by ``sfnet analyze`` / ``sfnet report`` (:mod:`sfnet.workflows.analyze`, :mod:`sfnet.outputs.report`):
 
   ``activations.npz``    sparse top-k activations of the analysed galaxies
   ``features.csv``       the feature table
@@ -19,7 +19,7 @@ written by ``sfnet analyze`` / ``sfnet report`` (:mod:`sfnet.analysis.run`, :mod
   ``analysis.json``      the analysis summary (written last)
   ``report.html``        the feature atlas
 
-written by ``sfnet explain`` (:mod:`sfnet.explain`):
+written by ``sfnet explain`` (:mod:`sfnet.workflows.explain`):
 
   ``explain/``           ``<objID>.png`` and ``<objID>.json`` per explained galaxy
 

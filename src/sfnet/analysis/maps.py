@@ -143,7 +143,7 @@ def write_map_figures(
     Returns:
         {``maps_<label>``: path relative to the run folder} of the PNG figures.
     """
-    from sfnet.plots import plot_feature_maps
+    from sfnet.outputs.plots import plot_feature_maps
     from sfnet.predict import spatial_features
 
     out: dict[str, str] = {}

@@ -77,7 +77,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def analysis_options(args: argparse.Namespace):
-    from sfnet.analysis.run import AnalysisOptions
+    from sfnet.workflows.analyze import AnalysisOptions
 
     if args.features is not None and args.features <= 0:
         raise UserError(f"--n-features must be positive, got {args.features}")
@@ -112,8 +112,8 @@ def options_given(args: argparse.Namespace) -> bool:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from sfnet.analysis.run import analyze_run
     from sfnet.lock import folder_lock
+    from sfnet.workflows.analyze import analyze_run
 
     with folder_lock(Path(args.run), "sfnet analyze"):
         s = analyze_run(Path(args.run), analysis_options(args), progress=not args.no_progress)

@@ -45,7 +45,7 @@ def compare_config_from_args(args: argparse.Namespace) -> CompareConfig:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from sfnet.compare import run_comparison
+    from sfnet.workflows.compare import run_comparison
 
     cfg = compare_config_from_args(args)
     from sfnet.lock import folder_lock

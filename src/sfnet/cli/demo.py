@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _demo(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from sfnet.demo import DemoConfig, run_demo
+    from sfnet.workflows.demo import DemoConfig, run_demo
 
     cfg = DemoConfig(root=Path(args.root))
     if args.n is not None:

@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from sfnet.explain import write_explanations
+    from sfnet.workflows.explain import write_explanations
 
     paths = write_explanations(args.run, args.objid, args.data, args.images, args.out)
     for png, js in paths:

@@ -27,9 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from sfnet.outputs.tables import TABLE_FORMATS, write_table
     from sfnet.predict import predict_dataset
     from sfnet.runs import load_run
-    from sfnet.tables import TABLE_FORMATS, write_table
 
     if args.out.suffix.lower() not in TABLE_FORMATS:  # refused before any work is done
         raise UserError(f"{args.out}: output must end in {', '.join(TABLE_FORMATS)}")

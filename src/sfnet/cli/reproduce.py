@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from sfnet.reproduce import run_reproduce
+    from sfnet.workflows.reproduce import run_reproduce
 
     pretrained = None if str(args.pretrained).lower() in ("none", "random") else args.pretrained
     res = run_reproduce(

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from sfnet.plots import (
+from sfnet.outputs.plots import (
     ACTIVATION_CMAP,
     draw_bpt,
     plot_correlation_matrix,
@@ -71,7 +71,7 @@ def test_to_rgb_checks_shape():
 
 
 def test_training_curves_figure_and_file(tmp_path):
-    from sfnet.plots import plot_training_curves, training_curves_figure
+    from sfnet.outputs.plots import plot_training_curves, training_curves_figure
 
     metrics = [
         {"epoch": e, "train_loss": 1 / e, "val_rmse": {"a": 0.2 / e, "b": 0.3 / e}, "lr": 0.1 / e}

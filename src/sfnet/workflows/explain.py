@@ -228,9 +228,9 @@ def _caption(f: FeatureExplanation, names: Sequence[str]) -> str:
 
 
 def plot_galaxy(e: GalaxyExplanation, image: np.ndarray, tops: list[np.ndarray], path: Path):
-    """Draw one explanation (see :func:`sfnet.plots.plot_explanation`)."""
+    """Draw one explanation (see :func:`sfnet.outputs.plots.plot_explanation`)."""
     from sfnet.analysis.maps import upsample
-    from sfnet.plots import plot_explanation
+    from sfnet.outputs.plots import plot_explanation
 
     size = image.shape[-1]
     names = e.target_names

@@ -18,7 +18,7 @@ The steps, in order: load the run and its activations (:func:`_load_or_compute`)
 features (:func:`_select`, ranked on the activations :func:`_stats_activations` chooses: post- or
 pre-TopK), redundant features (:func:`_redundancy`), equations, feature table, variance
 explained, ground truth, figures (with :func:`_map_figures` and :func:`_histogram_figure`), and
-the summary. :mod:`sfnet.report` renders the files as HTML.
+the summary. :mod:`sfnet.outputs.report` renders the files as HTML.
 """
 
 from __future__ import annotations
@@ -298,8 +298,8 @@ def _feature_figures(
 ) -> tuple[dict[str, str], dict[str, np.ndarray]]:
     """One figure per frequent feature (top-9 galaxies, BPT diagram); the figure index and the
     most activating image of each feature."""
+    from sfnet.outputs.plots import plot_feature
     from sfnet.physics import bpt_ratios
-    from sfnet.plots import plot_feature
 
     fig_dir = a.dir / FIGURES
     bpt_xy = bpt_ratios(a.y) if a.target == "bpt_lines" and a.y.shape[1] == 4 else None
@@ -342,7 +342,7 @@ def _map_figures(a: _Analysis, exts: Sequence[str]) -> dict[str, str]:
 def _histogram_figure(a: _Analysis, exts: Sequence[str]) -> dict[str, str]:
     """How strongly each frequent feature fires: histograms of A_f where it is active."""
     from sfnet.analysis.activations import active_strengths
-    from sfnet.plots import plot_activation_histograms
+    from sfnet.outputs.plots import plot_activation_histograms
 
     hist = {a.labels[int(f)]: active_strengths(a.acts, int(f), a.stats.max[int(f)]) for f in a.top}
     freq = {a.labels[int(f)]: float(a.stats.frequency[int(f)]) for f in a.top}
@@ -357,7 +357,7 @@ def _figures(
     """All figures: per feature (BPT + top galaxies, spatial maps), A_f histograms, the
     correlation matrix and the equations; their index."""
     from sfnet.analysis.equations import PRETTY
-    from sfnet.plots import plot_correlation_matrix, plot_equations
+    from sfnet.outputs.plots import plot_correlation_matrix, plot_equations
 
     fig_dir = a.dir / FIGURES
     fig_dir.mkdir(exist_ok=True)

@@ -1,4 +1,4 @@
-"""The feature analysis of a run folder (sfnet.analysis.run, ``sfnet analyze``): its files,
+"""The feature analysis of a run folder (sfnet.workflows.analyze, ``sfnet analyze``): its files,
 its summary, reuse of stored activations, ground truth against a dense run."""
 
 import json
@@ -10,10 +10,10 @@ import pytest
 
 from sfnet.analysis.activations import SparseActivations
 from sfnet.analysis.equations import RATIO_NAMES
-from sfnet.analysis.run import AnalysisOptions, analyze_run, is_analysed
 from sfnet.cli import main
 from sfnet.errors import RunFolderError
 from sfnet.runs import load_run
+from sfnet.workflows.analyze import AnalysisOptions, analyze_run, is_analysed
 from tests.conftest import REPORT_LINES as LINES
 from tests.conftest import REPORT_N as N
 
@@ -119,8 +119,8 @@ def test_is_analysed_follows_the_weights(runs, tmp_path):
 
 def test_pre_topk_stats_follow_the_pooled_features(runs, tmp_path):
     """--stats pre-topk: f_activated counts non-zero pooled features; the report says so."""
+    from sfnet.outputs.report import render_report
     from sfnet.predict import pooled_features
-    from sfnet.report import render_report
 
     sparse, _, post = runs
     run_dir = tmp_path / "pre"

@@ -1,4 +1,4 @@
-"""The HTML feature atlas (sfnet.report): self-contained, one card per frequent feature, and
+"""The HTML feature atlas (sfnet.outputs.report): self-contained, one card per frequent feature, and
 rendered without console errors in headless Chromium."""
 
 import shutil
@@ -9,7 +9,7 @@ from pathlib import Path
 import matplotlib.image as mpimg
 import pytest
 
-from sfnet.report import render_report, write_report
+from sfnet.outputs.report import render_report, write_report
 
 
 @pytest.fixture

@@ -6,7 +6,9 @@ import pytest
 from PIL import Image
 
 from sfnet.cli import main
-from sfnet.compare import (
+from sfnet.config import ConfigError
+from sfnet.errors import RunFolderError
+from sfnet.workflows.compare import (
     CompareConfig,
     mean_se,
     plan_runs,
@@ -15,8 +17,6 @@ from sfnet.compare import (
     table_markdown,
     torchrun_command,
 )
-from sfnet.config import ConfigError
-from sfnet.errors import RunFolderError
 
 
 def _tiny_survey(folder, n=64, size=32, seed=0):
@@ -177,7 +177,7 @@ def test_torchrun_launcher_command(tmp_path):
 
 
 def test_torchrun_launcher_runs_each_training(tmp_path):
-    from sfnet.compare import ensure_run
+    from sfnet.workflows.compare import ensure_run
 
     cfg = CompareConfig.create(
         data="x.npz",
@@ -245,9 +245,9 @@ def test_sweep_table_and_markdown():
 
 
 def test_ensure_run_continues_unfinished_folders(tmp_path, one_thread):
-    from sfnet.compare import ensure_run
     from sfnet.data.dataset import save_npz
     from sfnet.runs import is_finished
+    from sfnet.workflows.compare import ensure_run
 
     rng = np.random.default_rng(0)
     data = tmp_path / "tiny.npz"

@@ -9,7 +9,7 @@ from PIL import Image
 
 from sfnet.analysis.activations import SparseActivations
 from sfnet.cli import main
-from sfnet.explain import write_explanations
+from sfnet.workflows.explain import write_explanations
 from tests.conftest import REPORT_LINES
 
 

@@ -202,7 +202,7 @@ def run_demo(
     progress: bool = False,
     overwrite: bool = False,
 ) -> DemoResult:
-    """Run the demo (see module docstring); each step is logged (logger ``sfnet.demo``, INFO)."""
+    """Run the demo (see module docstring); each step is logged (logger ``sfnet.workflows.demo``, INFO)."""
     cfg = cfg or DemoConfig()
     t_start = time.perf_counter()
     seconds: dict[str, float] = {}
@@ -242,6 +242,6 @@ def _settings_changed(run_dir: Path, run_cfg) -> bool:
 def _analyze(run_dir: Path, progress: bool = False) -> Path:
     """Analyse one finished demo run (activations, equations, figures, ground truth) and write
     its feature atlas; returns the path of ``report.html``."""
-    from sfnet.report import write_report
+    from sfnet.outputs.report import write_report
 
     return write_report(run_dir, progress=progress)

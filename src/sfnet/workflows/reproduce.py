@@ -1,6 +1,6 @@
 """``sfnet reproduce``: the paper's numbers next to sfnet's, on any dataset, in one folder.
 
-Trains (or reuses) everything :mod:`sfnet.compare` trains for the paper's Table 2 (the k sweep x
+Trains (or reuses) everything :mod:`sfnet.workflows.compare` trains for the paper's Table 2 (the k sweep x
 repeats and the dense CNN of each target group the data supports), takes repeat 0 of k = 4 as the
 paper's model of each group (both published models use k = 4; the paper's recipe), analyses it
 with the paper's definitions (:mod:`sfnet.analysis.paper`) and writes
@@ -11,8 +11,8 @@ with the paper's definitions (:mod:`sfnet.analysis.paper`) and writes
                           the data, and how sfnet's value was computed (or why it is absent)
   ``paper_vs_sfnet.md``   the same as a page
 
-Resumable: finished runs are reused (see :func:`sfnet.compare.run_comparison`). Each step is
-logged (``logging``, loggers ``sfnet.reproduce`` and ``sfnet.compare``) at INFO level.
+Resumable: finished runs are reused (see :func:`sfnet.workflows.compare.run_comparison`). Each step is
+logged (``logging``, loggers ``sfnet.workflows.reproduce`` and ``sfnet.workflows.compare``) at INFO level.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sfnet.compare import CompareConfig, run_comparison
 from sfnet.config import TARGETS, DataConfig
 from sfnet.errors import DataError
 from sfnet.io import atomic_write_bytes
+from sfnet.workflows.compare import CompareConfig, run_comparison
 
 log = logging.getLogger(__name__)
 
@@ -474,7 +474,7 @@ def run_reproduce(
         data: dataset folder or ``.npz``.
         quick: compare's quick sweep (ks 2 4, 1 repeat, 2 epochs) and 20-tree probes.
         pretrained: ``imagenet`` (the paper), None (random init) or a weights path.
-        overrides: further :class:`sfnet.compare.CompareConfig` fields (ks, epochs, crop, ...).
+        overrides: further :class:`sfnet.workflows.compare.CompareConfig` fields (ks, epochs, crop, ...).
     """
     from sfnet.analysis.activations import feature_label
 

@@ -11,8 +11,8 @@ from astropy.table import Table
 from sfnet.cli import main
 from sfnet.data.dataset import save_npz
 from sfnet.errors import UserError
+from sfnet.outputs.tables import target_unit, write_table
 from sfnet.predict import Predictions, table_of_predictions
-from sfnet.tables import target_unit, write_table
 from tests.conftest import make_toy_images, toy_train_args
 
 LOGFLUX = u.dex(1e-17 * u.erg / u.s / u.cm**2)

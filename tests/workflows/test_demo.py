@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from sfnet.cli import main
-from sfnet.demo import DemoConfig, run_demo
+from sfnet.workflows.demo import DemoConfig, run_demo
 
 
 def test_cli_synth_train_predict_analyze(tmp_path: Path, capsys) -> None:
@@ -47,9 +47,9 @@ def test_cli_synth_train_predict_analyze(tmp_path: Path, capsys) -> None:
 def test_demo_driver_caches_the_survey(tmp_path: Path, caplog) -> None:
     cfg = DemoConfig(root=tmp_path / "demo", n=60, size=32, crop=32, epochs=1, batch_size=16)
     cfg.workers = 1
-    with caplog.at_level(logging.INFO, logger="sfnet.demo"):
+    with caplog.at_level(logging.INFO, logger="sfnet.workflows.demo"):
         res = run_demo(cfg)
-    lines = [r.getMessage() for r in caplog.records if r.name == "sfnet.demo"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "sfnet.workflows.demo"]
     assert "synth" in res.seconds
     assert [s.name for s in res.scores] == [
         "log_nii_6584_flux",

@@ -1,6 +1,6 @@
 """The HTML feature atlas of an analysed run folder (``sfnet report``).
 
-:func:`render_report` turns the files :func:`sfnet.analysis.run.analyze_run` wrote into one
+:func:`render_report` turns the files :func:`sfnet.workflows.analyze.analyze_run` wrote into one
 self-contained ``report.html`` (figures embedded as base64, no scripts, no external resources);
 :func:`write_report` writes it, running the analysis first when needed.
 """
@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sfnet.analysis.run import AnalysisOptions, analyze_run, is_analysed
 from sfnet.errors import RunFolderError
 from sfnet.runs import ANALYSIS, EQUATIONS_JSON, FEATURES_TABLE, GROUNDTRUTH, REPORT
+from sfnet.workflows.analyze import AnalysisOptions, analyze_run, is_analysed
 
 # ---------------------------------------------------------------------------------- HTML
 
@@ -62,7 +62,7 @@ def _training_html(run_dir: Path) -> str:
     """Training curves (train loss, validation RMSE, lr per epoch) from ``metrics.jsonl``."""
     import io
 
-    from sfnet.plots import training_curves_figure
+    from sfnet.outputs.plots import training_curves_figure
     from sfnet.runs import METRICS, read_metrics
 
     metrics = read_metrics(run_dir / METRICS)

@@ -8,7 +8,7 @@ import pytest
 
 from sfnet.cli import main
 from sfnet.data.synthetic import synthesize
-from sfnet.reproduce import TABLE1, TABLE2, TABLE2_KS
+from sfnet.workflows.reproduce import TABLE1, TABLE2, TABLE2_KS
 
 # 96 galaxies of 16 px, one epoch, k = 4 only: the smallest survey that still has AGN and
 # star-forming galaxies in both splits, so every row the sweep covers gets a value

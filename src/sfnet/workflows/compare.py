@@ -533,7 +533,7 @@ def run_comparison(
 ) -> CompareResult:
     """Train (or reuse) every run of the comparison, analyse them, write tables and figure.
 
-    Each step is logged (``logging``, logger ``sfnet.compare``) at INFO level.
+    Each step is logged (``logging``, logger ``sfnet.workflows.compare``) at INFO level.
 
     Args:
         folder: the comparison folder (created; rerunning continues where it stopped).

@@ -358,7 +358,7 @@ def test_sigkilled_prepare_leaves_no_worker_running(tmp_path):
         "    print('chunk', flush=True); time.sleep(60)\n"
         "prepare(sys.argv[1], workers=2, chunk_size=1, on_chunk=hold)\n"
     )
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1] / "src"))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2] / "src"))
     proc = subprocess.Popen(
         [sys.executable, "-c", script, str(folder)], stdout=subprocess.PIPE, text=True, env=env
     )

@@ -1,0 +1,1 @@
+"""Drivers on top of the library: analyze, compare, reproduce, demo, explain."""
