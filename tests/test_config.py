@@ -49,7 +49,7 @@ def test_round_trip_keeps_every_value(tmp_path):
         ("[train]\nnum_workers = -1", "train.num_workers", ">= 0"),
         ("[data]\ncrop = 1", "data.crop", ">= 16"),
         ("[data]\nval_fraction = 0.99", "data.val_fraction", "<= 0.5"),
-        ('[data]\ntarget = "mass"', "data.target", "one of metallicity, bpt_lines"),
+        ('[data]\ntarget = "log10(mass"', "data.target", "a preset (metallicity, bpt_lines)"),
         ("[train]\nflips = 1", "train.flips", "true or false"),
     ],
 )

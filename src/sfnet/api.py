@@ -136,7 +136,7 @@ def _array_dataset(
     if "objID" not in catalog.columns:
         catalog.insert(0, "objID", np.arange(len(arr), dtype=np.int64))
     cuts: list[Any] = []
-    if all(c in catalog.columns for c in cat.TARGET_COLUMNS[target]):
+    if all(c in catalog.columns for c in cat.target_columns(target)):
         sel = cat.select_target(catalog.assign(_row=np.arange(len(arr))), target, "catalog")
         rows = sel.catalog.pop("_row").to_numpy()
         catalog, y, cuts, arr = sel.catalog, sel.y, list(sel.cuts), arr[rows]

@@ -28,6 +28,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+#: The named target presets (the paper's); ``data.target`` also takes catalog columns.
 TARGETS = ("metallicity", "bpt_lines")
 SCHEDULES = ("flat_cos", "one_cycle")
 DEVICES = ("auto", "cpu", "cuda")
@@ -149,6 +150,23 @@ def check_fields(obj: Any, section: str) -> None:
         setattr(obj, f.name, value)
 
 
+def check_target(key: str, text: str) -> None:
+    """Refuse a malformed target string (see :func:`sfnet.data.catalog.parse_target`).
+
+    Raises:
+        ConfigError: naming ``key`` and what is wrong.
+    """
+    from sfnet.data.catalog import parse_target
+    from sfnet.errors import DataError
+
+    try:
+        parse_target(text)
+    except DataError as e:
+        raise ConfigError(
+            f"{key} must be a preset ({', '.join(TARGETS)}) or catalog columns: {e}"
+        ) from None
+
+
 @dataclass
 class DataConfig:
     """Where the galaxies come from and how images are prepared (see each field's help)."""
@@ -156,8 +174,9 @@ class DataConfig:
     data: str = setting("", "dataset folder (catalog + images/) or packed .npz array file")
     target: str = setting(
         "metallicity",
-        "metallicity (oh_p50, dex) or bpt_lines (log10 of four line fluxes)",
-        choices=TARGETS,
+        "a preset, metallicity (oh_p50, dex) or bpt_lines (log10 of four line fluxes), or "
+        "catalog columns: 'COL, log10(COL) [unit]; COL > NUMBER' (comma-separated targets, "
+        "optional log10 and unit, then ';'-separated quality cuts; see sfnet.data.catalog)",
     )
     crop: int = setting(144, "side of the centre crop in pixels (after resize)", ge=MIN_CROP)
     resize: int | None = setting(
@@ -172,6 +191,7 @@ class DataConfig:
 
     def validate(self) -> None:
         check_fields(self, "data")
+        check_target("data.target", self.target)
         if self.resize is not None and self.resize < self.crop:
             raise ConfigError(f"data.resize ({self.resize}) must be >= data.crop ({self.crop})")
 
@@ -326,7 +346,9 @@ class CompareConfig:
     top, then the template's ``[data]``, ``[model]`` and ``[train]`` sections.
     """
 
-    targets: tuple[str, ...] = setting(TARGETS, "target groups to compare", choices=TARGETS)
+    targets: tuple[str, ...] = setting(
+        TARGETS, "targets to compare: presets or catalog-column targets (as data.target)"
+    )
     ks: tuple[int, ...] = setting(
         (2, 3, 4, 6, 8),
         "SFNet k values = numbers of principal components (quick: 2 4)",
@@ -397,7 +419,9 @@ class CompareConfig:
             raise ConfigError("compare: no data given (a dataset folder or .npz file)")
         check_fields(self, "compare")
         if not self.targets:
-            raise ConfigError(f"compare: targets must be among {TARGETS}, got none")
+            raise ConfigError(f"compare: targets must be presets {TARGETS} or columns, got none")
+        for t in self.targets:
+            check_target("compare.targets", t)
         if len(set(self.ks)) != len(self.ks):
             raise ConfigError(f"compare: ks has duplicates: {list(self.ks)}")
         self.run_config(None, 0).validate()  # the template: crop, lr, epochs, ...

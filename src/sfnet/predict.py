@@ -186,7 +186,7 @@ def prediction_input(dcfg) -> PredictionInput:
     names = cat.target_names(dcfg.target)
     measured = np.full((len(table), len(names)), np.nan)
     passes = np.zeros(len(table), dtype=bool)
-    if all(c in table.columns for c in cat.TARGET_COLUMNS[dcfg.target]):
+    if all(c in table.columns for c in cat.target_columns(dcfg.target)):
         try:
             measured, passes, _ = cat.quality_flags(table, dcfg.target, str(cat_path))
         except DataError as e:

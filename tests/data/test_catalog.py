@@ -8,9 +8,12 @@ from astropy.table import Table
 from sfnet.data.catalog import (
     TARGET_COLUMNS,
     find_catalog,
+    parse_target,
     read_catalog,
     select_target,
     target_names,
+    target_units,
+    units_of,
 )
 from sfnet.errors import DataError
 from sfnet.physics import BPT_LINES
@@ -35,8 +38,9 @@ def test_target_names_and_columns():
         "log_h_beta_flux",
     ]
     assert TARGET_COLUMNS["bpt_lines"] == BPT_LINES
-    with pytest.raises(DataError, match="unknown target"):
-        target_names("mass")
+    assert target_names("lgm_tot_p50") == ["lgm_tot_p50"]  # any column is a target now
+    with pytest.raises(DataError, match="unknown transform 'sqrt'"):
+        target_names("sqrt(lgm_tot_p50)")
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet", "fits"])
@@ -219,3 +223,87 @@ def test_corrupt_fits_catalog_is_one_short_message(tmp_path):
     msg = str(err.value)
     assert str(path) in msg and "FITS" in msg
     assert len(msg) < 300 and msg.count("\n") == 0, msg
+
+
+# ------------------------------------------------------------------ targets as data
+
+
+def test_a_custom_target_string_round_trips_through_its_spec():
+    text = "lgm_tot_p50, log10(h_alpha_flux) [1e-17 erg / (s cm2)]; z < 0.1; h_alpha_flux/h_alpha_flux_err > 3"
+    spec = parse_target(text)
+    assert spec.names == ["lgm_tot_p50", "log_h_alpha_flux"]
+    assert [c.transform for c in spec.columns] == ["linear", "log10"]
+    assert spec.columns[1].unit == "1e-17 erg / (s cm2)"
+    assert [str(c) for c in spec.cuts] == ["z < 0.1", "h_alpha_flux/h_alpha_flux_err > 3"]
+    assert parse_target(str(spec)) == spec
+    assert parse_target("metallicity").preset == "metallicity"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "expected a preset"),
+        ("lgm_tot_p50; z <", "cannot read the cut"),
+        ("lgm_tot_p50, lgm_tot_p50", "given twice"),
+        ("log10(a b)", "cannot read"),
+    ],
+)
+def test_malformed_target_strings_are_one_clear_error(text, message):
+    with pytest.raises(DataError, match=message):
+        parse_target(text)
+
+
+def test_custom_columns_transform_and_cuts_are_applied_and_counted():
+    df = _frame(
+        ids=[1, 2, 3, 4, 5],
+        lgm_tot_p50=[10.0, 9.5, np.nan, 11.0, 10.5],
+        sfr=[1.0, 10.0, 5.0, 0.0, 100.0],
+        z=[0.05, 0.2, 0.05, 0.05, 0.08],
+    )
+    sel = select_target(df, "lgm_tot_p50, log10(sfr); z < 0.1")
+    assert sel.names == ["lgm_tot_p50", "log_sfr"]
+    assert sel.catalog["objID"].tolist() == [1, 5]  # NaN mass, sfr = 0 under log10, z cut
+    np.testing.assert_allclose(sel.y, [[10.0, 0.0], [10.5, 2.0]])
+    assert [c.describe() for c in sel.cuts] == [
+        "lgm_tot_p50 finite: removed 1",
+        "sfr finite: removed 0",
+        "sfr > 0 (for log10): removed 1",
+        "z < 0.1: removed 1",
+    ]
+
+
+def test_extra_cuts_on_a_preset_keep_its_numerics():
+    df = _frame(ids=[1, 2, 3], oh_p50=[8.9, 9.1, -1.0], z=[0.05, 0.2, 0.05])
+    plain = select_target(df, "metallicity")
+    cut = select_target(df, "metallicity; z < 0.1")
+    assert plain.catalog["objID"].tolist() == [1, 2]
+    assert cut.catalog["objID"].tolist() == [1]
+    np.testing.assert_array_equal(cut.y, plain.y[:1])
+
+
+def test_missing_custom_column_names_the_column():
+    with pytest.raises(DataError, match="missing column 'stellar_mass'"):
+        select_target(_frame(oh_p50=[9.0, 9.0, 9.0]), "stellar_mass", "cat.csv")
+
+
+def test_units_from_the_spec_the_catalog_and_the_known_mpa_jhu_columns(tmp_path):
+    assert target_units("metallicity") == {"oh_p50": "dex"}
+    assert target_units("lgm_tot_p50") == {"lgm_tot_p50": "dex(solMass)"}
+    assert target_units("log10(h_alpha_flux)") == {"log_h_alpha_flux": "dex(1e-17 erg / (s cm2))"}
+    assert target_units("mass [kg]") == {"mass": "kg"}
+    assert target_units("mystery") == {"mystery": ""}
+    t = Table({"objID": np.array(BIG_IDS), "r50": [1.0, 2.0, 3.0]})
+    t["r50"].unit = "arcsec"
+    (tmp_path / "images").mkdir()
+    t.write(tmp_path / "galaxies.fits")
+    assert units_of("r50, log10(r50)", tmp_path) == {"r50": "arcsec", "log_r50": "dex(arcsec)"}
+
+
+def test_ecsv_catalog_is_read_with_its_units(tmp_path):
+    t = Table({"objID": np.array(BIG_IDS), "mass": [1e10, 2e10, 3e10]})
+    t["mass"].unit = "solMass"
+    t.write(tmp_path / "galaxies.ecsv")
+    assert find_catalog(tmp_path).name == "galaxies.ecsv"
+    df = read_catalog(tmp_path / "galaxies.ecsv")
+    assert df["objID"].tolist() == BIG_IDS
+    assert units_of("log10(mass)", tmp_path) == {"log_mass": "dex(solMass)"}

@@ -58,12 +58,15 @@ def oracle_scores(
     from threadpoolctl import threadpool_limits
 
     from sfnet.data.batches import split_indices
-    from sfnet.data.catalog import select_target
+    from sfnet.data.catalog import select_target, target_columns
     from sfnet.data.synthetic import HIDDEN_TRUE_COLUMNS
 
     sel = select_target(catalog, target)
+    own = set(target_columns(target))  # a true_* target is not its own oracle
     factors = [
-        c for c in sel.catalog.columns if c.startswith("true_") and c not in HIDDEN_TRUE_COLUMNS
+        c
+        for c in sel.catalog.columns
+        if c.startswith("true_") and c not in HIDDEN_TRUE_COLUMNS and c not in own
     ]
     if not factors:
         raise DataError(

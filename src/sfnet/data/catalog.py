@@ -1,9 +1,28 @@
-"""Galaxy catalogs: read CSV / Parquet / FITS tables with MPA-JHU column names, pick a target
-group and apply the paper's quality cuts.
+"""Galaxy catalogs: read CSV / Parquet / FITS / ECSV tables with MPA-JHU column names, pick
+the targets and apply their quality cuts.
+
+Targets are data, not code (:class:`TargetSpec`). A target is written as one string, the
+``data.target`` setting (``--target``), saved in the run's ``config.toml``:
+
+- a preset: ``metallicity`` (``oh_p50``, the paper's cuts) or ``bpt_lines`` (log10 of the four
+  BPT line fluxes, S/N > 3 and flux < 1e5);
+- or catalog columns, comma-separated, each optionally wrapped in ``log10(...)`` and followed
+  by its unit in square brackets, then optional quality cuts after ``;``::
+
+      lgm_tot_p50
+      log10(sfr_tot_p50)
+      lgm_tot_p50, log10(h_alpha_flux) [1e-17 erg / (s cm2)]; z < 0.1; h_alpha_flux/h_alpha_flux_err > 3
+
+  A cut is ``column OP number`` or ``column/column OP number`` with OP one of
+  ``> >= < <= == !=``. Every custom target also keeps only rows where its columns are finite
+  (and > 0 under ``log10``). A ``log10(x)`` target is named ``log_x``.
 
 Units: ``oh_p50`` is 12 + log10(O/H) (dex); line fluxes are in 1e-17 erg/s/cm^2 and the
-``bpt_lines`` target is their base-10 logarithm. ``objID`` is kept as int64 (or string for
-non-numeric IDs), never float: SDSS objIDs have 19 digits and float64 keeps only ~16.
+``bpt_lines`` target is their base-10 logarithm. A custom target's unit is, in order: the one
+in square brackets, the catalog's own (FITS ``TUNITn`` / ECSV unit), the MPA-JHU unit of a known
+column (:data:`KNOWN_UNITS`), else none; ``log10`` turns unit ``u`` into ``dex(u)``
+(:func:`target_units`). ``objID`` is kept as int64 (or string for non-numeric IDs), never
+float: SDSS objIDs have 19 digits and float64 keeps only ~16.
 """
 
 from __future__ import annotations
@@ -20,12 +39,46 @@ from sfnet.errors import DataError
 from sfnet.physics import BPT_LINES
 
 #: Catalog file names a dataset folder may hold (exactly one of them).
-CATALOG_NAMES = ("galaxies.csv", "galaxies.parquet", "galaxies.fits")
+CATALOG_NAMES = ("galaxies.csv", "galaxies.parquet", "galaxies.fits", "galaxies.ecsv")
 
-#: Catalog columns read for each target group.
+#: The named presets (the paper's two target groups, with its cuts).
+PRESETS = ("metallicity", "bpt_lines")
+
+#: Catalog columns read for each preset (see :func:`target_columns` for any target).
 TARGET_COLUMNS: dict[str, tuple[str, ...]] = {
     "metallicity": ("oh_p50",),
     "bpt_lines": BPT_LINES,
+}
+
+#: Per-column transforms of a custom target.
+TRANSFORMS = ("linear", "log10")
+
+#: Units (astropy syntax) of MPA-JHU / SDSS columns and of the synthetic survey's, used when the
+#: catalog itself carries none. ``dex(...)``: the column is log10 of a quantity in that unit.
+KNOWN_UNITS: dict[str, str] = {
+    "oh_p50": "dex",
+    "lgm_tot_p50": "dex(solMass)",
+    "sfr_tot_p50": "dex(solMass / yr)",
+    "z": "",
+    "ra": "deg",
+    "dec": "deg",
+    **{c: "1e-17 erg / (s cm2)" for c in BPT_LINES},
+    **{f"{c}_err": "1e-17 erg / (s cm2)" for c in BPT_LINES},
+    "true_z": "",
+    "true_logmass": "dex(solMass)",
+    "true_logsfr": "dex(solMass / yr)",
+    "true_delta_ms": "dex",
+    "true_log_ssfr": "dex(1 / yr)",
+    "true_oh": "dex",
+    "true_fibre_bias": "dex",
+    "true_bulge_r50_kpc": "kpc",
+    "true_disk_r50_kpc": "kpc",
+    "true_r50_arcsec": "arcsec",
+    "true_pa_deg": "deg",
+    "true_disk_gr": "mag",
+    "true_dust_av": "mag",
+    "true_mag_r": "mag",
+    "true_psf_fwhm": "arcsec",
 }
 
 #: Signal-to-noise threshold of the ``bpt_lines`` cut (every line).
@@ -79,17 +132,233 @@ class TargetSelection:
     n_input: int = 0
 
 
-def target_names(target: str) -> list[str]:
-    """Names of the target columns of a target group.
+_ITEM_RE = re.compile(
+    r"^(?:(?P<fn>log10)\(\s*(?P<inner>[^()\s\[\],;]+)\s*\)|(?P<col>[^()\s\[\],;]+))"
+    r"\s*(?:\[(?P<unit>[^\[\]]*)\])?$"
+)
+_CUT_RE = re.compile(
+    r"^(?P<a>[^\s/<>=!]+)\s*(?:/\s*(?P<b>[^\s/<>=!]+)\s*)?(?P<op>>=|<=|==|!=|>|<)\s*"
+    r"(?P<value>[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)$"
+)
+_OPS: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
+    ">": np.greater,
+    ">=": np.greater_equal,
+    "<": np.less,
+    "<=": np.less_equal,
+    "==": np.equal,
+    "!=": np.not_equal,
+}
+
+
+@dataclass(frozen=True)
+class TargetColumn:
+    """One target: a catalog column, its transform and (optionally) its unit.
+
+    Attributes:
+        column: catalog column name (``sfr_tot_p50``).
+        transform: ``linear`` (as stored) or ``log10`` (the target is ``log_<column>``).
+        unit: unit of the column as stored, astropy syntax (``"solMass / yr"``); empty: take it
+            from the catalog or :data:`KNOWN_UNITS`.
+    """
+
+    column: str
+    transform: str = "linear"
+    unit: str = ""
+
+    @property
+    def name(self) -> str:
+        """The target's name: the column, or ``log_<column>`` under ``log10``."""
+        return f"log_{self.column}" if self.transform == "log10" else self.column
+
+    def __str__(self) -> str:
+        text = f"log10({self.column})" if self.transform == "log10" else self.column
+        return f"{text} [{self.unit}]" if self.unit else text
+
+
+@dataclass(frozen=True)
+class QualityCut:
+    """A quality cut ``a OP value`` or ``a/b OP value`` on catalog columns."""
+
+    a: str
+    op: str
+    value: float
+    b: str = ""
+
+    def __str__(self) -> str:
+        lhs = f"{self.a}/{self.b}" if self.b else self.a
+        return f"{lhs} {self.op} {self.value:g}"
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (self.a, self.b) if self.b else (self.a,)
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """What a run predicts: a preset's or the user's catalog columns, transforms, units, cuts.
+
+    Build one with :func:`parse_target` (``str(spec)`` gives the string back).
+
+    Attributes:
+        columns: the T targets in order.
+        cuts: extra quality cuts, applied after the targets' own.
+        preset: ``metallicity`` / ``bpt_lines`` for a preset (its cuts are the paper's), else
+            None.
+    """
+
+    columns: tuple[TargetColumn, ...]
+    cuts: tuple[QualityCut, ...] = ()
+    preset: str | None = None
+
+    @property
+    def names(self) -> list[str]:
+        """The T target names (``oh_p50``; ``log_h_alpha_flux``; ``lgm_tot_p50``)."""
+        return [c.name for c in self.columns]
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        """Catalog columns the targets are computed from (without error or cut columns)."""
+        return tuple(c.column for c in self.columns)
+
+    def __str__(self) -> str:
+        head = self.preset or ", ".join(str(c) for c in self.columns)
+        return "; ".join([head, *(str(c) for c in self.cuts)])
+
+
+def parse_target(target: str | TargetSpec) -> TargetSpec:
+    """The :class:`TargetSpec` of a ``data.target`` string (see the module docstring).
+
+    Example:
+        >>> parse_target("lgm_tot_p50, log10(sfr_tot_p50); z < 0.1").names
+        ['lgm_tot_p50', 'log_sfr_tot_p50']
+
+    Raises:
+        DataError: an empty or malformed string, an unknown transform, a bad cut.
+    """
+    if isinstance(target, TargetSpec):
+        return target
+    text = str(target).strip()
+    head, *cut_texts = [p.strip() for p in text.split(";")]
+    if not head:
+        raise DataError(
+            f"target {text!r}: expected a preset ({', '.join(PRESETS)}) or catalog columns, "
+            "e.g. 'lgm_tot_p50, log10(sfr_tot_p50) [solMass / yr]; z < 0.1'"
+        )
+    cuts = tuple(_parse_cut(c, text) for c in cut_texts if c)
+    if head in PRESETS:
+        names = TARGET_COLUMNS[head]
+        transform = "log10" if head == "bpt_lines" else "linear"
+        cols = tuple(TargetColumn(c, transform) for c in names)
+        return TargetSpec(columns=cols, cuts=cuts, preset=head)
+    cols = []
+    for item in (i.strip() for i in head.split(",")):
+        m = _ITEM_RE.match(item)
+        if not item or not m:
+            fn = re.match(r"^(\w+)\(", item)
+            if fn and fn.group(1) != "log10":
+                raise DataError(
+                    f"target {text!r}: unknown transform {fn.group(1)!r} (known: log10)"
+                )
+            raise DataError(
+                f"target {text!r}: cannot read {item!r}; write a column, log10(column), "
+                "optionally followed by [unit], comma-separated"
+            )
+        column = m.group("inner") or m.group("col")
+        cols.append(
+            TargetColumn(column, "log10" if m.group("fn") else "linear", m.group("unit") or "")
+        )
+    names = [c.name for c in cols]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise DataError(f"target {text!r}: {', '.join(dup)} given twice")
+    return TargetSpec(columns=tuple(cols), cuts=cuts)
+
+
+def _parse_cut(text: str, whole: str) -> QualityCut:
+    m = _CUT_RE.match(text.strip())
+    if not m:
+        raise DataError(
+            f"target {whole!r}: cannot read the cut {text!r}; write 'column OP number' or "
+            "'column/column OP number' with OP one of > >= < <= == !="
+        )
+    return QualityCut(m.group("a"), m.group("op"), float(m.group("value")), m.group("b") or "")
+
+
+def target_names(target: str | TargetSpec) -> list[str]:
+    """Names of the targets of a ``data.target`` string.
 
     ``metallicity`` -> ``["oh_p50"]``; ``bpt_lines`` -> ``["log_nii_6584_flux",
-    "log_h_alpha_flux", "log_oiii_5007_flux", "log_h_beta_flux"]`` (order of ``BPT_LINES``).
+    "log_h_alpha_flux", "log_oiii_5007_flux", "log_h_beta_flux"]`` (order of ``BPT_LINES``);
+    ``"lgm_tot_p50, log10(sfr_tot_p50)"`` -> ``["lgm_tot_p50", "log_sfr_tot_p50"]``.
     """
-    if target == "metallicity":
-        return list(TARGET_COLUMNS["metallicity"])
-    if target == "bpt_lines":
-        return [f"log_{c}" for c in TARGET_COLUMNS["bpt_lines"]]
-    raise DataError(f"unknown target {target!r}: expected one of {sorted(TARGET_COLUMNS)}")
+    return parse_target(target).names
+
+
+def target_columns(target: str | TargetSpec) -> tuple[str, ...]:
+    """Catalog columns a target is computed from (a catalog without them has no targets)."""
+    return parse_target(target).required
+
+
+def target_units(
+    target: str | TargetSpec, catalog_units: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Unit (astropy syntax, ``""`` when dimensionless or unknown) of each target, by name.
+
+    Args:
+        target: a ``data.target`` string or spec.
+        catalog_units: column -> unit read from the catalog file (:func:`catalog_units`).
+
+    Example:
+        >>> target_units("log10(sfr_tot_p50)")
+        {'log_sfr_tot_p50': 'dex(solMass / yr)'}
+
+    (``sfr_tot_p50`` is already log10 in MPA-JHU, so ``log10`` of it is not meaningful: the
+    example only shows the rule.)
+    """
+    spec = parse_target(target)
+    known = catalog_units or {}
+    out = {}
+    for c in spec.columns:
+        unit = c.unit or known.get(c.column) or KNOWN_UNITS.get(c.column, "")
+        if spec.preset == "bpt_lines":
+            unit = KNOWN_UNITS[c.column]
+        if c.transform == "log10":
+            unit = f"dex({unit})" if unit else "dex"
+        out[c.name] = unit
+    return out
+
+
+def catalog_units(path: Path | str) -> dict[str, str]:
+    """Column -> unit string of a FITS or ECSV catalog (columns without a unit left out; empty
+    for CSV and Parquet, which carry none)."""
+    path = Path(path)
+    if path.suffix.lower() not in (".fits", ".fit", ".ecsv"):
+        return {}
+    from astropy.table import Table
+
+    try:
+        fmt = "ascii.ecsv" if path.suffix.lower() == ".ecsv" else "fits"
+        table = Table.read(path, format=fmt)
+    except Exception:  # noqa: BLE001 - units are optional; read_catalog reports bad files
+        return {}
+    return {n: str(table[n].unit) for n in table.colnames if table[n].unit is not None}
+
+
+def units_of(target: str | TargetSpec, data: str | Path | None = None) -> dict[str, str]:
+    """Units of a run's targets (:func:`target_units`), with the catalog's own units when
+    ``data`` is a dataset folder whose catalog carries them (FITS / ECSV)."""
+    found: dict[str, str] = {}
+    if data:
+        folder = Path(data)
+        if folder.is_dir():
+            try:
+                found = catalog_units(find_catalog(folder))
+            except DataError:
+                found = {}
+    try:
+        return target_units(target, found)
+    except DataError:
+        return {}
 
 
 def find_catalog(folder: Path) -> Path:
@@ -132,9 +401,12 @@ def read_catalog(path: Path) -> pd.DataFrame:
         ".pq": _read_parquet,
         ".fits": _read_fits,
         ".fit": _read_fits,
+        ".ecsv": _read_ecsv,
     }
     if suffix not in readers:
-        raise DataError(f"{path}: unknown catalog format {suffix!r} (use .csv, .parquet or .fits)")
+        raise DataError(
+            f"{path}: unknown catalog format {suffix!r} (use .csv, .parquet, .fits or .ecsv)"
+        )
     try:
         df = readers[suffix](path)
     except DataError:
@@ -215,6 +487,14 @@ def _read_fits(path: Path) -> pd.DataFrame:
     return df.rename(columns={_objid_name(df.columns.tolist(), path): "objID"})
 
 
+def _read_ecsv(path: Path) -> pd.DataFrame:
+    from astropy.table import Table
+
+    table = Table.read(path, format="ascii.ecsv")
+    df = table.to_pandas()
+    return df.rename(columns={_objid_name(df.columns.tolist(), path): "objID"})
+
+
 def _objid_column(col: pd.Series, path: Path) -> pd.Series:
     """int64 when all values are integers, str otherwise; float is refused."""
     kind = col.dtype.kind
@@ -250,17 +530,21 @@ def _objid_column(col: pd.Series, path: Path) -> pd.Series:
     return pd.Series(values.astype(str), index=col.index)
 
 
-def select_target(catalog: pd.DataFrame, target: str, source: str = "catalog") -> TargetSelection:
-    """Apply the paper's quality cuts for a target group and return the targets.
+def select_target(
+    catalog: pd.DataFrame, target: str | TargetSpec, source: str = "catalog"
+) -> TargetSelection:
+    """Apply a target's quality cuts and return the targets.
 
     ``metallicity``: ``oh_p50`` finite, ``oh_p50 > 0``, ``lgm_tot_p50 > 0``,
     ``sfr_tot_p50 > -10`` (the last two only where the column exists; otherwise the cut is
     reported as skipped). ``bpt_lines``: the four fluxes finite, S/N = flux / err > 3 in all
     four lines (``*_err`` columns, err > 0), every flux < 1e5; target = log10(flux).
+    Custom columns: each finite (and > 0 under ``log10``). Then the spec's own cuts.
 
     Args:
         catalog: table from :func:`read_catalog`.
-        target: ``metallicity`` or ``bpt_lines``.
+        target: a preset (``metallicity``, ``bpt_lines``), a target string or a
+            :class:`TargetSpec` (see the module docstring).
         source: file name used in error messages.
 
     Raises:
@@ -279,7 +563,7 @@ def select_target(catalog: pd.DataFrame, target: str, source: str = "catalog") -
 
 
 def quality_flags(
-    catalog: pd.DataFrame, target: str, source: str = "catalog"
+    catalog: pd.DataFrame, target: str | TargetSpec, source: str = "catalog"
 ) -> tuple[np.ndarray, np.ndarray, list[Cut]]:
     """The measured targets of every row and whether each row passes the quality cuts.
 
@@ -290,8 +574,8 @@ def quality_flags(
     Raises:
         DataError: unknown target, a required column missing or not numeric.
     """
-    target_names(target)
-    steps, y_all = _cut_steps(catalog, target, source)
+    spec = parse_target(target)
+    steps, y_all = _cut_steps(catalog, spec, source)
     keep = np.ones(len(catalog), dtype=bool)
     cuts: list[Cut] = []
     for name, cond, reason in steps:
@@ -305,24 +589,66 @@ def quality_flags(
 
 
 def _cut_steps(
-    catalog: pd.DataFrame, target: str, source: str
+    catalog: pd.DataFrame, spec: TargetSpec, source: str
 ) -> tuple[list[tuple[str, np.ndarray | None, str]], np.ndarray]:
     """The (name, condition or None, skip reason) cut steps and the (N, T) measured targets."""
-    if target == "metallicity":
-        (col,) = TARGET_COLUMNS["metallicity"]
-        values = _numeric(catalog, col, source)
-        steps: list[tuple[str, np.ndarray | None, str]] = [
-            (f"{col} finite", np.isfinite(values), ""),
-            (f"{col} > 0", values > 0, ""),
-        ]
-        for other, cond in (("lgm_tot_p50", "> 0"), ("sfr_tot_p50", "> -10")):
-            if other in catalog.columns:
-                v = _numeric(catalog, other, source)
-                keep = v > 0 if other == "lgm_tot_p50" else v > -10
-                steps.append((f"{other} {cond}", keep, ""))
-            else:
-                steps.append((f"{other} {cond}", None, f"no column {other!r} in {source}"))
-        return steps, values[:, None]
+    if spec.preset == "metallicity":
+        steps, y = _metallicity_steps(catalog, source)
+    elif spec.preset == "bpt_lines":
+        steps, y = _bpt_steps(catalog, source)
+    else:
+        steps, y = _column_steps(catalog, spec, source)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for cut in spec.cuts:
+            v = _numeric(catalog, cut.a, source)
+            if cut.b:
+                v = v / _numeric(catalog, cut.b, source)
+            steps.append((str(cut), _OPS[cut.op](v, cut.value), ""))
+    return steps, y
+
+
+def _column_steps(
+    catalog: pd.DataFrame, spec: TargetSpec, source: str
+) -> tuple[list[tuple[str, np.ndarray | None, str]], np.ndarray]:
+    """Custom columns: each finite, and > 0 where log10 is taken."""
+    steps: list[tuple[str, np.ndarray | None, str]] = []
+    ys = []
+    for c in spec.columns:
+        v = _numeric(catalog, c.column, source)
+        steps.append((f"{c.column} finite", np.isfinite(v), ""))
+        if c.transform == "log10":
+            with np.errstate(invalid="ignore"):
+                steps.append((f"{c.column} > 0 (for log10)", v > 0, ""))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                v = np.log10(np.where(v > 0, v, np.nan))
+        ys.append(v)
+    return steps, np.stack(ys, axis=1)
+
+
+def _metallicity_steps(
+    catalog: pd.DataFrame, source: str
+) -> tuple[list[tuple[str, np.ndarray | None, str]], np.ndarray]:
+    """The paper's metallicity cuts (unchanged)."""
+    (col,) = TARGET_COLUMNS["metallicity"]
+    values = _numeric(catalog, col, source)
+    steps: list[tuple[str, np.ndarray | None, str]] = [
+        (f"{col} finite", np.isfinite(values), ""),
+        (f"{col} > 0", values > 0, ""),
+    ]
+    for other, cond in (("lgm_tot_p50", "> 0"), ("sfr_tot_p50", "> -10")):
+        if other in catalog.columns:
+            v = _numeric(catalog, other, source)
+            keep = v > 0 if other == "lgm_tot_p50" else v > -10
+            steps.append((f"{other} {cond}", keep, ""))
+        else:
+            steps.append((f"{other} {cond}", None, f"no column {other!r} in {source}"))
+    return steps, values[:, None]
+
+
+def _bpt_steps(
+    catalog: pd.DataFrame, source: str
+) -> tuple[list[tuple[str, np.ndarray | None, str]], np.ndarray]:
+    """The paper's line cuts (unchanged): finite, S/N > 3 in all four lines, flux < 1e5."""
     lines = TARGET_COLUMNS["bpt_lines"]
     flux = np.stack([_numeric(catalog, c, source) for c in lines], axis=1)
     err = np.stack([_numeric(catalog, f"{c}_err", source) for c in lines], axis=1)

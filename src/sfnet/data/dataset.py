@@ -174,7 +174,7 @@ def _load_folder(path: Path, cfg: DataConfig, require_targets: bool = True) -> G
 
     cat_path = cat.find_catalog(path)
     table = cat.read_catalog(cat_path)
-    missing = [c for c in cat.TARGET_COLUMNS[cfg.target] if c not in table.columns]
+    missing = [c for c in cat.target_columns(cfg.target) if c not in table.columns]
     if missing and not require_targets:
         names = cat.target_names(cfg.target)
         sel = cat.TargetSelection(
