@@ -129,6 +129,7 @@ def write_map_figures(
     strengths: dict[str, np.ndarray],
     fig_dir: Path,
     exts: Sequence[str] = ("png",),
+    objids: dict[str, np.ndarray] | None = None,
 ) -> dict[str, str]:
     """Per feature: its top-activating galaxies with the feature's spatial map overlaid.
 
@@ -139,6 +140,7 @@ def write_map_figures(
         features: label -> feature index.
         strengths: label -> (n,) A_f of those galaxies.
         fig_dir: the run's figures folder.
+        objids: label -> (n,) objIDs of those galaxies (written under each thumbnail).
 
     Returns:
         {``maps_<label>``: path relative to the run folder} of the PNG figures.
@@ -157,7 +159,8 @@ def write_map_figures(
         res = native_resolution(maps, size)
         for ext in exts:
             plot_feature_maps(
-                fig_dir / f"maps_{lab}.{ext}", lab, imgs, upsample(maps, size), strengths[lab], res
-            )
+                fig_dir / f"maps_{lab}.{ext}", lab, imgs, upsample(maps, size), strengths[lab],
+                res, None if objids is None else objids.get(lab),
+            )  # fmt: skip
         out[f"maps_{lab}"] = f"{fig_dir.name}/maps_{lab}.png"
     return out

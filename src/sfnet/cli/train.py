@@ -92,7 +92,8 @@ def _train(args: argparse.Namespace) -> int:
         rmse = ", ".join(f"{k}={v:.4f}" for k, v in rec["val_rmse"].items())
         print(
             f"epoch {rec['epoch']:3d}  train_loss={rec['train_loss']:.4f}  val_rmse: {rmse}  "
-            f"dead_features={rec['dead_features']}  {rec['seconds']:.1f}s",
+            f"dead_features={rec['dead_features']} (never in any galaxy's top-k this epoch)  "
+            f"{rec['seconds']:.1f}s",
             flush=True,
         )
 

@@ -677,3 +677,24 @@ def _numeric(catalog: pd.DataFrame, column: str, source: str) -> np.ndarray:
             )
         col = conv
     return col.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def catalog_bpt(catalog: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
+    """BPT coordinates (log [NII]/Halpha, log [OIII]/Hbeta), each (N,), from a catalog's four
+    line fluxes, or None when it lacks them. Rows without a positive flux, or (where the
+    ``*_err`` columns exist) without S/N > 3 in all four lines, are NaN (not drawn).
+    """
+    if not all(c in catalog.columns for c in BPT_LINES):
+        return None
+    try:
+        flux = np.stack([_numeric(catalog, c, "catalog") for c in BPT_LINES], axis=1)
+        ok = np.isfinite(flux).all(axis=1) & (flux > 0).all(axis=1)
+        if all(f"{c}_err" in catalog.columns for c in BPT_LINES):
+            err = np.stack([_numeric(catalog, f"{c}_err", "catalog") for c in BPT_LINES], axis=1)
+            with np.errstate(invalid="ignore"):
+                ok &= ((err > 0) & (flux > MIN_LINE_SNR * err)).all(axis=1)
+    except DataError:
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logf = np.where(ok[:, None], np.log10(np.where(flux > 0, flux, np.nan)), np.nan)
+    return logf[:, 0] - logf[:, 1], logf[:, 2] - logf[:, 3]

@@ -58,7 +58,7 @@ def _img(run_dir: Path, rel: str, alt: str) -> str:
     return f'<img src="data:image/png;base64,{data}" alt="{_esc(alt)}">'
 
 
-def _training_html(run_dir: Path) -> str:
+def _training_html(run_dir: Path, units: dict[str, str] | None = None) -> str:
     """Training curves (train loss, validation RMSE, lr per epoch) from ``metrics.jsonl``."""
     import io
 
@@ -69,7 +69,8 @@ def _training_html(run_dir: Path) -> str:
     if not metrics:
         return '<p class="muted">(no metrics.jsonl)</p>'
     buf = io.BytesIO()
-    training_curves_figure(metrics).savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    fig = training_curves_figure(metrics, units)
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     data = base64.b64encode(buf.getvalue()).decode("ascii")
     return f'<img src="data:image/png;base64,{data}" alt="training curves">'
 
@@ -359,7 +360,9 @@ def render_report(run_dir: Path | str) -> str:
         f"<header><h1>{_esc(title)}</h1><p>{_esc(s['target'])} · k = {s['k']} · "
         f"frequent features: {_esc(', '.join(top))}</p></header><main>",
         f"<section><h2>Run</h2>{_summary_html(s)}</section>",
-        f"<section><h2>Training curves</h2>{_training_html(run_dir)}</section>",
+        f"<section><h2>Training curves</h2>{_training_html(run_dir, s.get('units'))}"
+        '<p class="muted">Logarithmic axes: one diverging early epoch does not hide the rest.'
+        "</p></section>",
         "<section><h2>Features</h2>"
         '<p class="muted">Ranked by f_activated (share of analysed galaxies where the feature '
         "is non-zero). A_f = activation / max of that feature. Correlates: Spearman ρ of A_f "

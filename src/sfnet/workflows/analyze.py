@@ -48,6 +48,7 @@ from sfnet.analysis.activations import (
 )
 from sfnet.analysis.metrics import rmse
 from sfnet.analysis.redundancy import REDUNDANCY_RHO, Redundancy, redundant_features
+from sfnet.data.catalog import units_of
 from sfnet.errors import RunFolderError
 from sfnet.runs import ACTIVATIONS, ANALYSIS, FEATURES_TABLE, FIGURES, GROUNDTRUTH
 
@@ -298,11 +299,14 @@ def _feature_figures(
 ) -> tuple[dict[str, str], dict[str, np.ndarray]]:
     """One figure per frequent feature (top-9 galaxies, BPT diagram); the figure index and the
     most activating image of each feature."""
+    from sfnet.data.catalog import catalog_bpt
     from sfnet.outputs.plots import plot_feature
     from sfnet.physics import bpt_ratios
 
     fig_dir = a.dir / FIGURES
     bpt_xy = bpt_ratios(a.y) if a.target == "bpt_lines" and a.y.shape[1] == 4 else None
+    if bpt_xy is None:  # any other target: the catalog's own line fluxes, where it has them
+        bpt_xy = catalog_bpt(a.catalog)
     figures: dict[str, str] = {}
     top_images: dict[str, np.ndarray] = {}
     for j, f in enumerate(a.top):
@@ -320,6 +324,7 @@ def _feature_figures(
                 raw / a.stats.max[int(f)],
                 bpt=bpt,
                 f_activated=float(a.stats.frequency[int(f)]),
+                objids=np.asarray(a.data.objid)[a.stat_acts.rows[pos]],
             )
         figures[f"feature_{lab}"] = str(p.relative_to(a.dir).with_suffix(".png"))
     return figures, top_images
@@ -330,13 +335,16 @@ def _map_figures(a: _Analysis, exts: Sequence[str]) -> dict[str, str]:
     (``maps_<label>``; maps computed for those galaxies only)."""
     from sfnet.analysis.maps import write_map_figures
 
-    rows, strengths = {}, {}
+    rows, strengths, objids = {}, {}, {}
     for f in a.top:
         lab = a.labels[int(f)]
         pos, raw = top_activating(a.acts, int(f), 9)
         rows[lab], strengths[lab] = a.acts.rows[pos], raw / a.stats.max[int(f)]
+        objids[lab] = np.asarray(a.data.objid)[a.acts.rows[pos]]
     feats = {a.labels[int(f)]: int(f) for f in a.top}
-    return write_map_figures(a.run, a.data.images, rows, feats, strengths, a.dir / FIGURES, exts)
+    return write_map_figures(
+        a.run, a.data.images, rows, feats, strengths, a.dir / FIGURES, exts, objids
+    )
 
 
 def _histogram_figure(a: _Analysis, exts: Sequence[str]) -> dict[str, str]:
@@ -423,6 +431,7 @@ def _summary(
         "data": cfg.data.data,
         "target": a.target,
         "target_names": a.names,
+        "units": units_of(cfg.data.target, cfg.data.data),
         "k": a.k,
         "d": int(meta.d),
         "epochs": int(meta.epochs_completed or len(metrics)),
