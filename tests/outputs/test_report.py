@@ -96,3 +96,28 @@ def test_report_renders_in_chromium(runs, tmp_path):
     img = mpimg.imread(png)
     assert img.shape[0] >= 1000 and img.shape[1] >= 1000
     assert img[..., :3].std() > 0.05  # header, tables and figures: not a blank page
+
+
+def test_a_weight_that_contradicts_its_correlation_is_noted_with_its_redundancy_group():
+    import pandas as pd
+
+    from sfnet.outputs.report import sign_disagreements
+
+    eqs = {"equations": [{"name": "oh_p50", "terms": [{"label": "Z312", "coefficient": -0.0235}]}]}
+    row = pd.Series({"label": "Z312", "rho_oh_p50": 0.72, "redundant_with": "Z508"})
+    (note,) = sign_disagreements(row, eqs)
+    assert "-0.0235" in note and "+0.72" in note and 'href="#Z508"' in note
+    assert sign_disagreements(row.copy().replace({0.72: -0.72}), eqs) == []  # signs agree
+    assert sign_disagreements(pd.Series({"label": "Z312", "rho_oh_p50": 0.05}), eqs) == []
+
+
+def test_atlas_explains_dead_features_and_stores_each_features_target_correlation(runs):
+    import pandas as pd
+
+    sparse, _, s = runs
+    text = write_report(sparse).read_text()
+    assert f"of {s['d']} (the other" in text and "are dead" in text
+    table = pd.read_csv(sparse / "features.csv")
+    assert {f"rho_{n}" for n in s["target_names"]} <= set(table.columns)
+    assert table[[f"rho_{n}" for n in s["target_names"]]].abs().max().max() <= 1
+    assert set(s["units"]) == set(s["target_names"])

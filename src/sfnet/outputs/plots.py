@@ -57,7 +57,7 @@ def with_unit(text: str, unit: str | None) -> str:
 #: Thresholds of :func:`cutout_problems` (uint8 levels and pixel fractions).
 EMPTY_FRACTION = 0.5
 SATURATED_FRACTION = 0.05
-STRIPE_STEP = 40.0
+STRIPE_STEP = 12.0
 
 
 def cutout_problems(image: np.ndarray) -> list[str]:
@@ -66,7 +66,7 @@ def cutout_problems(image: np.ndarray) -> list[str]:
     - ``"mostly empty"``: more than half the pixels are pure black or pure white (<= 2 or
       >= 253 in every band): outside the survey footprint, or a failed download;
     - ``"saturated"``: more than 5 % of the pixels at 255 in some band;
-    - ``"stripes"``: a row or column whose mean brightness differs by more than 40 levels
+    - ``"stripes"``: a row or column whose mean brightness differs by more than 12 levels
       from the mean of its two neighbours (a readout or stitching artifact).
 
     Args:
@@ -450,7 +450,7 @@ def _draw_feature_row(fig: Figure, gs, r: int, image: np.ndarray, row: tuple, vm
     cap = fig.add_subplot(gs[r, 1])
     cap.axis("off")
     cap.text(
-        0.0, 0.5, tex_safe(caption), fontsize=SMALL, va="center", ha="left",
+        0.25, 0.5, tex_safe(caption), fontsize=SMALL, va="center", ha="left",
         transform=cap.transAxes, wrap=True,
     )  # fmt: skip
     for j in range(3):

@@ -43,6 +43,7 @@ img{max-width:100%;height:auto}
 code,pre{background:#f4f1f7;border-radius:4px;padding:.1em .3em;font-size:.9em}
 pre{padding:.6em;overflow-x:auto;white-space:pre-wrap}
 .muted{color:#666;font-size:.9em}
+.note{background:#fff4e0;border-left:4px solid #e69500;padding:.4em .7em}
 """
 
 
@@ -118,7 +119,12 @@ def _summary_html(s: dict[str, Any]) -> str:
             "analysed",
             f"{s['n_analysed']} galaxies ({'validation split' if s['split'] == 'val' else 'all'})",
         ),
-        ("features ever active", str(s["n_active_features"])),
+        (
+            "features ever active",
+            f"{s['n_active_features']} of {s['d']} (the other {s['d'] - s['n_active_features']}"
+            " are dead: never among any analysed galaxy's top k, so they never reach the "
+            "prediction; training logs the same count per epoch as dead_features)",
+        ),
         ("activation statistics", _esc(_stats_title(s.get("stats", "post-topk")))),
     ]
     rows = [[f"<b>{_esc(a)}</b>", b] for a, b in info]
@@ -296,6 +302,42 @@ def _gt_html(gt: dict[str, Any] | None) -> str:
     return "".join(parts)
 
 
+def sign_disagreements(row: pd.Series, eqs: dict[str, Any]) -> list[str]:
+    """HTML notes for each target where a feature's weight and its correlation disagree in sign.
+
+    ``row`` is the feature's ``features.csv`` row (``rho_<target>``: Spearman rho of A_f with
+    the target; ``redundant_with``); ``eqs`` the run's equations. A positive weight with a
+    negative rho (or the reverse) means the head uses the feature as a correction to the
+    others that fire with it, not as a stand-alone indicator; its redundancy group names them.
+    """
+    lab = str(row["label"])
+    out = []
+    red = row.get("redundant_with")
+    red = red if isinstance(red, str) and red else ""
+    for e in eqs["equations"]:
+        rho = row.get(f"rho_{e['name']}")
+        term = next((t for t in e["terms"] if t["label"] == lab), None)
+        if term is None or rho is None or not np.isfinite(rho) or abs(rho) < 0.1:
+            continue
+        w = float(term["coefficient"])
+        if w * float(rho) >= 0:
+            continue
+        group = (
+            f' It is redundant with <a href="#{_esc(red.split(", ")[0])}">{_esc(red)}</a>: '
+            "read the group's weights together."
+            if red
+            else " It is not in a redundant group: the features that fire with it carry the "
+            "positive part."
+        )
+        out.append(
+            f"<b>Sign note:</b> {_esc(lab)}'s weight on {_esc(e['name'])} is {w:+.4f} per A_f, "
+            f"but its A_f correlates {'positively' if rho > 0 else 'negatively'} with "
+            f"{_esc(e['name'])} (Spearman ρ = {rho:+.2f}). The head uses it as a correction to "
+            f"the features active with it, not as a stand-alone indicator." + group
+        )
+    return out
+
+
 def _card_html(run_dir: Path, s: dict[str, Any], row: pd.Series, eqs: dict, gt: dict | None) -> str:
     lab = str(row["label"])
     fig = s["figures"].get(f"feature_{lab}")
@@ -322,6 +364,7 @@ def _card_html(run_dir: Path, s: dict[str, Any], row: pd.Series, eqs: dict, gt: 
             )
     corr = row.get("correlates")
     tcorr = row.get("true_correlates")
+    notes = sign_disagreements(row, eqs)
     return (
         f'<div class="card" id="{_esc(lab)}"><h3>{_esc(lab)}</h3>'
         f"<p>f_activated = {100 * row['f_activated']:.1f}% · mean A_f = {row['mean_strength']:.3f}"
@@ -334,6 +377,7 @@ def _card_html(run_dir: Path, s: dict[str, Any], row: pd.Series, eqs: dict, gt: 
         + (f"<p><b>Catalog correlates:</b> {_esc(corr)}</p>" if isinstance(corr, str) else "")
         + (f"<p><b>True factors:</b> {_esc(tcorr)}</p>" if isinstance(tcorr, str) else "")
         + gt_line
+        + "".join(f'<p class="note">{n}</p>' for n in notes)
         + "</div></div></div>"
     )
 

@@ -255,6 +255,16 @@ def _write_feature_table(a: _Analysis, eqs: Any, redundancy: Redundancy) -> None
     table["redundant_with"] = [
         ", ".join(a.label_list(redundancy.partners(int(f)))) for f in a.table_feats
     ]
+    # Spearman rho of each feature's A_f with each target (the report compares its sign with
+    # the feature's weight: a disagreement means the head uses it as a correction).
+    if len(a.table_feats) and len(a.y) == a.acts.n:
+        from sfnet.analysis.activations import scaled_strength, spearman_with_catalog
+
+        strengths = scaled_strength(a.acts, a.table_feats, a.stats.max)
+        ys = pd.DataFrame(np.asarray(a.y, dtype=np.float64), columns=a.names)
+        rho = spearman_with_catalog(strengths, ys, a.names)
+        for j, name in enumerate(a.names):
+            table[f"rho_{name}"] = rho[:, j]
     _write_csv(table, a.dir / FEATURES_TABLE)
 
 

@@ -227,8 +227,15 @@ def _caption(f: FeatureExplanation, names: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def plot_galaxy(e: GalaxyExplanation, image: np.ndarray, tops: list[np.ndarray], path: Path):
-    """Draw one explanation (see :func:`sfnet.outputs.plots.plot_explanation`)."""
+def plot_galaxy(
+    e: GalaxyExplanation,
+    image: np.ndarray,
+    tops: list[np.ndarray],
+    path: Path,
+    units: dict[str, str] | None = None,
+):
+    """Draw one explanation (see :func:`sfnet.outputs.plots.plot_explanation`); ``units``:
+    target name -> unit for the axes."""
     from sfnet.analysis.maps import upsample
     from sfnet.outputs.plots import plot_explanation
 
@@ -252,7 +259,7 @@ def plot_galaxy(e: GalaxyExplanation, image: np.ndarray, tops: list[np.ndarray],
         title += " (measured " + ", ".join(f"{m:.3f}" for m in e.measured) + ")"
     return plot_explanation(
         path, title, image, names, upsample(e.contribution_map, size), waterfalls, feats,
-        e.resolution,
+        e.resolution, units,
     )  # fmt: skip
 
 
@@ -272,6 +279,7 @@ def write_explanations(
         images: instead of ``data``, a folder of cutouts named ``{objID}.jpg|png|fits``.
         out_dir: where to write (default ``RUN/explain``).
     """
+    from sfnet.data.catalog import units_of
     from sfnet.io import atomic_write_json
     from sfnet.runs import EXPLAIN, load_run
 
@@ -290,6 +298,7 @@ def write_explanations(
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     pos_of = {str(o): i for i, o in enumerate(np.asarray(acts.objid).astype(str))}
+    units = units_of(run.config.data.target, run.config.data.data)
     for e, row in zip(explanations, rows, strict=True):
         tops = [
             np.asarray(ref[acts.rows[[pos_of[o] for o in f.top_objids]]])
@@ -297,7 +306,8 @@ def write_explanations(
             else np.zeros((0, 3, 1, 1), np.uint8)
             for f in e.features
         ]
-        png = plot_galaxy(e, np.asarray(galaxies.images[[row]])[0], tops, out / f"{e.objid}.png")
+        image = np.asarray(galaxies.images[[row]])[0]
+        png = plot_galaxy(e, image, tops, out / f"{e.objid}.png", units)
         js = out / f"{e.objid}.json"
         atomic_write_json(js, {"run": str(run.dir), "data": galaxies.source, **e.to_dict()})
         paths.append((png, js))
