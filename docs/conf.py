@@ -1,14 +1,22 @@
 """Sphinx configuration of the sfnet documentation (``make docs``).
 
-Two pages are generated at build time so they cannot fall behind the code: the CLI reference
-from ``sfnet.cli.build_parser()`` (every subcommand's ``--help``) and the API reference from
-``sfnet.__all__``; the example pages are rendered from the notebooks in ``examples/``.
+Pages generated at build time so they cannot fall behind the code: the CLI reference from
+``sfnet.cli.build_parser()`` (every subcommand's ``--help``), the API reference from
+``sfnet.__all__``, the settings reference from the config dataclasses (every field with its
+type, default and help text); and the example notebooks of ``examples/``, copied here and
+executed by myst-nb at their tiny size (``SFNET_EXAMPLE_SIZE=tiny``: a minute or two on a
+CPU), so the pages show their printed output and figures. Their numbers come from one-epoch
+toy runs and mean nothing; the notebooks at full size are the real examples.
+
+Theme: pydata-sphinx-theme, the theme of astropy and its affiliated packages.
 """
 
 from __future__ import annotations
 
-import json
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,15 +26,37 @@ GENERATED = Path(__file__).resolve().parent / "_generated"
 project = "sfnet"
 author = "sfnet contributors"
 copyright = "2025, sfnet contributors"
-extensions = ["sphinx.ext.autodoc", "sphinx.ext.napoleon", "sphinx.ext.intersphinx"]
+extensions = ["sphinx.ext.autodoc", "sphinx.ext.napoleon", "sphinx.ext.intersphinx", "myst_nb"]
 intersphinx_mapping = {}  # no network at build time: external names render as plain text
 napoleon_google_docstring = True
 napoleon_numpy_docstring = True
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 exclude_patterns = ["_build", "results", "**/.ipynb_checkpoints"]
-html_theme = "alabaster"
+html_theme = "pydata_sphinx_theme"
+html_theme_options = {"navigation_with_keys": False, "show_toc_level": 2}
 html_static_path: list[str] = []
+source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
+
+# The notebooks run at build time, tiny, in a scratch folder (nothing is written to examples/);
+# the kernel imports this checkout's sfnet.
+nb_execution_mode = "force"
+nb_execution_timeout = 600
+nb_execution_raise_on_error = True
+# SFNET_DOCS_SKIP_RUN=real_sample: build that page without running it (the test suite does so,
+# since tests/test_examples.py runs that notebook already).
+nb_execution_excludepatterns = [
+    f"*{name}*" for name in os.environ.get("SFNET_DOCS_SKIP_RUN", "").split(",") if name
+]
+nb_merge_streams = True
+os.environ["SFNET_EXAMPLE_SIZE"] = "tiny"
+os.environ.setdefault("SFNET_EXAMPLE_DIR", tempfile.mkdtemp(prefix="sfnet-docs-"))
+os.environ["SFNET_SAMPLE"] = str(ROOT / "examples" / "sdss-metallicity-400")
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]
+)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("TQDM_DISABLE", "1")
 suppress_warnings = ["ref.python"]  # several classes share short names (e.g. two Run classes)
 
 
@@ -73,25 +103,58 @@ def api_reference() -> str:
     return "\n".join(out)
 
 
-def notebook_page(path: Path, title: str) -> str:
-    """A notebook's markdown and code cells as rst (outputs are not stored in git)."""
-    nb = json.loads(path.read_text())
-    out = [_heading(title, "="), f"The notebook ``examples/{path.name}``, cell by cell.\n"]
-    for cell in nb["cells"]:
-        src = "".join(cell["source"])
-        if cell["cell_type"] == "code":
-            out += [".. code-block:: python\n", _indent(src) + "\n"]
+def config_reference() -> str:
+    """rst of every setting: one table per config dataclass (field, type, default, help)."""
+    import dataclasses
+    import typing
+
+    from sfnet.config import NONE, SECTIONS, CompareConfig, _default
+    from sfnet.workflows.demo import DemoConfig
+
+    out = [
+        _heading("Settings", "="),
+        "Every setting of a run, as saved in its ``config.toml`` (section ``[data]``, "
+        "``[model]``, ``[train]``) and as the ``sfnet`` command-line option of the same name "
+        "(``_`` written ``-``). Generated from the dataclasses of :mod:`sfnet.config`.\n",
+    ]
+    classes = [*(("[" + k + "]", v) for k, v in SECTIONS.items())]
+    classes += [("compare.toml", CompareConfig), ("sfnet demo", DemoConfig)]  # demo: if typed
+    for title, klass in classes:
+        hints = typing.get_type_hints(klass)
+        if not any("help" in f.metadata for f in dataclasses.fields(klass)):
             continue
-        for line in src.splitlines():
-            if line.startswith("#"):
-                text = line.lstrip("#").strip()
-                if line.startswith("# "):
-                    continue  # the page title replaces the notebook's own
-                out.append("\n" + _heading(text, "-"))
-            else:
-                out.append(line.replace("`", "``").replace("````", "``"))
+        out.append(_heading(f"{title}: {klass.__name__}", "-"))
+        out.append((klass.__doc__ or "").strip().splitlines()[0] + "\n")
+        out.append(".. list-table::\n   :header-rows: 1\n   :widths: 18 14 14 54\n")
+        out.append("   * - setting\n     - type\n     - default\n     - meaning")
+        for f in dataclasses.fields(klass):
+            if "help" not in f.metadata:
+                continue
+            default = _default(f)
+            shown = (
+                NONE
+                if default is None
+                else " ".join(map(str, default))
+                if isinstance(default, tuple)
+                else str(default)
+            )
+            kind = str(hints[f.name]).replace("typing.", "").replace("<class '", "")
+            kind = kind.replace("'>", "")
+            help_text = f.metadata["help"].replace("*", "\\*").replace("`", "'")
+            if f.metadata.get("choices"):
+                help_text += f" (one of: {', '.join(f.metadata['choices'])})"
+            shown = f"``{shown}``" if shown else "(empty)"
+            out.append(f"   * - ``{f.name}``\n     - {kind}\n     - {shown}\n     - {help_text}")
         out.append("")
     return "\n".join(out)
+
+
+def copy_notebook(name: str) -> None:
+    """Copy ``examples/<name>`` next to the generated pages (myst-nb runs it there)."""
+    GENERATED.mkdir(exist_ok=True)
+    src, dst = ROOT / "examples" / name, GENERATED / name
+    if not dst.is_file() or dst.read_bytes() != src.read_bytes():
+        shutil.copyfile(src, dst)
 
 
 def _indent(text: str) -> str:
@@ -111,11 +174,11 @@ def generate(app) -> None:  # noqa: ARG001 - Sphinx passes the app
     os.environ.setdefault("COLUMNS", "100")  # argparse wraps help at the terminal width
     _write("cli.rst", cli_reference())
     _write("api.rst", api_reference())
-    _write("quickstart.rst", notebook_page(ROOT / "examples/quickstart.ipynb", "Quickstart"))
-    _write(
-        "real_sample.rst",
-        notebook_page(ROOT / "examples/real_sample.ipynb", "Real data: the SDSS sample"),
-    )
+    _write("settings.rst", config_reference())
+    for stale in ("quickstart.rst", "real_sample.rst"):  # rst pages of older builds
+        (GENERATED / stale).unlink(missing_ok=True)
+    copy_notebook("quickstart.ipynb")
+    copy_notebook("real_sample.ipynb")
 
 
 def setup(app) -> None:
