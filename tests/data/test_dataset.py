@@ -98,3 +98,13 @@ def test_duplicate_objids_are_refused_in_npz(tmp_path):
     save_npz(tmp_path / "dup.npz", images, y, ids, ["a", "b"])
     with pytest.raises(DataError, match=r"dup.npz.*duplicated objID.*6"):
         load_dataset(DataConfig(data=str(tmp_path / "dup.npz"), crop=16))
+
+
+def test_galaxy_data_repr_is_a_short_summary_not_the_arrays(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (50, 3, 16, 16), dtype=np.uint8)
+    save_npz(tmp_path / "d.npz", images, rng.normal(size=(50, 1)), np.arange(50), ["oh_p50"])
+    data = load_dataset(DataConfig(data=str(tmp_path / "d.npz"), crop=16))
+    text = repr(data)
+    assert text.startswith("GalaxyData(n=50, images=(50, 3, 16, 16) uint8, targets=['oh_p50']")
+    assert len(text) < 200 and "array(" not in text

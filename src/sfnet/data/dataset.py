@@ -60,6 +60,16 @@ class GalaxyData:
     def __len__(self) -> int:
         return len(self.y)
 
+    def __repr__(self) -> str:
+        """A one-line summary (never the arrays): N, image shape, targets, cuts."""
+        shape = tuple(getattr(self.images, "shape", ()))
+        dtype = getattr(self.images, "dtype", "uint8")
+        return (
+            f"GalaxyData(n={len(self)}, images={shape} {dtype}, "
+            f"targets={list(self.target_names)}, cuts={len(self.cuts)}, "
+            f"fingerprint={self.fingerprint!r})"
+        )
+
 
 class _CroppedArray:
     """Centre-crops a stored (N, 3, H, W) uint8 array on access."""
