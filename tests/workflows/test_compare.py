@@ -291,3 +291,35 @@ def test_dense_cnn_never_shares_its_initial_weights_with_an_sfnet():
     seeds = {s.config.train.seed for s in plan_runs(cfg) if s.k is not None}
     dense = [s.config.train.seed for s in plan_runs(cfg) if s.k is None]
     assert len(dense) == 2 and not set(dense) & seeds
+
+
+def test_a_catalog_column_target_gets_its_own_table_column_and_panel_with_unit(tmp_path):
+    from sfnet.workflows.compare import plot_rmse_vs_k
+
+    sweep = pd.DataFrame(
+        {"target": ["metallicity", "lgm_tot_p50"], "k": [2, 2], "repeat": [0, 0]}
+        | {"group_rmse": [0.1, 0.3]}
+    )
+    pca = pd.DataFrame(
+        {"target": ["metallicity", "lgm_tot_p50"], "k": [2, 2], "pca_rmse": [0.2, 0.4]}
+    )
+    t = sweep_table(sweep, pca)
+    md = table_markdown(t)
+    assert (
+        "lgm_tot_p50 SFNet | lgm_tot_p50 PCA" in md
+        and "| 2 | 0.1000 | 0.2000 | 0.3000 | 0.4000 |" in md
+    )
+    import matplotlib.figure
+
+    seen = []
+    orig = matplotlib.figure.Figure.savefig
+    try:
+        matplotlib.figure.Figure.savefig = lambda self, *a, **k: (
+            seen.append(self),
+            orig(self, *a, **k),
+        )[1]
+        plot_rmse_vs_k(t, tmp_path / "k.png")
+    finally:
+        matplotlib.figure.Figure.savefig = orig
+    labels = [ax.get_ylabel() for ax in seen[0].axes]
+    assert labels == ["validation RMSE [dex]", "validation RMSE [dex(solMass)]"]

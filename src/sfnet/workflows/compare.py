@@ -61,6 +61,23 @@ PAPER_K = {"metallicity": 4, "bpt_lines": 4}
 GROUP_TITLES = {"metallicity": "Metallicity", "bpt_lines": "Spectral lines"}
 
 
+def _targets_in(table: pd.DataFrame) -> list[str]:
+    """The targets of a comparison table: the presets first (paper order), then any
+    catalog-column targets in the order they appear."""
+    present = list(dict.fromkeys(table["target"]))
+    return [t for t in TARGETS if t in present] + [t for t in present if t not in TARGETS]
+
+
+def _rmse_label(target: str) -> str:
+    """``validation RMSE [dex]``: the targets' shared unit, or none when they differ."""
+    from sfnet.data.catalog import target_units
+
+    if target == "bpt_lines":
+        return "validation RMSE [dex, log flux]"
+    units = set(target_units(target).values())
+    return "validation RMSE" + (f" [{units.pop()}]" if len(units) == 1 and "" not in units else "")
+
+
 @dataclass
 class RunSpec:
     """One training of the comparison."""
@@ -237,9 +254,9 @@ def _fmt(x: float, nd: int = 4) -> str:
 
 def table_markdown(table: pd.DataFrame) -> str:
     """The paper's Table 2 layout: k | SFNet mean ± s.e. | PCA, for each target group."""
-    targets = [t for t in TARGETS if t in set(table["target"])]
+    targets = _targets_in(table)
     head = "| k | " + " | ".join(
-        f"{GROUP_TITLES[t]} SFNet | {GROUP_TITLES[t]} PCA" for t in targets
+        f"{GROUP_TITLES.get(t, t)} SFNet | {GROUP_TITLES.get(t, t)} PCA" for t in targets
     )
     lines = [head + " |", "|---" * (1 + 2 * len(targets)) + "|"]
     for k in sorted(set(table["k"])):
@@ -279,7 +296,7 @@ def plot_rmse_vs_k(table: pd.DataFrame, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    targets = [t for t in TARGETS if t in set(table["target"])]
+    targets = _targets_in(table)
     fig, axes = plt.subplots(1, len(targets), figsize=(4.5 * len(targets), 3.6), squeeze=False)
     for ax, t in zip(axes[0], targets, strict=True):
         g = table[table["target"] == t].sort_values("k")
@@ -289,8 +306,8 @@ def plot_rmse_vs_k(table: pd.DataFrame, path: Path) -> None:
         )
         ax.plot(g["k"], g["pca_rmse"], "s--", color="tab:red", label="dense CNN + PCA")
         ax.set_xlabel("k (active features / principal components)")
-        ax.set_ylabel("validation RMSE" + (" [dex]" if t == "metallicity" else " [dex, log flux]"))
-        ax.set_title(GROUP_TITLES[t])
+        ax.set_ylabel(_rmse_label(t))
+        ax.set_title(GROUP_TITLES.get(t, t))
         ax.set_xticks(g["k"])
         ax.legend()
     fig.tight_layout()
