@@ -307,3 +307,11 @@ def test_ecsv_catalog_is_read_with_its_units(tmp_path):
     df = read_catalog(tmp_path / "galaxies.ecsv")
     assert df["objID"].tolist() == BIG_IDS
     assert units_of("log10(mass)", tmp_path) == {"log_mass": "dex(solMass)"}
+
+
+def test_feature_labels_follow_the_preset_even_with_extra_cuts():
+    from sfnet.analysis.activations import feature_label
+
+    assert feature_label("metallicity; z < 0.1", 440) == "Z440"
+    assert feature_label("bpt_lines", 17) == "SL17"
+    assert feature_label("lgm_tot_p50", 5) == "F5"

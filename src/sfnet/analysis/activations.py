@@ -253,8 +253,18 @@ def rank_features(frequency: np.ndarray, n: int | None = None) -> np.ndarray:
 
 
 def feature_label(target: str, feature: int) -> str:
-    """The paper's label of a feature: ``SL17`` (bpt_lines), ``Z61`` (metallicity), else ``F5``."""
-    return f"{LABEL_PREFIX.get(target, 'F')}{int(feature)}"
+    """The paper's label of a feature: ``SL17`` (bpt_lines), ``Z61`` (metallicity, also with
+    extra cuts such as ``metallicity; z < 0.1``), else ``F5`` (catalog-column targets).
+
+    This is the one label function: prediction tables, atlas and ``explain`` call it."""
+    from sfnet.data.catalog import parse_target
+    from sfnet.errors import DataError
+
+    try:
+        preset = parse_target(target).preset or target
+    except DataError:
+        preset = target
+    return f"{LABEL_PREFIX.get(preset, 'F')}{int(feature)}"
 
 
 def dense_columns(acts: SparseActivations, features: Sequence[int]) -> np.ndarray:
