@@ -35,7 +35,9 @@ autodoc_typehints = "signature"
 exclude_patterns = ["_build", "results", "**/.ipynb_checkpoints"]
 html_theme = "pydata_sphinx_theme"
 html_theme_options = {"navigation_with_keys": False, "show_toc_level": 2}
-html_static_path: list[str] = []
+html_sidebars = {"**": []}  # one level of pages: the top bar lists them; wider content
+html_static_path = ["_static"]
+html_css_files = ["sfnet.css"]
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
 
 # The notebooks run at build time, tiny, in a scratch folder (nothing is written to examples/);
@@ -49,6 +51,7 @@ nb_execution_excludepatterns = [
     f"*{name}*" for name in os.environ.get("SFNET_DOCS_SKIP_RUN", "").split(",") if name
 ]
 nb_merge_streams = True
+nb_output_stderr = "remove"  # progress bars and library warnings are not part of the lesson
 os.environ["SFNET_EXAMPLE_SIZE"] = "tiny"
 os.environ.setdefault("SFNET_EXAMPLE_DIR", tempfile.mkdtemp(prefix="sfnet-docs-"))
 os.environ["SFNET_SAMPLE"] = str(ROOT / "examples" / "sdss-metallicity-400")
