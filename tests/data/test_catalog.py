@@ -315,3 +315,14 @@ def test_feature_labels_follow_the_preset_even_with_extra_cuts():
     assert feature_label("metallicity; z < 0.1", 440) == "Z440"
     assert feature_label("bpt_lines", 17) == "SL17"
     assert feature_label("lgm_tot_p50", 5) == "F5"
+
+
+def test_catalog_bpt_gives_the_diagram_for_any_target_when_the_lines_are_there():
+    from sfnet.data.catalog import catalog_bpt
+
+    assert catalog_bpt(_frame(oh_p50=[9.0, 9.0, 9.0])) is None  # no lines: no panel
+    cols = {c: [10.0, 100.0, 50.0] for c in BPT_LINES}
+    cols |= {f"{c}_err": [1.0, 1.0, 20.0] for c in BPT_LINES}  # row 2: S/N 2.5
+    x, y = catalog_bpt(_frame(oh_p50=[9.0, 9.0, 9.0], **cols))
+    np.testing.assert_allclose(x[:2], [0.0, 0.0])
+    assert np.isnan(x[2]) and np.isnan(y[2])

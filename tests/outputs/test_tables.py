@@ -73,3 +73,17 @@ def test_cli_predict_writes_fits_with_units(tmp_path, capsys):
     np.testing.assert_allclose(
         pd.read_csv(csv)["pred_oh_p50"], np.asarray(t["pred_oh_p50"]), rtol=1e-6
     )
+
+
+def test_catalog_column_targets_get_their_units_in_tables():
+    import astropy.units as u
+    import pandas as pd
+
+    from sfnet.outputs.tables import target_unit, to_astropy
+
+    assert target_unit("pred_lgm_tot_p50") == u.dex(u.solMass)
+    assert target_unit("measured_log_h_alpha_flux") == u.dex(1e-17 * u.erg / u.s / u.cm**2)
+    assert target_unit("pred_mystery") is None
+    frame = pd.DataFrame({"objID": [1, 2], "pred_r50": [1.0, 2.0], "measured_r50": [1.1, 2.1]})
+    t = to_astropy(frame, units={"r50": "arcsec"})
+    assert t["pred_r50"].unit == u.arcsec and t["measured_r50"].unit == u.arcsec

@@ -40,12 +40,29 @@ def target_unit(name: str):
     """
     import astropy.units as u
 
-    name = name.removeprefix("pred_")
+    from sfnet.data.catalog import KNOWN_UNITS
+
+    name = name.removeprefix("pred_").removeprefix("measured_")
     if name == "oh_p50":
         return u.dex
     if name.startswith("log_") and name.endswith("_flux"):
         return u.dex(1e-17 * u.erg / u.s / u.cm**2)
-    return None
+    text = KNOWN_UNITS.get(name)
+    if text is None and name.startswith("log_") and name[4:] in KNOWN_UNITS:
+        inner = KNOWN_UNITS[name[4:]]
+        text = f"dex({inner})" if inner else "dex"
+    return parse_unit(text) if text else None
+
+
+def parse_unit(text: str):
+    """An astropy unit from its string (``"dex(solMass)"`` -> a logarithmic unit), or None
+    when astropy cannot read it."""
+    import astropy.units as u
+
+    try:
+        return u.Unit(text)
+    except ValueError:
+        return None
 
 
 def _description(name: str) -> str | None:
@@ -57,8 +74,12 @@ def _description(name: str) -> str | None:
     return None
 
 
-def to_astropy(frame: pd.DataFrame):
+def to_astropy(frame: pd.DataFrame, units: dict[str, str] | None = None):
     """The DataFrame as an :class:`astropy.table.QTable` with units on the target columns.
+
+    ``units``: target name -> unit string (e.g. from :func:`sfnet.data.catalog.units_of`),
+    applied to ``<name>``, ``pred_<name>`` and ``measured_<name>``; it wins over the built-in
+    units of known columns.
 
     Columns whose name is a known target (``oh_p50``, ``log_*_flux``, with or without the
     ``pred_`` prefix) become quantities in ``dex`` / ``dex(1e-17 erg / (s cm2))`` with a
@@ -77,7 +98,9 @@ def to_astropy(frame: pd.DataFrame):
         values = frame[name].to_numpy()
         if values.dtype == object:
             values = values.astype(str)
-        unit = target_unit(str(name))
+        base = str(name).removeprefix("pred_").removeprefix("measured_")
+        given = (units or {}).get(base)
+        unit = parse_unit(given) if given else target_unit(str(name))
         if unit is None:
             table[name] = values
         elif isinstance(unit, u.FunctionUnitBase):
