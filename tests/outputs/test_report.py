@@ -121,3 +121,6 @@ def test_atlas_explains_dead_features_and_stores_each_features_target_correlatio
     assert {f"rho_{n}" for n in s["target_names"]} <= set(table.columns)
     assert table[[f"rho_{n}" for n in s["target_names"]]].abs().max().max() <= 1
     assert set(s["units"]) == set(s["target_names"])
+    # units flow into the atlas: the RMSE table and every equation's weight
+    assert "log_h_alpha_flux [dex(1e-17 erg / (s cm2))]" in text
+    assert "coefficient (dex(1e-17 erg / (s cm2)) per A_f)" in text

@@ -210,7 +210,7 @@ class EquationSet:
                 "A_f = activation / max over the "
                 f"{'validation' if self.split == 'val' else 'stored'} galaxies of that feature"
             ),
-            "units": "physical units (dex) per unit A_f",
+            "units": "the target's physical units per unit A_f",
             "features": [
                 {
                     "feature": int(f),

@@ -135,7 +135,7 @@ def _summary_html(s: dict[str, Any]) -> str:
     if "model" in r:
         trows = [
             [
-                _esc(n),
+                f"{_esc(n)} [{_esc(_unit(s.get('units'), n))}]",
                 _fmt(r["model"][n]),
                 _fmt(r["predict_mean"][n]),
                 _fmt(orc.get(n)) if orc else "–",
@@ -228,7 +228,16 @@ def _redundancy_html(s: dict[str, Any]) -> str:
     return "".join(out)
 
 
-def _equations_html(eqs: dict[str, Any], top: Sequence[str]) -> str:
+def _unit(units: dict[str, str] | None, name: str) -> str:
+    """The unit of a target or equation (``dex`` for the BPT ratios and unknown logs)."""
+    if units is None or name not in units:
+        return "dex"  # the presets' targets and the BPT ratio equations
+    return units[name] or "no unit"
+
+
+def _equations_html(
+    eqs: dict[str, Any], top: Sequence[str], units: dict[str, str] | None = None
+) -> str:
     from sfnet.analysis.equations import PRETTY
 
     out = [f'<p class="muted">{_esc(eqs["scaling"])}; {_esc(eqs["units"])}.</p>']
@@ -251,10 +260,11 @@ def _equations_html(eqs: dict[str, Any], top: Sequence[str]) -> str:
             [_esc(t["label"]), _fmt(t["coefficient"], "+.4f"), _fmt(t["mean_contribution"], "+.4f")]
             for t in terms
         ]
+        u = _esc(_unit(units, e["name"]))
         out.append(
             f"<details><summary>all {len(terms)} terms</summary>"
             + _table(
-                ["feature", "coefficient (dex per A_f)", "mean contribution (dex)"], trows, {1, 2}
+                ["feature", f"coefficient ({u} per A_f)", f"mean contribution ({u})"], trows, {1, 2}
             )
             + "</details>"
         )
@@ -348,7 +358,7 @@ def _card_html(run_dir: Path, s: dict[str, Any], row: pd.Series, eqs: dict, gt: 
         if term is not None:
             wrows.append(
                 [
-                    _esc(e["name"]),
+                    f"{_esc(e['name'])} [{_esc(_unit(s.get('units'), e['name']))}]",
                     _fmt(term["coefficient"], "+.4f"),
                     _fmt(term["mean_contribution"], "+.4f"),
                 ]
@@ -372,7 +382,7 @@ def _card_html(run_dir: Path, s: dict[str, Any], row: pd.Series, eqs: dict, gt: 
         + (_img(run_dir, fig, f"{lab}: BPT diagram and top activations") if fig else "")
         + (_img(run_dir, maps, f"{lab}: spatial maps on its top galaxies") if maps else "")
         + '<div class="cols"><div>'
-        + _table(["equation", "weight (dex per A_f)", "mean contribution (dex)"], wrows, {1, 2})
+        + _table(["equation [unit]", "weight (unit per A_f)", "mean contribution"], wrows, {1, 2})
         + "</div><div>"
         + (f"<p><b>Catalog correlates:</b> {_esc(corr)}</p>" if isinstance(corr, str) else "")
         + (f"<p><b>True factors:</b> {_esc(tcorr)}</p>" if isinstance(tcorr, str) else "")
@@ -425,7 +435,7 @@ def render_report(run_dir: Path | str) -> str:
         + "</section>",
         "<section><h2>Equations</h2>"
         + _img(run_dir, s["figures"]["equations"], "equations figure")
-        + _equations_html(eqs, top)
+        + _equations_html(eqs, top, s.get("units"))
         + "</section>",
         "<section><h2>Correlation of feature activations</h2>"
         + _img(run_dir, s["figures"]["correlation"], "correlation matrix")
