@@ -438,10 +438,10 @@ def _summary(
     meta = a.run.meta
     return {
         "run": str(a.dir),
-        "data": cfg.data.data,
+        "data": cfg.data.path,
         "target": a.target,
         "target_names": a.names,
-        "units": units_of(cfg.data.target, cfg.data.data),
+        "units": units_of(cfg.data.target, cfg.data.path),
         "k": a.k,
         "d": int(meta.d),
         "epochs": int(meta.epochs_completed or len(metrics)),
