@@ -151,8 +151,8 @@ def test_training_curves_are_log_scale_with_units_and_the_spike_marked():
 
     rmse = [3e3, 0.3, 0.2, 0.15]
     metrics = [
-        {"epoch": e, "train_loss": 10.0 / e, "val_rmse": {"oh_p50": r}, "lr": 0.1}
-        for e, r in enumerate(rmse, start=1)
+        {"epoch": e, "train_loss": loss, "val_rmse": {"oh_p50": r}, "lr": 0.1}
+        for e, (loss, r) in enumerate(zip([50.0, 1.0, 0.8, 0.7], rmse, strict=True), start=1)
     ]
     loss, val, _ = training_curves_figure(metrics, {"oh_p50": "dex"}).axes
     assert val.get_yscale() == "log" and loss.get_yscale() == "log"
@@ -162,6 +162,7 @@ def test_training_curves_are_log_scale_with_units_and_the_spike_marked():
         [{**m, "val_rmse": {"a": 0.1, "b": 0.2}} for m in metrics], {"a": "dex", "b": "kpc"}
     ).axes[1]
     assert [line.get_label() for line in mixed.lines] == ["a [dex]", "b [kpc]"]
+    assert mixed.get_yscale() == "linear"  # no spike, less than a decade: plain numbers
 
 
 def test_maps_histograms_and_explanation_have_labelled_colour_bars_and_axes():

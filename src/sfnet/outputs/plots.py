@@ -548,9 +548,9 @@ def explanation_figure(
 def training_curves_figure(metrics: Sequence[dict], units: dict[str, str] | None = None) -> Figure:
     """Training curves from ``metrics.jsonl`` records: train loss, validation RMSE, learning rate.
 
-    Loss and RMSE are drawn on a logarithmic axis, so one diverging epoch (an RMSE of 1e3 dex
-    early in training) does not flatten the rest of the curve into a line; the worst epoch is
-    marked when it is more than 10x the final value.
+    Loss and RMSE are drawn on a logarithmic axis when they span more than a decade, so one
+    diverging epoch (an RMSE of 1e3 dex early in training) does not flatten the rest of the
+    curve into a line; the worst epoch is marked when it is more than 10x the final value.
 
     Args:
         metrics: one dict per epoch with ``epoch``, ``train_loss`` (RMSE of standardized
@@ -591,8 +591,10 @@ def training_curves_figure(metrics: Sequence[dict], units: dict[str, str] | None
         axes[1].legend(fontsize=SMALL, frameon=False)
     axes[2].plot(epochs, [r.get("lr", np.nan) for r in metrics], "o-", ms=3, color="#f0603c")
     axes[2].set_ylabel("learning rate (end of epoch)")
-    for ax in axes[:2]:
-        if metrics and all(np.all(np.asarray(line.get_ydata()) > 0) for line in ax.lines):
+    for ax in axes[:2]:  # log scale where the values span more than a decade (a spike)
+        ys = np.concatenate([np.asarray(line.get_ydata(), np.float64) for line in ax.lines] or [[]])
+        ys = ys[np.isfinite(ys)]
+        if len(ys) and ys.min() > 0 and ys.max() > 10 * ys.min():
             ax.set_yscale("log")
     for ax in axes:
         ax.set_xlabel("epoch")
