@@ -21,13 +21,13 @@ def test_real_sample_prepare_train_predict(tmp_path, capsys):
     ids = pd.read_csv(data / "galaxies.csv", dtype={"objID": str})["objID"].tolist()
     assert len(ids) == 400 and all(len(i) == 19 for i in ids)
 
-    assert main(["prepare", str(data), "--resize", "48", "--workers", "2", "--quiet"]) == 0
+    assert main(["prepare", str(data), "--resize", "48", "--workers", "2", "--no-progress"]) == 0
     assert "packed 400 images (48x48 px)" in capsys.readouterr().out
 
     run = tmp_path / "run"
     argv = ["train", "--data", str(data), "--target", "metallicity", "--k", "2", "--resize",
             "48", "--crop", "48", "--epochs", "1", "--batch-size", "64", "--device", "cpu",
-            "--out", str(run), "--quiet"]  # fmt: skip
+            "--out", str(run), "--no-progress"]  # fmt: skip
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "oh_p50: validation RMSE" in out

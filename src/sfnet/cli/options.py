@@ -85,6 +85,48 @@ def _show(value: Any) -> str:
     return str(value)
 
 
+def add_progress_option(parser: argparse.ArgumentParser) -> None:
+    """``--progress/--no-progress`` (dest ``progress``; unset: bars only on a terminal, see
+    :func:`sfnet.progress.show_progress`). The one spelling of progress control."""
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bars on stderr [default: on when stderr is a terminal]",
+    )
+
+
+def progress_wanted(args: argparse.Namespace) -> bool:
+    """The ``--progress/--no-progress`` choice, resolved (terminal check when unset)."""
+    from sfnet.progress import show_progress
+
+    return show_progress(args.progress)
+
+
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    """``--device auto|cpu|cuda`` (dest ``device``), declared by :class:`TrainConfig`'s
+    ``device`` setting: where a command runs its model."""
+    from sfnet.config import TrainConfig
+
+    f = next(f for f in dataclasses.fields(TrainConfig) if f.name == "device")
+    parser.add_argument(
+        option_name(f),
+        dest="device",
+        default=f.default,
+        choices=f.metadata["choices"],
+        metavar="|".join(f.metadata["choices"]),
+        help=f"{f.metadata['help']} [default: {f.default}]",
+    )
+
+
+def device_wanted(args: argparse.Namespace) -> Any:
+    """The torch device of ``--device`` (``auto``: CUDA when present); a missing CUDA is a
+    :class:`~sfnet.config.ConfigError`."""
+    from sfnet.runs import default_device
+
+    return default_device(args.device)
+
+
 def add_run_options(
     parser: argparse.ArgumentParser, *, skip: Iterable[str] = (), defaults: RunConfig | None = None
 ) -> None:

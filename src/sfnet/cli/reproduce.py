@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sfnet.cli.options import add_device_option, add_progress_option, progress_wanted
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -38,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--crop", type=int, default=None, help="centre crop in pixels [default 144]")
     p.add_argument("--resize", type=int, default=None, help="resize images before cropping")
     p.add_argument("--batch-size", type=int, default=None, help="galaxies per step [default 64]")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="[default auto]")
+    add_device_option(p)
     p.add_argument(
         "--features",
         default=None,
@@ -48,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--nproc", type=int, default=None, help="train each run with torchrun --nproc_per_node N"
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_progress_option(p)
     p.set_defaults(func=_reproduce)
 
 
@@ -61,7 +63,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         str(args.data),
         quick=args.quick,
         pretrained=pretrained,
-        progress=not args.quiet,
+        progress=progress_wanted(args),
         ks=args.ks,
         repeats=args.repeats,
         epochs=args.epochs,
