@@ -228,3 +228,13 @@ def test_download_options_are_the_download_settings(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args([*argv, "--retries", "-1"])
     assert "--retries: must be an integer >= 0" in capsys.readouterr().err
+
+
+def test_reproduce_options_are_the_comparison_and_run_settings():
+    from sfnet.config import CompareConfig, DataConfig, TrainConfig
+
+    opts = _options("reproduce")
+    for klass, names in [(CompareConfig, ("ks", "repeats", "features", "probe_trees", "nproc")), (DataConfig, ("crop", "resize")), (TrainConfig, ("epochs", "batch_size", "device"))]:  # fmt: skip
+        for f in dataclasses.fields(klass):
+            if f.name in names:  # the declared help (and range), not a second hand-written one
+                assert opts["--" + f.name.replace("_", "-")].help.startswith(f.metadata["help"])

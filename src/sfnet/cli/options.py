@@ -50,15 +50,18 @@ def add_field_options(
     section: str,
     *,
     skip: Iterable[str] = (),
+    only: Iterable[str] | None = None,
     defaults: Any = None,
 ) -> None:
     """Add one option per field of dataclass ``klass`` (dest ``section.field``), except ``skip``
-    and fields declared with ``cli=False``. ``defaults`` (an instance) supplies the defaults
-    shown in the help."""
+    and fields declared with ``cli=False`` (only those in ``only`` when given). ``defaults``
+    (an instance) supplies the defaults shown in the help."""
     hints = typing.get_type_hints(klass)
     shown = defaults if defaults is not None else klass()
     for f in dataclasses.fields(klass):
         if f.name in skip or not f.metadata.get("cli", True) or "help" not in f.metadata:
+            continue
+        if only is not None and f.name not in only:
             continue
         hint, meta = hints[f.name], f.metadata
         default = getattr(shown, f.name)
