@@ -85,7 +85,7 @@ def pooled_features(
     out = []
     for _, xb in iter_batches(images, rows, batch_size):
         with run.precision.autocast():
-            f = run.model.features(run.precision.images(norm.apply(xb.to(device))))
+            f = run.model.pooled(run.precision.images(norm.apply(xb.to(device))))
         out.append(f.float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, run.meta.d), np.float32)
 

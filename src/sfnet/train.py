@@ -425,7 +425,7 @@ def _train_epoch(tr: Trainer, epoch: int, progress: bool) -> tuple[float, int]:
         loss.backward()
         tr.opt.step()
         tr.sched.step()
-        fired |= (outp.features.detach() > 0).any(dim=0).to(torch.int32)
+        fired |= (outp.sparse.detach() > 0).any(dim=0).to(torch.int32)
         loss_sum += loss.detach().double() * len(rows)
         bad_step = torch.where(torch.isfinite(loss.detach()), bad_step, bad_step.clamp(max=step))
         bar.update(1)
