@@ -122,7 +122,7 @@ def test_prepare_matches_folder_decode_and_crops_on_read(tmp_path):
     folder, ids = make_folder(tmp_path / "d", n=7, size=31)
     res = prepare(folder, workers=1, chunk_size=3)
     assert (res.n_images, res.n_bad, res.height, res.width) == (7, 0, 31, 31)
-    assert (folder / "packed" / "images.u8").stat().st_size == 7 * 3 * 31 * 31
+    assert (folder / "packed" / "native" / "images.u8").stat().st_size == 7 * 3 * 31 * 31
     sub = [ids[5], ids[0], ids[3]]
     imgs = open_images(folder, sub, crop=20)
     assert isinstance(imgs, PackedImages) and imgs.shape == (3, 3, 20, 20)
@@ -143,10 +143,11 @@ def test_prepare_with_worker_processes_and_stored_crop(tmp_path):
     assert (res.height, res.width, res.crop) == (16, 16, 16)
     imgs = open_images(folder, ids, crop=16)
     assert all(np.array_equal(imgs[i], _expected(i, 24, 16)) for i in range(9))
-    with pytest.raises(DataError, match="holds 16 px crops but crop 12"):
-        open_images(folder, ids, crop=12)
-    with pytest.raises(DataError, match="resize=None but resize=20"):
-        open_images(folder, ids, crop=16, resize=20)
+    # another geometry than the store's is decoded from the images, not refused
+    other = open_images(folder, ids, crop=12)
+    assert isinstance(other, FolderImages)
+    assert np.array_equal(other[4], _expected(4, 24, 12))
+    assert isinstance(open_images(folder, ids, crop=16, resize=20), FolderImages)
 
 
 def test_stale_store_is_refused(tmp_path):
@@ -159,7 +160,7 @@ def test_stale_store_is_refused(tmp_path):
     assert fingerprint(folder) != fp
     with pytest.raises(DataError, match=r"stale.*re-run `sfnet prepare"):
         open_images(folder, ids, crop=16)
-    (folder / "packed" / "index.json").write_text("{not json")
+    (folder / "packed" / "native" / "index.json").write_text("{not json")
     with pytest.raises(DataError, match="unreadable packed-store index"):
         open_images(folder, ids, crop=16)
     prepare(folder, workers=1)  # replaces a broken or stale store
@@ -182,12 +183,13 @@ def test_prepare_resumes_after_interruption(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         prepare(folder, workers=1, chunk_size=3, on_chunk=stop_after_two)
     assert calls == [(1, 4), (2, 4)]
-    packed = folder / "packed"
+    packed = folder / "packed" / "native"
     assert not (packed / "images.u8").exists() and not (packed / "index.json").exists()
     with pytest.raises(DataError, match="incomplete"):
         open_images(folder, ids, crop=16)
     res = prepare(folder, workers=1, chunk_size=3)
     assert res.resumed_chunks == 2 and not res.up_to_date
+    assert not (folder / "packed" / "native.new").exists()
     assert not (packed / "progress.json").exists() and not (packed / "images.u8.partial").exists()
     imgs = open_images(folder, ids, crop=16)
     assert all(np.array_equal(imgs[i], _expected(i, 16, 16)) for i in range(10))
@@ -202,7 +204,7 @@ def test_prepare_refuses_missing_and_corrupt_images(tmp_path):
     (folder / "images" / f"{ids[4]}.png").write_bytes(b"\x89PNG not really")
     with pytest.raises(DataError, match=rf"1 bad image\(s\): {ids[4]} \(cannot decode"):
         prepare(folder, workers=1)
-    assert not (folder / "packed" / "index.json").exists()
+    assert not (folder / "packed" / "native" / "index.json").exists()
 
 
 def test_skip_bad_drops_counts_and_lists(tmp_path):
@@ -212,7 +214,8 @@ def test_skip_bad_drops_counts_and_lists(tmp_path):
     Image.fromarray(_image(5, 20)).save(folder / "images" / f"{ids[5]}.png")  # wrong size
     res = prepare(folder, workers=1, skip_bad=True)
     assert (res.n_images, res.n_bad) == (3, 3)
-    text = (folder / "bad_images.txt").read_text()
+    assert res.bad_file == folder / "packed" / "native" / "bad_images.txt"
+    text = res.bad_file.read_text()
     assert all(str(ids[i]) in text for i in (1, 4, 5)) and "--resize" in text
     assert sorted(skipped_objids(folder)) == sorted(str(ids[i]) for i in (1, 4, 5))
     with pytest.raises(DataError, match="dropped by --skip-bad"):
@@ -261,7 +264,7 @@ def test_odd_first_image_does_not_set_the_store_size(tmp_path):
     res = prepare(folder, workers=1, skip_bad=True)
     assert (res.height, res.width, res.n_images, res.n_bad) == (16, 16, 5, 1)
     assert skipped_objids(folder) == [str(ids[0])]
-    assert "64x64" in (folder / "bad_images.txt").read_text()
+    assert "64x64" in res.bad_file.read_text()
 
 
 def test_images_of_another_scale_are_not_silently_cropped(tmp_path):
@@ -383,7 +386,7 @@ def test_store_index_with_duplicated_objids_is_refused(tmp_path):
 
     folder, ids = make_folder(tmp_path / "d", n=3, size=16)
     prepare(folder, workers=1)
-    path = folder / "packed" / "index.json"
+    path = folder / "packed" / "native" / "index.json"
     idx = json.loads(path.read_text())
     idx["objids"][2] = idx["objids"][0]
     path.write_text(json.dumps(idx))
