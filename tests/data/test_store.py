@@ -392,3 +392,162 @@ def test_store_index_with_duplicated_objids_is_refused(tmp_path):
     path.write_text(json.dumps(idx))
     with pytest.raises(DataError, match="duplicated objIDs"):
         open_images(folder, ids[:2], crop=16)
+
+
+# -------------------------------------------------- stores per geometry, locks, hostile files
+
+
+def test_stores_of_several_geometries_coexist_and_each_reader_picks_its_own(tmp_path):
+    folder, ids = make_folder(tmp_path / "d", n=6, size=24)
+    whole = prepare(folder, workers=1)
+    small = prepare(folder, resize=16, workers=1)  # adds a store, keeps the first
+    assert whole.store == folder / "packed" / "native"
+    assert small.store == folder / "packed" / "resize16"
+    assert prepare(folder, workers=1).up_to_date and prepare(folder, resize=16).up_to_date
+    a = open_images(folder, ids, crop=20)
+    b = open_images(folder, ids, crop=12, resize=16)
+    assert isinstance(a, PackedImages) and a.path.parent == whole.store
+    assert isinstance(b, PackedImages) and b.path.parent == small.store
+    assert all(np.array_equal(a[i], _expected(i, 24, 20)) for i in range(6))
+    direct = FolderImages([folder / "images" / f"{o}.png" for o in ids], 12, 16)
+    assert np.array_equal(b[np.arange(6)], direct[np.arange(6)])
+    # training on either geometry reads its own store
+    cfg = DataConfig(data=str(folder), target="metallicity", crop=16, resize=16)
+    assert load_dataset(cfg).images.path.parent == small.store
+
+
+def test_without_a_matching_store_images_are_decoded_and_prepare_is_suggested(
+    tmp_path, caplog
+):
+    import logging
+
+    folder, ids = make_folder(tmp_path / "d", n=5, size=24)
+    prepare(folder, workers=1)  # whole 24 px images
+    caplog.set_level(logging.INFO, logger="sfnet.data.store")
+    data = load_dataset(DataConfig(data=str(folder), target="metallicity", crop=16, resize=16))
+    assert isinstance(data.images, FolderImages)  # decoded, not refused
+    assert data.images.shape == (5, 3, 16, 16)
+    hint = [r.getMessage() for r in caplog.records if "would make it faster" in r.getMessage()]
+    assert len(hint) == 1 and f"sfnet prepare {folder} --resize 16" in hint[0]
+    load_dataset(DataConfig(data=str(folder), target="metallicity", crop=16, resize=16))
+    assert sum("would make it faster" in r.getMessage() for r in caplog.records) == 1  # once
+
+
+def test_old_single_store_layout_is_read_when_its_geometry_matches(tmp_path, caplog):
+    import logging
+
+    folder, ids = make_folder(tmp_path / "d", n=4, size=16)
+    res = prepare(folder, workers=1)
+    for f in res.store.iterdir():  # the layout of earlier versions: packed/images.u8
+        f.rename(folder / "packed" / f.name)
+    res.store.rmdir()
+    imgs = open_images(folder, ids, crop=12)
+    assert isinstance(imgs, PackedImages) and imgs.path == folder / "packed" / "images.u8"
+    assert np.array_equal(imgs[3], _expected(3, 16, 12))
+    assert prepare(folder, workers=1).up_to_date
+    caplog.set_level(logging.INFO, logger="sfnet.data.store")
+    other = open_images(folder, ids, crop=12, resize=20)  # another geometry: decoded
+    assert isinstance(other, FolderImages)
+    assert any("older layout" in r.getMessage() for r in caplog.records)
+    added = prepare(folder, resize=20, workers=1)
+    assert isinstance(open_images(folder, ids, crop=12, resize=20), PackedImages)
+    assert (folder / "packed" / "images.u8").is_file() and added.store.is_dir()
+
+
+HOLD_PREPARE = (
+    "import sys, time\n"
+    "from pathlib import Path\n"
+    "from sfnet.data.store import prepare\n"
+    "go = Path(sys.argv[2])\n"
+    "def wait(done, total):\n"
+    "    if done == 1:\n"
+    "        print('chunk', flush=True)\n"
+    "        while not go.exists(): time.sleep(0.05)\n"
+    "prepare(sys.argv[1], resize=16, workers=1, chunk_size=2, on_chunk=wait)\n"
+    "print('done', flush=True)\n"
+)
+
+
+def test_second_prepare_stops_at_once_naming_the_holder(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    from sfnet.cli import main
+
+    folder, ids = make_folder(tmp_path / "d", n=6, size=24)
+    go = tmp_path / "go"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2] / "src"))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD_PREPARE, str(folder), str(go)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout.readline().strip() == "chunk"  # the first prepare is mid-way
+        for argv in (["--resize", "20"], ["--resize", "16"], []):  # other and same geometry
+            assert main(["prepare", str(folder), "--workers", "1", "--quiet", *argv]) == 2
+            err = capsys.readouterr().err
+            assert f"PID {proc.pid}" in err and "sfnet prepare" in err, err
+            assert len(err.strip().splitlines()) == 1
+        go.touch()
+        assert proc.stdout.readline().strip() == "done"  # the first one finishes unharmed
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    imgs = open_images(folder, ids, crop=16, resize=16)
+    direct = FolderImages([folder / "images" / f"{o}.png" for o in ids], 16, 16)
+    assert np.array_equal(imgs[np.arange(6)], direct[np.arange(6)])  # no black rows
+    assert not (folder / "packed" / "resize20").exists()
+    assert not (folder / ".packed.lock").exists()
+
+
+def _png16(path: Path, arr: np.ndarray) -> None:
+    Image.fromarray(arr.astype(np.uint16)).save(path)
+
+
+def test_16bit_png_is_scaled_to_8_bits_not_clipped(tmp_path):
+    grey = (np.arange(32)[None, :] * 2114).repeat(32, axis=0)  # 0 .. 65534
+    path = tmp_path / "g16.png"
+    _png16(path, grey)
+    assert Image.open(path).mode.startswith("I;16")
+    img = decode_image(path, None)
+    assert img.shape == (3, 32, 32) and img.dtype == np.uint8
+    assert np.abs(img[0].astype(int) - np.round(grey / 257)).max() <= 1
+    assert (img == 255).mean() < 0.05  # Pillow's convert("RGB") put 97 % at 255
+
+
+def test_fits_decompression_bomb_is_refused_from_its_header(tmp_path):
+    import gzip
+    import time
+
+    def bomb(path: Path, shape: tuple[int, ...], data: bool) -> None:
+        hdr = fits.Header(
+            [("SIMPLE", True), ("BITPIX", -32), ("NAXIS", len(shape))]
+            + [(f"NAXIS{k + 1}", n) for k, n in enumerate(reversed(shape))]
+        )
+        nbytes = int(np.prod(shape)) * 4
+        with gzip.open(path, "wb", compresslevel=1) as f:
+            f.write(hdr.tostring().encode())
+            block = bytes(1 << 22)
+            left = nbytes + (-nbytes) % 2880 if data else 0
+            while left:
+                f.write(block[: min(left, len(block))])
+                left -= min(left, len(block))
+
+    huge = tmp_path / "huge.fits.gz"  # declares 3 x 8000^2 float32 (768 MB), holds 1 header
+    bomb(huge, (3, 8000, 8000), data=False)
+    real = tmp_path / "real.fits.gz"  # 53 MB of zeros in a 52 kB file: decodable, too big
+    bomb(real, (3, 2100, 2100), data=True)
+    assert real.stat().st_size < 300_000
+    for path in (huge, real):
+        t0 = time.perf_counter()
+        with pytest.raises(store.BadImage, match=rf"{path.name}: FITS headers declare 3 x "):
+            decode_image(path, 32)
+        assert time.perf_counter() - t0 < 0.5  # not decompressed
+    folder, ids = make_folder(tmp_path / "d", n=3, size=16)
+    (folder / "images" / f"{ids[1]}.png").unlink()
+    real.rename(folder / "images" / f"{ids[1]}.fits.gz")
+    with pytest.raises(DataError, match=rf"{ids[1]}.fits.gz: FITS headers declare"):
+        prepare(folder, workers=1)

@@ -139,9 +139,62 @@ def fits_to_rgb(planes: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rgb[::-1])
 
 
+def check_fits_size(path: Path) -> None:
+    """Refuse a FITS file whose headers declare more than :data:`MAX_FITS_PIXELS` pixels.
+
+    Reads the headers one by one from the (possibly gzip-compressed) stream and skips the data
+    they declare, stopping as soon as the declared total is too large: a small ``.fits.gz``
+    declaring a huge image (a decompression bomb) is refused before it is decompressed.
+
+    Raises:
+        BadImage: too large, or a header that cannot be read (the message names the file).
+    """
+    import gzip
+
+    from astropy.io import fits
+
+    path = Path(path)
+    total, shapes = 0, []
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            while True:
+                try:
+                    header = fits.Header.fromfile(f, endcard=True, padding=True)
+                except EOFError:
+                    break
+                z = "Z" if header.get("ZIMAGE") else ""
+                naxis = int(header.get(f"{z}NAXIS", 0))
+                dims = [int(header[f"{z}NAXIS{k}"]) for k in range(1, naxis + 1)]
+                if dims and min(dims) < 0:
+                    raise ValueError(f"negative size {dims}")
+                n = int(np.prod(dims, dtype=object)) if dims else 0
+                total += n
+                shapes.append(" x ".join(str(d) for d in reversed(dims)))
+                if total > MAX_FITS_PIXELS:
+                    raise BadImage(
+                        f"{path.name}: FITS headers declare {' + '.join(shapes)} pixels, more "
+                        f"than the {MAX_FITS_PIXELS:,} a cutout may have; refused before "
+                        "decompressing (cut a smaller cutout)"
+                    )
+                if z or header.get("XTENSION", "IMAGE").strip() != "IMAGE":  # table bytes
+                    rows = [int(header.get(f"NAXIS{k}", 0)) for k in (1, 2)]
+                    nbytes = rows[0] * rows[1] + int(header.get("PCOUNT", 0))
+                else:
+                    nbytes = n * abs(int(header.get("BITPIX", 8))) // 8
+                f.seek(nbytes + (-nbytes) % 2880, 1)
+    except BadImage:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, EOFError) as e:
+        raise BadImage(
+            f"{path.name}: cannot read the FITS headers ({type(e).__name__}: {e})"
+        ) from None
+
+
 def _read_fits_planes(path: Path) -> np.ndarray:
     from astropy.io import fits
 
+    check_fits_size(path)  # headers only: sizes checked before any pixel is read
     with fits.open(path, memmap=False) as hdul:
         cubes = [h for h in hdul if h.data is not None and getattr(h.data, "ndim", 0) == 3]
         if cubes:
@@ -162,6 +215,35 @@ def _read_fits_planes(path: Path) -> np.ndarray:
         if len({p.shape for p in planes[:3]}) != 1:
             raise BadImage("FITS g, r, i planes differ in shape")
         return np.stack(planes[:3])
+
+
+def _to_rgb8(im: Any, path: Path) -> Any:
+    """An 8-bit RGB Pillow image from a JPEG/PNG of any mode.
+
+    16-bit images (PNG grey ``I;16``, which Pillow's ``convert("RGB")`` would clip at 255) are
+    scaled to 8 bits by 65535 -> 255 (divide by 257, rounded); 16-bit RGB PNGs Pillow already
+    reads as 8-bit RGB (the high byte). 32-bit integer or float images are refused.
+
+    Raises:
+        BadImage: a 32-bit integer or float image, or a 16-bit one with values out of range.
+    """
+    from PIL import Image
+
+    if im.mode.startswith("I;16") or im.mode == "I":
+        arr = np.asarray(im).astype(np.int64)
+        if arr.size and (arr.min() < 0 or arr.max() > 65535):
+            raise BadImage(
+                f"{path.name}: {im.mode} image with values {arr.min()}..{arr.max()} outside "
+                "0..65535; save it as 8-bit RGB (or FITS)"
+            )
+        grey = ((arr * 255 + 32767) // 65535).astype(np.uint8)  # 16 -> 8 bits, rounded
+        return Image.fromarray(grey, mode="L").convert("RGB")
+    if im.mode in ("F", "I;32", "I;32B", "I;32L"):
+        raise BadImage(
+            f"{path.name}: {im.mode} (32-bit) image; sfnet reads 8- or 16-bit JPEG/PNG - save it "
+            "as 8-bit RGB (or as FITS with g, r, i planes)"
+        )
+    return im.convert("RGB")
 
 
 def decode_image(
@@ -192,7 +274,7 @@ def decode_image(
             img = Image.fromarray(fits_to_rgb(_read_fits_planes(path)), mode="RGB")
         else:
             with Image.open(path) as im:
-                img = im.convert("RGB")
+                img = _to_rgb8(im, path)
     except BadImage:
         raise
     except Exception as e:  # noqa: BLE001 - any decoder failure means a bad image
