@@ -416,9 +416,7 @@ def test_stores_of_several_geometries_coexist_and_each_reader_picks_its_own(tmp_
     assert load_dataset(cfg).images.path.parent == small.store
 
 
-def test_without_a_matching_store_images_are_decoded_and_prepare_is_suggested(
-    tmp_path, caplog
-):
+def test_without_a_matching_store_images_are_decoded_and_prepare_is_suggested(tmp_path, caplog):
     import logging
 
     folder, ids = make_folder(tmp_path / "d", n=5, size=24)

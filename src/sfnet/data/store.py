@@ -706,6 +706,7 @@ def _open_packed(
     # offset (size - crop) // 2 as a direct crop would use.
     return PackedImages(data, n, h, w, rows, crop)
 
+
 # ---------------------------------------------------------------------------------- prepare
 
 
