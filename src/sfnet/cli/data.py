@@ -53,7 +53,7 @@ def _register_prepare(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--skip-bad",
         action="store_true",
-        help="drop missing/corrupt images (counted, listed in DATA/bad_images.txt) instead of "
+        help="drop missing/corrupt images (counted, listed in the store's bad_images.txt) instead of "
         "stopping",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
