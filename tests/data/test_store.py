@@ -412,7 +412,7 @@ def test_stores_of_several_geometries_coexist_and_each_reader_picks_its_own(tmp_
     direct = FolderImages([folder / "images" / f"{o}.png" for o in ids], 12, 16)
     assert np.array_equal(b[np.arange(6)], direct[np.arange(6)])
     # training on either geometry reads its own store
-    cfg = DataConfig(data=str(folder), target="metallicity", crop=16, resize=16)
+    cfg = DataConfig(path=str(folder), target="metallicity", crop=16, resize=16)
     assert load_dataset(cfg).images.path.parent == small.store
 
 
@@ -422,12 +422,12 @@ def test_without_a_matching_store_images_are_decoded_and_prepare_is_suggested(tm
     folder, ids = make_folder(tmp_path / "d", n=5, size=24)
     prepare(folder, workers=1)  # whole 24 px images
     caplog.set_level(logging.INFO, logger="sfnet.data.store")
-    data = load_dataset(DataConfig(data=str(folder), target="metallicity", crop=16, resize=16))
+    data = load_dataset(DataConfig(path=str(folder), target="metallicity", crop=16, resize=16))
     assert isinstance(data.images, FolderImages)  # decoded, not refused
     assert data.images.shape == (5, 3, 16, 16)
     hint = [r.getMessage() for r in caplog.records if "would make it faster" in r.getMessage()]
     assert len(hint) == 1 and f"sfnet prepare {folder} --resize 16" in hint[0]
-    load_dataset(DataConfig(data=str(folder), target="metallicity", crop=16, resize=16))
+    load_dataset(DataConfig(path=str(folder), target="metallicity", crop=16, resize=16))
     assert sum("would make it faster" in r.getMessage() for r in caplog.records) == 1  # once
 
 
