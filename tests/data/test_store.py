@@ -484,7 +484,7 @@ def test_second_prepare_stops_at_once_naming_the_holder(tmp_path, capsys):
     try:
         assert proc.stdout.readline().strip() == "chunk"  # the first prepare is mid-way
         for argv in (["--resize", "20"], ["--resize", "16"], []):  # other and same geometry
-            assert main(["prepare", str(folder), "--workers", "1", "--quiet", *argv]) == 2
+            assert main(["prepare", str(folder), "--workers", "1", "--no-progress", *argv]) == 2
             err = capsys.readouterr().err
             assert f"PID {proc.pid}" in err and "sfnet prepare" in err, err
             assert len(err.strip().splitlines()) == 1
