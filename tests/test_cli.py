@@ -13,6 +13,7 @@ from sfnet.cli import COMMAND_MODULES, build_parser, main
 SUBCOMMANDS = [
     "train",
     "predict",
+    "embed",
     "prepare",
     "download",
     "fetch-paper-data",

@@ -42,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--features",
         default=None,
-        help="other features to probe (e.g. Zoobot's, as the paper): .parquet/.npz/.npy by objID",
+        help="other features to probe: 'zoobot' (the paper's; computed from the cached "
+        "hf_hub:mwalmsley/zoobot-encoder-resnet18) or a .parquet/.npz/.npy file by objID",
     )
     p.add_argument("--probe-trees", type=int, default=None, help="XGBoost rounds [default 300]")
     p.add_argument(
