@@ -188,12 +188,17 @@ def check_backbone_name(backbone: str) -> None:
 
 def _hub_config(repo: str) -> tuple[str, dict, dict]:
     """(architecture, model_args, pretrained_cfg) of a timm hub repo's config.json."""
-    from timm.models._hub import _parse_model_cfg
-
     path = hub_file(repo, "config.json")
     try:
         cfg = json.loads(path.read_text())
-        pretrained_cfg, arch, model_args = _parse_model_cfg(cfg, {"hf_hub_id": repo})
+        if "pretrained_cfg" in cfg:  # timm >= 0.9 layout
+            arch, pretrained_cfg = cfg["architecture"], dict(cfg["pretrained_cfg"])
+            model_args = dict(cfg.get("model_args") or {})
+        else:  # legacy single dict
+            pretrained_cfg = dict(cfg)
+            arch, model_args = pretrained_cfg.pop("architecture"), {}
+        if not isinstance(arch, str):
+            raise TypeError(f"architecture is {arch!r}")
     except Exception as e:  # noqa: BLE001
         raise PretrainedWeightsError(f"{path}: not a timm config.json ({e})") from None
     drop = ("num_classes", "pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "global_pool")
