@@ -97,11 +97,17 @@ def hub_file(repo: str, filename: str) -> Path:
         pass
     why = "HF_HUB_OFFLINE is set"
     if not _offline():
+        hub_log = logging.getLogger("huggingface_hub")
+        level = hub_log.level
+        hub_log.setLevel(logging.ERROR)  # its retry warnings would bury the one line below
         try:
             return Path(hf_hub_download(repo, filename, cache_dir=cache))
         except Exception as e:  # noqa: BLE001 - no network, unknown repo, missing file
-            why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".strip()
-    files = "config.json model.safetensors" if filename != "config.json" else "config.json"
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            why = f"{type(e).__name__}: {first.split('. ')[0][:120]}"
+        finally:
+            hub_log.setLevel(level)
+    files = "config.json model.safetensors"
     raise PretrainedWeightsError(
         f"{repo}/{filename} is not in the hub cache {cache} and could not be downloaded "
         f"({why}); {_hub_placement(repo, files)}"
@@ -174,7 +180,7 @@ def check_backbone_name(backbone: str) -> None:
     if backbone in TORCHVISION_BACKBONES:
         return
     if backbone.startswith(HF_HUB_PREFIX):
-        if not re.fullmatch(r"[\w.-]+/[\w.-]+(@[\w.-]+)?", backbone[len(HF_HUB_PREFIX) :]):
+        if not re.fullmatch(r"[\w.-]+/[\w.-]+", backbone[len(HF_HUB_PREFIX) :]):
             raise BackboneError(f"backbone {backbone!r}: expected hf_hub:ORG/NAME")
         return
     import timm
@@ -246,6 +252,11 @@ def _resolve(backbone: str, pretrained: str | None, cache: str) -> EncoderSpec:
             "file": path.name,
             "sha256": _sha256(path),
         }
+    elif pretrained == "imagenet":
+        raise PretrainedWeightsError(
+            f"pretrained 'imagenet' is torchvision's resnet18 file; for {backbone} use 'hub' "
+            "(its published weights) or a .safetensors path"
+        )
     else:
         path = Path(pretrained).expanduser()
         if path.suffix != ".safetensors":
