@@ -39,7 +39,7 @@ ZOOBOT = "zoobot"
 class EmbedConfig:
     """``sfnet embed`` (see each field's help)."""
 
-    data: str = setting("", "dataset folder or .npz [default: a run's own data]")
+    path: str = setting("", "dataset folder or .npz [default: a run's own data]", flag="data")
     crop: int | None = setting(
         None,
         "centre crop in pixels (none: a run's crop; 144 for a named encoder)",
@@ -125,7 +125,7 @@ def _forward_all(
 
 def embed(encoder: str, cfg: EmbedConfig) -> Embedding:
     """Pooled features of ``encoder`` (a run folder or an encoder name) for every galaxy of
-    ``cfg.data`` that has an image. Raises :class:`sfnet.errors.UserError` in one line (e.g.
+    ``cfg.path`` that has an image. Raises :class:`sfnet.errors.UserError` in one line (e.g.
     weights absent from the hub cache with no network: where to place them)."""
     from sfnet.data.batches import Normalization
     from sfnet.predict import pooled_features, prediction_input
@@ -137,8 +137,8 @@ def embed(encoder: str, cfg: EmbedConfig) -> Embedding:
 
         run = load_run(Path(encoder), device=device)
         dcfg = run.config.data
-        if cfg.data:
-            dcfg = replace(dcfg, data=str(cfg.data))
+        if cfg.path:
+            dcfg = replace(dcfg, path=str(cfg.path))
         if cfg.crop is not None and cfg.crop != run.meta.crop:
             raise UserError(
                 f"{encoder}: the run was trained on {run.meta.crop} px crops, not {cfg.crop}"
@@ -152,7 +152,7 @@ def embed(encoder: str, cfg: EmbedConfig) -> Embedding:
             feats.shape[1],
         )
         return Embedding(inp.objid, feats.astype(np.float32), f"run {encoder}")
-    if not cfg.data:
+    if not cfg.path:
         raise UserError(
             "embed: --data is required with an encoder name (only a run has its own data)"
         )
@@ -164,7 +164,7 @@ def embed(encoder: str, cfg: EmbedConfig) -> Embedding:
         pretrained = "imagenet"
     model = _NamedEncoder(name, pretrained).to(device).eval()
     size = cfg.size or model.input
-    dcfg = DataConfig(data=str(cfg.data), crop=cfg.crop or DataConfig().crop)
+    dcfg = DataConfig(path=str(cfg.path), crop=cfg.crop or DataConfig().crop)
     inp = prediction_input(dcfg)
     log.info(
         "embedding %d galaxies with %s (%s weights): %d px crops resized to %d px, "

@@ -495,7 +495,7 @@ def run_reproduce(
             dev = overrides.get("device")
             if dev not in ("cpu", "cuda"):
                 dev = "cuda" if torch.cuda.is_available() else "cpu"
-            emb = EmbedConfig(data=str(data), crop=crop, device=dev)
+            emb = EmbedConfig(path=str(data), crop=crop, device=dev)
             embed_to_file(ZOOBOT, emb, out)  # no cached weights, no network: one line, how to
         overrides["features"] = str(out)
     cfg = compare_config(data, targets, quick, pretrained=pretrained, **overrides)
