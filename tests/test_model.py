@@ -317,11 +317,12 @@ def test_timm_trunks_train_at_toy_size(backbone, tmp_path):
     from tests.conftest import make_toy_images
     from tests.test_train import toy_config
 
-    images, y = make_toy_images(12, size=16, seed=3)
+    px = {"resnet50": 16, "convnext_atto": 32}[backbone]  # ConvNeXt downsamples 32x by convs
+    images, y = make_toy_images(12, size=px, seed=3)
     ids = np.arange(12, dtype=np.int64) + 1
     save_npz(tmp_path / "d.npz", images, y, ids, ["radius", "redness"])
     cfg = toy_config(tmp_path / "d.npz", epochs=1, amp=False, channels_last=False)
-    cfg.data.crop = 16
+    cfg.data.crop = px
     cfg.model.backbone = backbone
     cfg.train.batch_size = 5
     fit(cfg, tmp_path / "run")
