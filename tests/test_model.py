@@ -306,6 +306,8 @@ def test_bad_backbone_name_and_k_too_large_are_config_errors():
     ModelConfig(backbone="convnext_atto", k=400).validate()  # d = 320 is known at build time
     with pytest.raises(UserError, match=r"k \(400\).*d = 320"):
         SparseFeatureNet(400, 1, backbone="convnext_atto")
+    with pytest.raises(UserError, match="16 px images are too small.*--crop"):
+        SparseFeatureNet(4, 1, backbone="convnext_atto")(torch.randn(2, 3, 16, 16))
 
 
 @pytest.mark.parametrize("backbone", ["resnet50", "convnext_atto"])

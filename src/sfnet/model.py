@@ -395,6 +395,7 @@ class TimmTrunk(nn.Module):
         import timm
 
         self.in_chans = spec.in_chans
+        self.architecture = spec.architecture
         kwargs = dict(spec.model_args)
         kwargs.setdefault("in_chans", spec.in_chans)
         if load_weights and spec.weights_path:
@@ -423,7 +424,16 @@ class TimmTrunk(nn.Module):
         """(N, d, h, w) ReLU of the encoder's last feature map."""
         if self.in_chans == 1 and x.shape[1] != 1:
             x = x.mean(dim=1, keepdim=True)
-        return torch.relu(self.encoder.forward_features(x))
+        try:
+            return torch.relu(self.encoder.forward_features(x))
+        except RuntimeError as e:
+            if "input size" not in str(e) and "Output size is too small" not in str(e):
+                raise
+            raise BackboneError(
+                f"{self.architecture}: {x.shape[-1]} px images are too small for this encoder "
+                "(a layer would see less than its kernel); use a larger --crop or --resize "
+                "(ConvNeXt needs at least 32 px)"
+            ) from None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.maps(x)).flatten(1)
