@@ -23,7 +23,7 @@ TRAIN = [
     "0.01",
     "--device",
     "cpu",
-    "--quiet",
+    "--no-progress",
     "--epochs",
     "1",
 ]
