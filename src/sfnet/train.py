@@ -55,6 +55,7 @@ from sfnet.runs import (
     final_val_rmse,
     is_finished,
     read_metrics,
+    remove_leftovers,
     save_weights,
     stage_run_dir,
     staging_path,
@@ -105,6 +106,7 @@ def _prepare_folder(
             )
         if saved.data.data != config.data.data:
             log.info("data moved: %s -> %s", saved.data.data, config.data.data)
+        remove_leftovers(out)  # e.g. the old run left in .NAME.staging by a kill mid-swap
         return config, None
     staged = stage_run_dir(out, overwrite, config.data.data)
     config.save(staged.path / CONFIG)

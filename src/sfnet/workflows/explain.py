@@ -272,9 +272,11 @@ def write_explanations(
         images: instead of ``data``, a folder of cutouts named ``{objID}.jpg|png|fits``.
         out_dir: where to write (default ``RUN/explain``).
     """
-    from sfnet.io import atomic_write_json
+    from sfnet.io import atomic_write_json, objid_filename
     from sfnet.runs import EXPLAIN, load_run
 
+    for o in objids:  # objIDs become file names: refused up front unless plain names
+        objid_filename(o, ".json")
     run = load_run(Path(run_dir))
     acts = load_analysis(run.dir)
     galaxies = load_galaxies(run, data, images)
@@ -297,8 +299,10 @@ def write_explanations(
             else np.zeros((0, 3, 1, 1), np.uint8)
             for f in e.features
         ]
-        png = plot_galaxy(e, np.asarray(galaxies.images[[row]])[0], tops, out / f"{e.objid}.png")
-        js = out / f"{e.objid}.json"
+        png = plot_galaxy(
+            e, np.asarray(galaxies.images[[row]])[0], tops, out / objid_filename(e.objid, ".png")
+        )
+        js = out / objid_filename(e.objid, ".json")
         atomic_write_json(js, {"run": str(run.dir), "data": galaxies.source, **e.to_dict()})
         paths.append((png, js))
     return paths
