@@ -198,3 +198,82 @@ def test_predict_refuses_a_batch_size_below_one(trained):
     run = load_run(trained)
     with pytest.raises(ConfigError, match="batch size must be an integer >= 1"):
         predict(run, run.load_data().images, batch_size=0)
+
+
+# ------------------------------------- a run folder is recognised by what sfnet wrote in it
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        {  # a static site: its config.toml is not sfnet's, the thesis must survive
+            "config.toml": 'baseURL = "https://example.org"\ntitle = "Me"\n[params]\nx = 1\n',
+            "thesis.pdf": "%PDF precious",
+        },
+        {  # a Hugging Face model folder
+            "config.json": '{"model_type": "bert"}',
+            "model.safetensors": "weights",
+            "README.md": "card",
+        },
+        {  # common names, someone else's content
+            "model.json": '{"name": "x"}',
+            "metrics.jsonl": '{"acc": 1}\n',
+            "checkpoint.pt": "x",
+        },
+        {  # sfnet-shaped config.toml, but a model.json sfnet did not write
+            "config.toml": '[data]\ntarget = "metallicity"\n[model]\nk = 2\n[train]\nepochs = 1\n',
+            "model.json": '["not", "sfnet"]',
+        },
+    ],
+)
+def test_overwrite_refuses_folders_that_only_share_file_names(tmp_path, files):
+    data = _small_npz(tmp_path / "toy.npz")
+    out = tmp_path / "site"
+    out.mkdir()
+    for name, text in files.items():
+        (out / name).write_text(text)
+    with pytest.raises(RunFolderError, match="not an sfnet run folder"):
+        fit(_cfg(data), out, overwrite=True)
+    assert {p.name: p.read_text() for p in out.iterdir()} == files
+
+
+def test_a_run_is_marked_as_sfnet_and_recognised(small_run):
+    import json
+
+    from sfnet.runs import is_run_folder
+
+    out, _ = small_run
+    assert json.loads((out / "model.json").read_text())["format"] == "sfnet-run"
+    assert is_run_folder(out)
+
+
+def test_out_dot_is_refused_before_any_training(tmp_path, monkeypatch, capsys):
+    import sfnet.train
+
+    data = _small_npz(tmp_path / "toy.npz")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+
+    def no_training(*a, **k):
+        raise AssertionError("trained before refusing --out")
+
+    monkeypatch.setattr(sfnet.train, "_fit", no_training)
+    for out in (".", str(work), ".."):
+        argv = ["train", "--data", str(data), "--out", out, "--crop", "16", "--quiet"]
+        assert main([*argv, "--overwrite"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "cannot be a run folder" in err and len(err.splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["toy.npz", "work"]
+
+
+def test_resume_after_a_kill_during_the_swap_leaves_no_old_run_behind(small_run, tmp_path):
+    import shutil
+
+    out, data = small_run
+    # a kill between the exchange and the removal: .run.staging holds the previous run
+    shutil.copytree(out, tmp_path / ".run.staging")
+    (tmp_path / ".run.old").mkdir()
+    fit(_cfg(data), out, resume=True)
+    assert is_finished(out)
+    assert not (tmp_path / ".run.staging").exists() and not (tmp_path / ".run.old").exists()
