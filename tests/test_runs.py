@@ -277,3 +277,50 @@ def test_resume_after_a_kill_during_the_swap_leaves_no_old_run_behind(small_run,
     fit(_cfg(data), out, resume=True)
     assert is_finished(out)
     assert not (tmp_path / ".run.staging").exists() and not (tmp_path / ".run.old").exists()
+
+
+def test_a_junk_line_in_metrics_is_one_line_naming_file_and_line(small_run, capsys):
+    out, _ = small_run
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write("garbage{\n")
+    assert main(["train", "--resume", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{out / 'metrics.jsonl'}: line 2 is not a JSON record" in err
+    assert len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("option", ["--seed", "--split-seed"])
+@pytest.mark.parametrize("value", ["1e14", str(2**64), "-1"])
+def test_out_of_range_seeds_are_one_line(tmp_path, capsys, option, value):
+    data = _small_npz(tmp_path / "toy.npz")
+    argv = ["train", "--data", str(data), "--out", str(tmp_path / "r"), option, value]
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--crop", "16", "--quiet"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"argument {option}: must be an integer >= 0 and <= 4294967295" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_train_on_a_full_disk_is_one_line_and_keeps_the_old_run(small_run, capsys, monkeypatch):
+    import errno
+
+    import torch
+
+    import sfnet.io
+
+    out, data = small_run
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def full(obj, f, *a, **k):  # what torch.save raises when the disk fills mid-write
+        raise RuntimeError("[enforce fail at inline_container.cc:595] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(torch, "save", full)
+    monkeypatch.setattr(sfnet.io, "_disk_full", lambda folder: True)
+    argv = ["train", "--data", str(data), "--out", str(out), "--crop", "16", "--quiet"]
+    argv += ["--k", "2", "--epochs", "1", "--batch-size", "16", "--device", "cpu"]
+    assert main([*argv, "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "checkpoint.pt: no space left" in err and len(err.splitlines()) == 1
+    assert "unexpected pos" not in err and errno.ENOSPC
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

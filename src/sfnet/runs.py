@@ -172,11 +172,29 @@ class RunMeta:
 
 
 def read_metrics(path: Path) -> list[dict]:
-    """The records of a ``metrics.jsonl`` file (empty when it does not exist)."""
+    """The records of a ``metrics.jsonl`` file (empty when it does not exist).
+
+    Raises:
+        RunFolderError: a line that is not a JSON object, naming the file and line number.
+    """
     path = Path(path)
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError as e:
+            raise RunFolderError(
+                f"{path}: line {n} is not a JSON record ({getattr(e, 'msg', e)}); remove or "
+                "fix that line (sfnet writes one JSON object per epoch)"
+            ) from None
+        if not isinstance(rec, dict):
+            raise RunFolderError(f"{path}: line {n} is not a JSON object: {line[:80]!r}")
+        records.append(rec)
+    return records
 
 
 def final_val_rmse(run_dir: Path) -> dict[str, float]:

@@ -733,8 +733,8 @@ def _mp_context():
 #: Peak memory of rendering one galaxy, bytes per pixel of the stamp (about 30 float64 planes:
 #: three bands and GalSim's scratch images; measured at 1024 px).
 RENDER_BYTES_PER_PIXEL = 256
-#: Largest survey seed (seeds numpy's generator together with the galaxy index).
-MAX_SEED = 2**63 - 1
+#: Largest survey seed (the same bound as the training seeds).
+MAX_SEED = 2**32 - 1
 
 
 def _available_memory() -> int | None:
@@ -747,7 +747,7 @@ def _available_memory() -> int | None:
 
 def check_synth_args(n: int, size: int, seed: int, workers: int = 1) -> None:
     """Refuse, before anything is drawn or written, settings that cannot work: ``n < 1``, a
-    seed outside 0..2^63-1, a size below 16 px, or a size whose rendering (``workers`` galaxies
+    seed outside 0..2^32-1, a size below 16 px, or a size whose rendering (``workers`` galaxies
     at a time) would not fit in the memory available.
 
     Raises:
@@ -756,7 +756,7 @@ def check_synth_args(n: int, size: int, seed: int, workers: int = 1) -> None:
     if n < 1:
         raise UserError(f"--n must be >= 1, got {n}")
     if not 0 <= seed <= MAX_SEED:
-        raise UserError(f"--seed must be an integer from 0 to 2^63-1, got {seed}")
+        raise UserError(f"--seed must be an integer from 0 to {MAX_SEED}, got {seed}")
     if size < 16:
         raise UserError(f"image size must be >= 16 px, got {size}")
     need = RENDER_BYTES_PER_PIXEL * size * size * max(1, workers)
