@@ -695,7 +695,13 @@ def _render_chunk(args: tuple) -> int:
 
     for p, i, oid in zip(params, indices, objids, strict=True):
         rgb = render_galaxy(p, size, seed, int(i))
-        Image.fromarray(rgb).save(Path(img_dir) / f"{oid}.png")
+        path = Path(img_dir) / f"{oid}.png"
+        try:
+            Image.fromarray(rgb).save(path)
+        except OSError as e:  # a full disk reports no file name: name it (one line, no trace)
+            if e.filename is None:
+                raise OSError(e.errno, e.strerror or str(e), str(path)) from None
+            raise
     return len(indices)
 
 
