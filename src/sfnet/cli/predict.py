@@ -42,9 +42,9 @@ def _predict(args: argparse.Namespace) -> int:
     run = load_run(args.run, device=args.device)
     dcfg = run.config.data
     if args.data:
-        dcfg = dataclasses.replace(dcfg, data=str(args.data))
+        dcfg = dataclasses.replace(dcfg, path=str(args.data))
     # the run's own data is an input too (known once the run is loaded)
-    check_output_file(args.out, overwrite=args.overwrite, inputs=[dcfg.data])
+    check_output_file(args.out, overwrite=args.overwrite, inputs=[dcfg.path])
     table = predict_dataset(run, dcfg, batch_size=args.batch_size)
     write_table(table, args.out)
     print(f"wrote {len(table)} predictions to {args.out}")
