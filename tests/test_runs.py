@@ -127,7 +127,7 @@ def test_out_that_is_a_file_is_one_clear_line(tmp_path, capsys):
     data = _small_npz(tmp_path / "toy.npz")
     out = tmp_path / "run.txt"
     out.write_text("x")
-    argv = ["train", "--data", str(data), "--out", str(out), "--crop", "16", "--quiet"]
+    argv = ["train", "--data", str(data), "--out", str(out), "--crop", "16", "--no-progress"]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert "is a file" in err and str(out) in err and len(err.splitlines()) == 1
@@ -260,7 +260,7 @@ def test_out_dot_is_refused_before_any_training(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(sfnet.train, "_fit", no_training)
     for out in (".", str(work), ".."):
-        argv = ["train", "--data", str(data), "--out", out, "--crop", "16", "--quiet"]
+        argv = ["train", "--data", str(data), "--out", out, "--crop", "16", "--no-progress"]
         assert main([*argv, "--overwrite"]) == 2
         err = capsys.readouterr().err.strip()
         assert "cannot be a run folder" in err and len(err.splitlines()) == 1
@@ -283,7 +283,7 @@ def test_a_junk_line_in_metrics_is_one_line_naming_file_and_line(small_run, caps
     out, _ = small_run
     with open(out / "metrics.jsonl", "a") as f:
         f.write("garbage{\n")
-    assert main(["train", "--resume", str(out), "--quiet"]) == 2
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert f"{out / 'metrics.jsonl'}: line 2 is not a JSON record" in err
     assert len(err.splitlines()) == 1
@@ -295,7 +295,7 @@ def test_out_of_range_seeds_are_one_line(tmp_path, capsys, option, value):
     data = _small_npz(tmp_path / "toy.npz")
     argv = ["train", "--data", str(data), "--out", str(tmp_path / "r"), option, value]
     with pytest.raises(SystemExit) as e:
-        main([*argv, "--crop", "16", "--quiet"])
+        main([*argv, "--crop", "16", "--no-progress"])
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert f"argument {option}: must be an integer >= 0 and <= 4294967295" in err
@@ -317,7 +317,7 @@ def test_train_on_a_full_disk_is_one_line_and_keeps_the_old_run(small_run, capsy
 
     monkeypatch.setattr(torch, "save", full)
     monkeypatch.setattr(sfnet.io, "_disk_full", lambda folder: True)
-    argv = ["train", "--data", str(data), "--out", str(out), "--crop", "16", "--quiet"]
+    argv = ["train", "--data", str(data), "--out", str(out), "--crop", "16", "--no-progress"]
     argv += ["--k", "2", "--epochs", "1", "--batch-size", "16", "--device", "cpu"]
     assert main([*argv, "--overwrite"]) == 2
     err = capsys.readouterr().err.strip()

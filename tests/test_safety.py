@@ -48,7 +48,15 @@ def test_download_never_writes_outside_out_for_hostile_objids(tmp_path, capsys):
             ).to_parquet(catalog)
             before, before_abs = _tree(case), _tree(tmp_path / "abs")
             argv = ["download", "--catalog", str(catalog), "--out", str(case / "deep" / "out")]
-            argv += ["--url-template", server.template, "--rate", "0", "--retries", "0", "--quiet"]
+            argv += [
+                "--url-template",
+                server.template,
+                "--rate",
+                "0",
+                "--retries",
+                "0",
+                "--no-progress",
+            ]
             assert main(argv) == 2, objid
             err = _one_line_error(capsys)
             assert "objID" in err

@@ -76,7 +76,13 @@ def setting(
 
 
 _PLURAL = {bool: "booleans", int: "integers", float: "finite numbers", str: "strings"}
-_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}
+_TYPE_WORDS = {
+    bool: "true or false",
+    int: "an integer",
+    float: "a finite number",
+    str: "a string",
+    Path: "a path",
+}
 
 
 def _expected(hint: Any, meta: dict[str, Any]) -> str:
@@ -128,6 +134,8 @@ def check_value(key: str, value: Any, hint: Any, meta: dict[str, Any]) -> Any:
             raise bad from None
     if base is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
+    if base is Path and isinstance(value, str):
+        value = Path(value)
     if base in (int, float) and isinstance(value, bool) or not isinstance(value, base):
         raise bad
     if base is float and not math.isfinite(value):
@@ -140,12 +148,12 @@ def check_value(key: str, value: Any, hint: Any, meta: dict[str, Any]) -> Any:
     return value
 
 
-def check_fields(obj: Any, section: str) -> None:
+def check_fields(obj: Any, section: str, skip: tuple[str, ...] = ()) -> None:
     """Check (and normalize in place) every field of dataclass ``obj`` against its declared
-    type and range; errors name ``section.field``."""
+    type and range (except ``skip``, checked by the caller); errors name ``section.field``."""
     hints = typing.get_type_hints(type(obj))
     for f in dataclasses.fields(obj):
-        if dataclasses.is_dataclass(hints[f.name]):
+        if f.name in skip or dataclasses.is_dataclass(hints[f.name]):
             continue
         value = check_value(f"{section}.{f.name}", getattr(obj, f.name), hints[f.name], f.metadata)
         setattr(obj, f.name, value)

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from sfnet.cli.options import add_device_option, device_wanted
 from sfnet.errors import UserError
 
 
@@ -25,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--overwrite", action="store_true", help="replace --out if it exists (never an input)"
     )
     q.add_argument("--batch-size", type=int, default=256, help="galaxies per forward pass")
-    q.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device [default cpu]")
+    add_device_option(q)
     q.set_defaults(func=_predict)
 
 
@@ -39,7 +40,7 @@ def _predict(args: argparse.Namespace) -> int:
         raise UserError(f"{args.out}: output must end in {', '.join(TABLE_FORMATS)}")
     run_files = [args.run / name for name in (CONFIG, META, WEIGHTS)]
     check_output_file(args.out, overwrite=args.overwrite, inputs=[args.data, *run_files])
-    run = load_run(args.run, device=args.device)
+    run = load_run(args.run, device=device_wanted(args))
     dcfg = run.config.data
     if args.data:
         dcfg = dataclasses.replace(dcfg, path=str(args.data))

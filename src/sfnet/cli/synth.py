@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from sfnet.cli.options import add_progress_option, progress_wanted
 from sfnet.errors import UserError
 
 
@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="replace an existing --out folder (a synthetic survey), or --preview's PNG",
     )
-    p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    add_progress_option(p)
     p.add_argument(
         "--preview",
         metavar="COLUMN",
@@ -83,7 +83,7 @@ def _synth(args: argparse.Namespace) -> int:
         size=args.size,
         seed=args.seed,
         workers=args.workers,
-        progress=not args.no_progress and sys.stderr.isatty(),
+        progress=progress_wanted(args),
         overwrite=args.overwrite,
     )
     dt = time.perf_counter() - t0
