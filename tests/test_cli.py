@@ -16,6 +16,7 @@ from sfnet.cli import COMMAND_MODULES, build_parser, main
 SUBCOMMANDS = [
     "train",
     "predict",
+    "embed",
     "prepare",
     "download",
     "fetch-paper-data",

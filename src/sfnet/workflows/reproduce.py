@@ -474,6 +474,19 @@ def run_reproduce(
         log.info("%s: not in this data (%s); its rows say so", t, why)
     if not targets:
         raise DataError(f"{data}: no target group can be trained: {absent}")
+    if overrides.get("features") == "zoobot":  # the paper's probe features, computed here
+        from sfnet.workflows.embed import ZOOBOT, EmbedConfig, embed_to_file
+
+        out = folder / "zoobot_features.parquet"
+        if not out.is_file():
+            import torch
+
+            dev = overrides.get("device")
+            if dev not in ("cpu", "cuda"):
+                dev = "cuda" if torch.cuda.is_available() else "cpu"
+            emb = EmbedConfig(path=str(data), crop=crop, device=dev)
+            embed_to_file(ZOOBOT, emb, out)  # no cached weights, no network: one line, how to
+        overrides["features"] = str(out)
     cfg = compare_config(data, targets, quick, pretrained=pretrained, **overrides)
     comp = run_comparison(folder, cfg, progress=progress)
     results, agn, agn_why = _analyse_paper_models(folder, targets, cfg)
