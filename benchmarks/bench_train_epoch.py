@@ -106,7 +106,7 @@ def bare_images_per_s(
 def epoch_images_per_s(args: argparse.Namespace, npz: Path, out: Path, batch: int) -> dict:
     """Run ``sfnet train`` on ``npz`` at ``batch``; epoch throughput and what the run chose."""
     cmd = [sys.executable, "-m", "sfnet", "train", "--data", str(npz), "--k", "4"]
-    cmd += ["--epochs", str(args.epochs), "--crop", str(args.crop), "--quiet"]
+    cmd += ["--epochs", str(args.epochs), "--crop", str(args.crop), "--no-progress"]
     cmd += ["--batch-size", str(batch), "--device", args.device, "--out", str(out)]
     cmd += ["--workers", str(args.workers), "--overwrite"]
     t0 = time.perf_counter()
