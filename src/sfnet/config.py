@@ -39,6 +39,8 @@ NONE = "none"
 #: Smallest crop: resnet18 halves the image five times; below 16 px its last stages see only
 #: padding (the tests train at 16 px).
 MIN_CROP = 16
+#: Largest seed (seeds must fit every generator they feed, with room for per-run offsets).
+MAX_SEED = 2**32 - 1
 
 
 class ConfigError(UserError, ValueError):
@@ -198,7 +200,7 @@ class DataConfig:
     val_fraction: float = setting(
         0.2, "share of galaxies held out for validation (seeded split)", gt=0.0, le=0.5
     )
-    split_seed: int = setting(0, "seed of the train/validation split", ge=0)
+    split_seed: int = setting(0, "seed of the train/validation split", ge=0, le=MAX_SEED)
 
     def validate(self) -> None:
         check_fields(self, "data")
@@ -269,7 +271,7 @@ class TrainConfig:
     beta2: float = setting(0.99, "RAdam second-moment coefficient (fastai's Ranger)", ge=0, lt=1)
     eps: float = setting(1e-6, "RAdam epsilon", gt=0)
     flips: bool = setting(True, "random horizontal and vertical flips")
-    seed: int = setting(0, "seed of weight init, shuffling and flips", ge=0)
+    seed: int = setting(0, "seed of weight init, shuffling and flips", ge=0, le=MAX_SEED)
     device: str = setting("auto", "auto (CUDA when present), cpu or cuda", choices=DEVICES)
     amp: bool | None = setting(
         None,

@@ -245,3 +245,32 @@ def test_cli_download(tmp_path, capsys):
         srv.plan = {}
         assert main(argv) == 0
     assert "1 downloaded, 2 already present, 0 failed" in capsys.readouterr().out
+
+
+def test_a_full_disk_stops_the_download_in_one_line(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import sfnet.io
+
+    def full(path, data, **kw):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(sfnet.io, "atomic_write_bytes", full)
+    catalog = tmp_path / "cat.csv"
+    _catalog(40).to_csv(catalog, index=False)
+    with FakeCutoutServer({}) as server:
+        argv = ["download", "--catalog", str(catalog), "--out", str(tmp_path / "img")]
+        argv += [
+            "--url-template",
+            server.template,
+            "--rate",
+            "0",
+            "--workers",
+            "2",
+            "--no-progress",
+        ]
+        assert main(argv) == 2
+        hits = sum(server.hits.values())
+    err = capsys.readouterr().err.strip()
+    assert "no space left" in err and ".jpg" in err and len(err.splitlines()) == 1
+    assert hits <= 4  # stopped at once: not every galaxy tried (and none retried)

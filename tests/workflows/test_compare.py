@@ -323,3 +323,39 @@ def test_a_catalog_column_target_gets_its_own_table_column_and_panel_with_unit(t
         matplotlib.figure.Figure.savefig = orig
     labels = [ax.get_ylabel() for ax in seen[0].axes]
     assert labels == ["validation RMSE [dex]", "validation RMSE [dex(solMass)]"]
+
+
+def test_a_refused_rerun_keeps_compare_toml_and_a_missing_features_file_fails_first(
+    tmp_path, monkeypatch
+):
+    import sfnet.train
+    from sfnet.errors import DataError
+    from sfnet.workflows.reproduce import run_reproduce
+
+    def no_training(*a, **k):
+        raise AssertionError("trained before refusing")
+
+    monkeypatch.setattr(sfnet.train, "fit", no_training)
+    base = dict(path="d.npz", targets=("metallicity",), ks=(2,), repeats=1, epochs=1, crop=16)
+    first = CompareConfig.create(**base)
+    first.save(tmp_path / "compare.toml")
+    before = (tmp_path / "compare.toml").read_bytes()
+    dense = plan_runs(first)[0]
+    (tmp_path / "runs" / dense.name).mkdir(parents=True)
+    dense.config.save(tmp_path / "runs" / dense.name / "config.toml")
+    # a rerun asking for other settings: refused, and compare.toml still describes the runs
+    other = CompareConfig.create(**{**base, "epochs": 3})
+    with pytest.raises(RunFolderError, match="different settings"):
+        run_comparison(tmp_path, other)
+    assert (tmp_path / "compare.toml").read_bytes() == before
+    # --features that does not exist: refused before any training, nothing written
+    missing = CompareConfig.create(**base, features=str(tmp_path / "missing.parquet"))
+    with pytest.raises(DataError, match="missing.parquet: no such features file"):
+        run_comparison(tmp_path / "new", missing)
+    assert not (tmp_path / "new").exists()
+    survey = _tiny_survey(tmp_path / "survey", n=8, size=16)
+    with pytest.raises(DataError, match="no such features file"):
+        run_reproduce(
+            tmp_path / "rep", str(survey), features=str(tmp_path / "missing.parquet"), crop=16
+        )
+    assert not (tmp_path / "rep").exists()

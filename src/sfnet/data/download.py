@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from sfnet.config import setting
 from sfnet.errors import DataError, UserError
+from sfnet.io import UnsafeNameError, check_output_file, objid_filename
 from sfnet.progress import progress_bar
 
 #: The public Legacy Survey cutout service (JPEG, gri-like colours from the chosen layer).
@@ -242,7 +243,7 @@ def _download_one(
             if stop.wait(delay):
                 return "interrupted"
             continue
-        atomic_write_bytes(dest, body)
+        atomic_write_bytes(dest, body, clean_stale=False)  # stale temps: removed up front
         return None
     return f"gave up after {cfg.retries + 1} attempts: {last}"
 
@@ -266,7 +267,18 @@ def _catalog_rows(catalog: pd.DataFrame | Path) -> tuple[list[str], np.ndarray, 
             f"{source}: {len(rows)} row(s) without valid ra/dec (degrees), e.g. rows "
             f"{rows[:20].tolist()}"
         )
-    return [str(o) for o in catalog["objID"].to_numpy()], ra, dec, source
+    ids = [str(o) for o in catalog["objID"].to_numpy()]
+    unsafe = []
+    for row, o in enumerate(ids):
+        try:
+            objid_filename(o, ".jpg")
+        except UnsafeNameError as e:
+            unsafe.append((row, e))
+    if unsafe:  # objIDs are data, never paths: refused before anything is fetched
+        row, e = unsafe[0]
+        more = f" (and {len(unsafe) - 1} more row(s))" if len(unsafe) > 1 else ""
+        raise DataError(f"{source}: row {row}: {e}{more}")
+    return ids, ra, dec, source
 
 
 def _fetch_all(
@@ -286,6 +298,7 @@ def _fetch_all(
     lock = threading.Lock()
     failures: dict[int, str] = {}
     state = {"next": 0, "done": 0}
+    fatal: list[OSError] = []
 
     def worker() -> None:
         while not stop.is_set():
@@ -295,9 +308,20 @@ def _fetch_all(
                 i = todo[state["next"]]
                 state["next"] += 1
             o = ids[i]
-            reason = _download_one(
-                o, cfg.url(ra[i], dec[i], o), out / f"{o}.jpg", cfg, limiter, stop
-            )
+            try:
+                reason = _download_one(
+                    o,
+                    cfg.url(ra[i], dec[i], o),
+                    out / objid_filename(o, ".jpg"),
+                    cfg,
+                    limiter,
+                    stop,
+                )
+            except OSError as e:  # a local disk problem (full, read-only): stop, not a retry
+                with lock:
+                    fatal.append(e)
+                stop.set()
+                return
             with lock:
                 if reason is not None:
                     failures[i] = reason
@@ -321,6 +345,8 @@ def _fetch_all(
         for t in threads:
             t.join()
         raise
+    if fatal:
+        raise fatal[0]
     return failures
 
 
@@ -372,11 +398,13 @@ def download_cutouts(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     failures_file = Path(failures_file) if failures_file else out / FAILURES_FILE
+    if not isinstance(catalog, pd.DataFrame):  # the failure list never replaces the catalog
+        check_output_file(failures_file, overwrite=True, inputs=[catalog])
     # Temporary files of a killed run (atomic writes: never under a final name).
     for p in out.glob(".*.jpg.*.tmp"):
         p.unlink(missing_ok=True)
 
-    todo = [i for i, o in enumerate(ids) if not is_complete_jpeg(out / f"{o}.jpg")]
+    todo = [i for i, o in enumerate(ids) if not is_complete_jpeg(out / objid_filename(o, ".jpg"))]
     skipped = len(ids) - len(todo)
     bar = progress_bar(progress, len(todo), "download", "img")
     try:

@@ -48,7 +48,7 @@ from sfnet.config import (
     load_toml,
 )
 from sfnet.data.dataset import load_dataset
-from sfnet.errors import RunFolderError
+from sfnet.errors import DataError, RunFolderError
 from sfnet.io import atomic_write, atomic_write_bytes
 from sfnet.outputs.tables import format_number, markdown_table, write_csv
 from sfnet.physics import BPT_LINES
@@ -528,6 +528,28 @@ def _analyze_all(folder: Path, cfg: CompareConfig) -> dict[str, pd.DataFrame]:
     return out
 
 
+def check_inputs(folder: Path, cfg: CompareConfig) -> None:
+    """Refuse, before any training and before ``compare.toml`` is (re)written, a comparison
+    that would fail later: a ``features`` file that does not exist or cannot be read, or an
+    existing run folder made with different settings (the folder then keeps describing its
+    runs).
+
+    Raises:
+        DataError: the features file. RunFolderError: a run with different settings.
+    """
+    if cfg.features:
+        path = Path(cfg.features)
+        if not path.is_file():
+            raise DataError(f"{path}: no such features file (--features)")
+        try:
+            with open(path, "rb") as f:
+                f.read(1)
+        except OSError as e:
+            raise DataError(f"{path}: cannot read the features file ({e.strerror})") from None
+    for spec in plan_runs(cfg):
+        _check_same_config(spec, Path(folder) / "runs" / spec.name)
+
+
 def run_comparison(
     folder: Path,
     cfg: CompareConfig,
@@ -547,6 +569,7 @@ def run_comparison(
     """
     folder = Path(folder)
     cfg.validate()
+    check_inputs(folder, cfg)  # before anything is written or trained
     folder.mkdir(parents=True, exist_ok=True)
     cfg.save(folder / "compare.toml")
     sweep, reused, trained = _train_all(folder, cfg, progress, runner)

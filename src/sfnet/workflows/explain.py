@@ -282,9 +282,11 @@ def write_explanations(
         device: where the model runs (a torch device or its name).
     """
     from sfnet.data.catalog import units_of
-    from sfnet.io import atomic_write_json
+    from sfnet.io import atomic_write_json, objid_filename
     from sfnet.runs import EXPLAIN, load_run
 
+    for o in objids:  # objIDs become file names: refused up front unless plain names
+        objid_filename(o, ".json")
     run = load_run(Path(run_dir), device=device)
     acts = load_analysis(run.dir)
     galaxies = load_galaxies(run, data, images)
@@ -309,8 +311,8 @@ def write_explanations(
             for f in e.features
         ]
         image = np.asarray(galaxies.images[[row]])[0]
-        png = plot_galaxy(e, image, tops, out / f"{e.objid}.png", units)
-        js = out / f"{e.objid}.json"
+        png = plot_galaxy(e, image, tops, out / objid_filename(e.objid, ".png"), units)
+        js = out / objid_filename(e.objid, ".json")
         atomic_write_json(js, {"run": str(run.dir), "data": galaxies.source, **e.to_dict()})
         paths.append((png, js))
     return paths
