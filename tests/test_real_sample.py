@@ -34,7 +34,7 @@ def test_real_sample_prepare_train_predict(tmp_path, capsys):
 
     loaded = load_run(run)
     assert loaded.meta.n_train + loaded.meta.n_val == 400 and loaded.meta.n_val == 80
-    galaxies = loaded.load_data()
+    galaxies = loaded.data()
     assert isinstance(galaxies.images, PackedImages)  # training read the packed store
     assert galaxies.fingerprint == loaded.meta.data_fingerprint
     skipped = {c.name for c in galaxies.cuts if c.skipped}

@@ -19,7 +19,7 @@ def trained(trained_toy_run):
 
 def test_save_load_round_trip_gives_identical_predictions(trained):
     run = load_run(trained)
-    data = run.load_data()
+    data = run.data()
     _, val = run.split(len(data))
     a = predict(run, data.images, val, batch_size=7)
     b = predict(load_run(trained), data.images, val, batch_size=64)
@@ -197,4 +197,4 @@ def test_predict_refuses_a_batch_size_below_one(trained):
 
     run = load_run(trained)
     with pytest.raises(ConfigError, match="batch size must be an integer >= 1"):
-        predict(run, run.load_data().images, batch_size=0)
+        predict(run, run.data().images, batch_size=0)

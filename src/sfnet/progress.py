@@ -7,7 +7,12 @@ for ``None``.
 
 from __future__ import annotations
 
-from tqdm.auto import tqdm
+import importlib.util
+
+if importlib.util.find_spec("ipywidgets") is not None:  # a widget bar in Jupyter
+    from tqdm.auto import tqdm
+else:  # text bars; tqdm.auto would warn "IProgress not found" in every notebook
+    from tqdm.std import tqdm
 
 
 def progress_bar(

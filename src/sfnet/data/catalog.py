@@ -351,3 +351,21 @@ def _numeric(catalog: pd.DataFrame, column: str, source: str) -> np.ndarray:
             )
         col = conv
     return col.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def failed_cuts(
+    catalog: pd.DataFrame, target: str, source: str = "catalog"
+) -> tuple[np.ndarray, np.ndarray]:
+    """The measured targets of every row and the first quality cut each row fails.
+
+    Returns:
+        (y, failed): (N, T) float64 measured targets in physical units (NaN where not
+        measurable) and (N,) str, the name of the first cut the row fails ("" where it passes).
+    """
+    target_names(target)
+    steps, y_all = _cut_steps(catalog, target, source)
+    failed = np.full(len(catalog), "", dtype=object)
+    for name, cond, _ in steps:
+        if cond is not None:
+            failed[(failed == "") & ~np.asarray(cond, dtype=bool)] = name
+    return y_all, failed

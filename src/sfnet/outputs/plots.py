@@ -342,7 +342,7 @@ def _draw_feature_row(fig: Figure, gs, r: int, image: np.ndarray, row: tuple, vm
 
 
 def plot_explanation(
-    path: Path,
+    path: Path | None,
     title: str,
     image: np.ndarray,
     target_names: Sequence[str],
@@ -360,6 +360,9 @@ def plot_explanation(
         features: per active feature (label, caption, (H, W) its upsampled map on this galaxy,
             (m <= 3, 3, H, W) top-activating galaxies of the run's analysis).
         resolution: native map grid, e.g. ``'5x5 at 144 px'``.
+
+    Returns:
+        ``path`` once written, or the Figure itself when ``path`` is None.
     """
     T = len(target_names)
     ncol = max(5, 4 + T)
@@ -389,7 +392,7 @@ def plot_explanation(
     fig.suptitle(
         f"{title}\nmaps {resolution} (cell centres every 32 px from the top-left)", fontsize=9
     )
-    return save_figure(fig, path)
+    return fig if path is None else save_figure(fig, path)
 
 
 def training_curves_figure(metrics: Sequence[dict]) -> Figure:
