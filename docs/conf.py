@@ -27,7 +27,7 @@ autodoc_typehints = "signature"
 exclude_patterns = ["_build", "results", "**/.ipynb_checkpoints"]
 html_theme = "alabaster"
 html_static_path: list[str] = []
-suppress_warnings = ["ref.python"]  # several classes share short names (e.g. two Run classes)
+suppress_warnings = ["ref.python"]  # several classes share short names
 
 
 def _heading(text: str, char: str) -> str:

@@ -240,6 +240,8 @@ class Galaxies:
         no_image: IDs of catalog rows without an image. dropped: IDs that ``prepare --skip-bad``
             dropped (unreadable images).
         catalog: the catalog rows of the galaxies (None without catalog).
+        kind: ``folder`` (dataset folder), ``images`` (bare image folder), ``arrays`` (``.npz``,
+            array, PIL image, GalaxyData).
     """
 
     objid: np.ndarray
@@ -253,6 +255,7 @@ class Galaxies:
     no_image: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     catalog: pd.DataFrame | None = None
+    kind: str = "arrays"
 
     def __len__(self) -> int:
         return len(self.objid)
@@ -283,15 +286,17 @@ class Galaxies:
                 f"objID {objid}: has a catalog row in {self.source} but no image file "
                 f"{objid}.jpg|png|fits in its images/ folder"
             )
-        if self.catalog is not None:
+        if self.kind == "folder":
             return (
                 f"objID {objid}: not in {self.source}: none of its {self.n_catalog} catalog rows "
                 f"has this objID (and {len(self)} have an image)"
             )
-        return (
-            f"objID {objid}: not in {self.source}: no image named {objid}.jpg|png|fits among "
-            f"its {len(self)} images"
-        )
+        if self.kind == "images":
+            return (
+                f"objID {objid}: not in {self.source}: no image named {objid}.jpg|png|fits "
+                f"among its {len(self)} images"
+            )
+        return f"objID {objid}: not in {self.source}: none of its {len(self)} galaxies has it"
 
 
 def open_galaxies(
@@ -468,6 +473,7 @@ def _from_folder(path: Path, target: str, crop: int | None, resize: int | None) 
         no_image=[k for k in keys[~usable] if k not in dropped],
         dropped=[k for k in keys[~usable] if k in dropped],
         catalog=table.loc[usable].reset_index(drop=True),
+        kind="folder",
     )
 
 
@@ -517,4 +523,5 @@ def _from_image_folder(
         target_names=names,
         source=str(folder),
         n_catalog=n,
+        kind="images",
     )
