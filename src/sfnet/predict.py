@@ -89,7 +89,7 @@ def pooled_features(
     out = []
     for _, xb in iter_batches(images, rows, batch_size):
         with run.precision.autocast():
-            f = run.model.features(run.precision.images(norm.apply(xb.to(device))))
+            f = run.model.pooled(run.precision.images(norm.apply(xb.to(device))))
         out.append(f.float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, run.meta.d), np.float32)
 
@@ -145,13 +145,13 @@ def spatial_features(
 
 
 def predict_dataset(run: Run, dcfg: Any, batch_size: int = 256) -> pd.DataFrame:
-    """``sfnet predict``: every galaxy of ``dcfg.data`` (a DataConfig, or a path; None: the run's
+    """``sfnet predict``: every galaxy of ``dcfg.path`` (a DataConfig, or a path; None: the run's
     own data) that has an image, at the run's resize and crop (:meth:`sfnet.runs.Run.galaxies`).
 
     Returns:
         :func:`predict_table` of those galaxies.
     """
-    source = getattr(dcfg, "data", dcfg)
+    source = getattr(dcfg, "path", dcfg)
     return predict_table(run, run.galaxies(source or None), batch_size=batch_size)
 
 

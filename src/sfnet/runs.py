@@ -103,8 +103,8 @@ def same_config(
         d = {k: dict(v) if isinstance(v, dict) else v for k, v in d.items()}
         for f in ignore_train:
             d.get("train", {}).pop(f, None)
-        if d.get("data", {}).get("data"):  # runs of sfnet 0.1 stored the path as typed
-            d["data"]["data"] = str(Path(d["data"]["data"]).resolve())
+        if d.get("data", {}).get("path"):  # runs of sfnet 0.1 stored the path as typed
+            d["data"]["path"] = str(Path(d["data"]["path"]).resolve())
         return d
 
     return _plain(a) == _plain(b)
@@ -447,7 +447,7 @@ class Run:
         galaxy that has an image (:func:`sfnet.data.galaxies.open_galaxies`)."""
         from sfnet.data.galaxies import open_galaxies
 
-        source = self.config.data.data if x is None else x
+        source = self.config.data.path if x is None else x
         return open_galaxies(
             source, target=self.meta.target, crop=int(self.meta.crop), resize=self.meta.resize
         )

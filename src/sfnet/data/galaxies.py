@@ -160,7 +160,7 @@ def open_dataset(
 
         path = Path(source)
         size = crop or min(DEFAULT_CROP, native_size(path, resize))
-        cfg = DataConfig(data=str(path), target=target, crop=size, resize=resize)
+        cfg = DataConfig(path=str(path), target=target, crop=size, resize=resize)
         cfg.validate()
         data = load_dataset(cfg, require_targets=False)
         data.config = cfg  # where it came from: lets train_run() and Run reopen it
@@ -376,7 +376,7 @@ def _from_galaxy_data(d: GalaxyData) -> Galaxies:
         measured=measured,
         status=_status(measured, None),
         target_names=list(d.target_names),
-        source=str(getattr(getattr(d, "config", None), "data", "") or "GalaxyData"),
+        source=str(getattr(getattr(d, "config", None), "path", "") or "GalaxyData"),
         fingerprint=d.fingerprint,
         n_catalog=len(d),
         catalog=d.catalog,

@@ -28,7 +28,7 @@ def _config_from_options(cfg: RunConfig, options: dict[str, Any]) -> RunConfig:
     for key, value in options.items():
         name = aliases.get(key, key)
         owner = next((s for s in sections if name in {f.name for f in dataclasses.fields(s)}), None)
-        if owner is None or name == "data":
+        if owner is None or name == "path":
             raise ConfigError(f"train_run(): unknown option {key!r}")
         setattr(owner, name, value)
     cfg.validate()
@@ -123,14 +123,14 @@ def train_run(
             cfg.data = dataclasses.replace(source)
             in_memory = data if "crop" not in options and "resize" not in options else None
         elif source is not None:
-            data = source.data
+            data = source.path
         else:
             if not np.isfinite(np.asarray(data.y)).all():
                 raise DataError("train_run(): the galaxies have no (finite) targets to learn")
             in_memory = data
             cfg.data.crop = int(data.images.shape[-1])
     if not isinstance(data, GalaxyData):
-        cfg.data.data = str(data)
+        cfg.data.path = str(data)
         cfg.data.crop = min(DEFAULT_CROP, native_size(Path(data), options.get("resize")))
     cfg = _config_from_options(cfg, options)
     show = _interactive() if progress is None else bool(progress)
@@ -139,7 +139,7 @@ def train_run(
     temp = out.parent / f".{out.name}.{runs.RUN_DATA}"
     try:
         if kept:  # written beside the run while it trains, then moved into it
-            cfg.data.data = str(_save_in_memory(in_memory, temp))
+            cfg.data.path = str(_save_in_memory(in_memory, temp))
         fit(cfg, out, overwrite=overwrite, progress=show, data=in_memory, on_epoch=report)
         if kept:
             _move_data_into_run(temp, out)
@@ -163,5 +163,5 @@ def _move_data_into_run(path: Path, out: Path) -> None:
     (the .npz fingerprint hashes its content, so the run's data fingerprint still matches)."""
     os.replace(path, out / runs.RUN_DATA)
     cfg = RunConfig.load(out / runs.CONFIG)
-    cfg.data.data = str((out / runs.RUN_DATA).resolve())
+    cfg.data.path = str((out / runs.RUN_DATA).resolve())
     cfg.save(out / runs.CONFIG)
