@@ -295,3 +295,33 @@ def test_bad_checkpoint_is_one_line_and_never_unpickled(tmp_path, monkeypatch, k
     with pytest.raises(RunFolderError, match="checkpoint.pt: "):
         fit(_cfg(data), path.parent, resume=True)
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_head_weights_are_read_once_for_every_consumer(tiny_run, monkeypatch):
+    """Equations, explain's contribution maps and reproduce take the head from Run.head (one
+    read, one dtype): changing it there changes what each of them computes."""
+    import inspect
+
+    from sfnet.analysis.activations import SparseActivations
+    from sfnet.analysis.equations import equations_for_run
+    from sfnet.runs import Run
+
+    run = load_run(tiny_run)
+    w, b = run.head()
+    assert w.dtype == b.dtype == np.float64 and w.shape == (1, 512) and b.shape == (1,)
+    rng = np.random.default_rng(0)
+    idx = np.stack([rng.choice(8, 2, replace=False) for _ in range(12)])
+    acts = SparseActivations(np.arange(12), np.arange(12), idx, rng.uniform(0.1, 1, (12, 2)), 512)
+    before = equations_for_run(run, acts, "metallicity").equations[0]
+    monkeypatch.setattr(Run, "head", lambda self: (2 * w, 2 * b))
+    after = equations_for_run(run, acts, "metallicity").equations[0]
+    f = int(before.features[0])
+    assert after.coefficient(f) == pytest.approx(2 * before.coefficient(f))
+    import sfnet.analysis.equations
+    import sfnet.analysis.maps
+    import sfnet.workflows.explain
+    import sfnet.workflows.reproduce
+
+    for module in (sfnet.analysis.equations, sfnet.analysis.maps, sfnet.workflows.explain,
+                   sfnet.workflows.reproduce):  # fmt: skip
+        assert "model.head" not in inspect.getsource(module), module.__name__

@@ -551,7 +551,7 @@ class Run:
         if split not in ("val", "train", "all"):
             raise UserError(f"split must be 'val', 'train' or 'all', got {split!r}")
         t = self.predict(x, batch_size=batch_size)
-        keep = t["passes_cuts"].to_numpy(bool)
+        keep = t["passes_cuts"].to_numpy(bool).copy()
         if split != "all" and "split" in t.columns:
             keep &= (t["split"] == split).to_numpy()
         rmse = {}

@@ -325,6 +325,12 @@ def open_galaxies(
 
     names = cat.target_names(target)
     if isinstance(source, GalaxyData):
+        side = source.images.shape[-1]
+        if crop is not None and side != crop:  # opened at another geometry: never re-cropped
+            raise DataError(
+                f"these galaxies were opened at {side} px, the run needs {crop} px: open them "
+                f"with open_dataset(..., crop={crop}, resize={resize}) or pass the folder"
+            )
         return _from_galaxy_data(source)
     if isinstance(source, (str, Path)):
         path = Path(source)
