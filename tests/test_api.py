@@ -214,17 +214,23 @@ def test_every_run_method_is_documented_with_an_example():
 
 
 def test_no_tqdm_warning_in_a_notebook_without_ipywidgets():
-    code = (
+    fake_notebook = (
         "import sys, types, warnings\n"
-        "warnings.simplefilter('error')\n"
+        "warnings.simplefilter('always')\n"
         "class Shell:\n    config = {'IPKernelApp': {}}\n"
         "ip = types.ModuleType('IPython'); ip.get_ipython = lambda: Shell()\n"
-        "sys.modules['IPython'] = ip; sys.modules['ipywidgets'] = None\n"
-        "from sfnet.progress import progress_bar\n"
-        "bar = progress_bar(True, 2, 'x'); bar.update(2); bar.close()\n"
+        "disp = types.ModuleType('IPython.display'); disp.display = print; ip.display = disp\n"
+        "sys.modules.update({'IPython': ip, 'IPython.display': disp, 'ipywidgets': None,\n"
+        "                    'ipykernel.zmqshell': types.ModuleType('zmqshell')})\n"
     )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert res.returncode == 0 and "IProgress" not in res.stderr, res.stderr[-500:]
+    ours = "from sfnet.progress import progress_bar\nprogress_bar(True, 2, 'x').close()\n"
+    for code, warned in (
+        (fake_notebook + "import tqdm.auto\n", True),
+        (fake_notebook + ours, False),
+    ):
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr[-500:]
+        assert ("IProgress not found" in res.stderr) is warned, res.stderr[-500:]
 
 
 def test_train_run_reports_each_epoch_keeps_string_ids_and_leaves_nothing_behind(tmp_path, capsys):
