@@ -444,7 +444,16 @@ class Run:
 
     def galaxies(self, x: Any = None) -> Galaxies:
         """Galaxies ``x`` (None: the run's own data folder) at the run's resize and crop, every
-        galaxy that has an image (:func:`sfnet.data.galaxies.open_galaxies`)."""
+        galaxy that has an image (:func:`sfnet.data.galaxies.open_galaxies`).
+
+        Returns:
+            :class:`sfnet.data.galaxies.Galaxies`: ``objid``, ``images`` (N, 3, crop, crop),
+            ``measured`` (N, T), ``status`` ("" / "no measurement" / "fails cut X").
+
+        Example:
+            >>> g = run.galaxies("new_cutouts/")
+            >>> g.images.shape, g.status[:2]
+        """
         from sfnet.data.galaxies import open_galaxies
 
         source = self.config.data.path if x is None else x
@@ -455,6 +464,11 @@ class Run:
     def head(self) -> tuple[np.ndarray, np.ndarray]:
         """The linear head, read once for every consumer (equations, maps, explain, reproduce):
         (weight (T, d), bias (T,)) float64, in standardized target units per unit activation.
+
+        Example:
+            >>> w, b = run.head()
+            >>> w.shape
+            (1, 512)
         """
         head = self.model.head
         return (
