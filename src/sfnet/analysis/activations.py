@@ -226,8 +226,7 @@ def feature_stats(acts: SparseActivations) -> FeatureStats:
     idx, val = _active(acts)
     count = np.bincount(idx, minlength=acts.d).astype(np.int64)
     total = np.bincount(idx, weights=val, minlength=acts.d)
-    fmax = np.zeros(acts.d, dtype=np.float64)
-    np.maximum.at(fmax, idx, val)
+    fmax = feature_max(acts)  # the one maximum explain, equations and the atlas scale A_f by
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_active = np.where(count > 0, total / np.maximum(count, 1), np.nan)
         mean_strength = np.where(fmax > 0, total / acts.n / np.where(fmax > 0, fmax, 1.0), 0.0)
