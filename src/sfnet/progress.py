@@ -8,11 +8,23 @@ for ``None``.
 from __future__ import annotations
 
 import importlib.util
+import sys
 
 if importlib.util.find_spec("ipywidgets") is not None:  # a widget bar in Jupyter
     from tqdm.auto import tqdm
 else:  # text bars; tqdm.auto would warn "IProgress not found" in every notebook
     from tqdm.std import tqdm
+
+
+def show_progress(requested: bool | None = None) -> bool:
+    """Whether to draw progress bars: ``requested`` when given (``--progress`` /
+    ``--no-progress``), else only when stderr is a terminal (not in logs, pipes or CI).
+
+    The one terminal check of sfnet; every command's progress option resolves here.
+    """
+    if requested is not None:
+        return bool(requested)
+    return bool(getattr(sys.stderr, "isatty", lambda: False)())
 
 
 def progress_bar(

@@ -180,6 +180,9 @@ def native_size(path: Path, resize: int | None = None) -> int:
         return DEFAULT_CROP
     from sfnet.data import store
 
+    side = store.stored_side(path, None) if path.is_dir() else None
+    if side is not None:
+        return side
     if not (path / store.IMAGES_DIR).is_dir():
         return DEFAULT_CROP  # load_dataset names the problem
     size, _ = store.majority_size(sorted(store.image_index(path).values()), sample=8)
@@ -459,12 +462,12 @@ def _from_folder(path: Path, target: str, crop: int | None, resize: int | None) 
     if all(c in table.columns for c in cat.TARGET_COLUMNS[target]):
         measured, failed = cat.failed_cuts(table, target, str(cat_path))
     keys = table["objID"].astype(str).to_numpy()
-    dropped = set(store.skipped_objids(path))
+    size = crop or min(DEFAULT_CROP, native_size(path, resize))
+    dropped = set(store.skipped_objids(path, size, resize))
     have = set(store.image_index(path))
     usable = np.array([k in have and k not in dropped for k in keys], dtype=bool)
     objid = table["objID"].to_numpy()[usable]
     fp = store.fingerprint(path)
-    size = crop or min(DEFAULT_CROP, native_size(path, resize))
     images = store.open_images(path, objid, size, resize, folder_fingerprint=fp)
     measured = measured[usable]
     return Galaxies(

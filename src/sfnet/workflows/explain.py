@@ -262,7 +262,7 @@ def write_explanations(
     data: str | None = None,
     images: str | None = None,
     out_dir: Path | str | None = None,
-    device: str = "cpu",
+    device: Any = "cpu",
 ) -> list[tuple[Path, Path]]:
     """``sfnet explain``: write ``<objID>.png`` and ``<objID>.json`` per galaxy; return the paths.
 
@@ -272,7 +272,7 @@ def write_explanations(
         data: a dataset folder or .npz (default: the run's own data); targets optional.
         images: instead of ``data``, a folder of cutouts named ``{objID}.jpg|png|fits``.
         out_dir: where to write (default ``RUN/explain``).
-        device: where the model runs.
+        device: where the model runs (a torch device or its name).
     """
     from sfnet.io import atomic_write_json
     from sfnet.runs import EXPLAIN, load_run
