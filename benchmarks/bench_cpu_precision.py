@@ -138,7 +138,7 @@ def compare_selection(run_dir: str) -> None:
 
     run = load_run(run_dir)
     model, k, norm = run.model, run.meta.k, run.meta.normalization
-    images = run.load_data().images
+    images = run.data().images
     rows = np.arange(len(images))
     feats = {}
     for name, dtype, pool32 in (("fp32", None, True), ("bf16", torch.bfloat16, True),

@@ -75,7 +75,7 @@ REPORT_PX = 64
 
 
 def _with_truth(load):
-    """Wrap Run.load_data so the catalog carries synthetic-style true_* factors."""
+    """Wrap Run.data so the catalog carries synthetic-style true_* factors."""
 
     def load_data(self):
         data = load(self)
@@ -118,8 +118,11 @@ def analysed_runs(tmp_path_factory):
     shutil.copytree(sparse, dense)
     meta = json.loads((dense / "model.json").read_text())
     (dense / "model.json").write_text(json.dumps({**meta, "k": None}))
+    dense_cfg = RunConfig.load(dense / "config.toml")
+    dense_cfg.model.k = None  # model.json and config.toml agree (load_run cross-checks them)
+    dense_cfg.save(dense / "config.toml")
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(Run, "load_data", _with_truth(Run.load_data))
+        mp.setattr(Run, "data", _with_truth(Run.data))
         summary = analyze_run(sparse, AnalysisOptions(dense=str(dense)))
     return sparse, dense, summary

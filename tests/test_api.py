@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -37,7 +39,7 @@ def test_import_is_lazy_and_modules_stay_modules():
         "import sfnet.train\n"
         "from sfnet.train import fit\n"
         "assert isinstance(sfnet.train, types.ModuleType) and sfnet.train.fit is fit is sfnet.fit\n"
-        "assert sfnet.train_run.__module__ == 'sfnet.api'\n"
+        "assert sfnet.train_run.__module__ == 'sfnet.workflows.train'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -85,7 +87,9 @@ def test_predict_accepts_dataset_array_and_pil_image_alike(run, small_npz):
 
 def test_predict_as_astropy_table_carries_units(run, small_npz):
     t = run.predict(small_npz, as_table=True)
-    assert t.colnames[:3] == ["objID", "pred_radius", "pred_redness"]
+    assert t.colnames[:6] == ["objID", "split", "measured_radius", "measured_redness",
+                              "passes_cuts", "status"]  # fmt: skip
+    assert t.colnames[6:8] == ["pred_radius", "pred_redness"]
     assert "feature_4" in t.colnames and t["feature_1"].dtype == np.int16
     t2 = run.predict(small_npz, format="astropy")
     assert len(t2) == len(t)
@@ -158,3 +162,101 @@ def test_moved_modules_are_one_line_fixes():
     for name, target in sfnet._EXPORTS.items():
         module, _, attr = target.partition(":")
         assert getattr(importlib.import_module(module), attr) is getattr(sfnet, name)
+
+
+def test_one_run_class_and_one_loader():
+    src = Path(sfnet.__file__).parent
+    defs = [
+        p
+        for p in src.rglob("*.py")
+        if "class Run(" in p.read_text() or "class Run:" in p.read_text()
+    ]
+    assert [p.name for p in defs] == ["runs.py"]
+    assert sfnet.Run is importlib.import_module("sfnet.runs").Run
+    assert not (src / "api.py").exists()
+    assert sfnet.open_dataset.__module__ == "sfnet.data.galaxies"
+    assert not hasattr(sfnet.Run, "load_data")  # one data accessor: Run.data()
+
+
+def test_evaluate_is_the_validation_rmse_of_the_last_epoch(run):
+    scores = run.evaluate()
+    assert scores["n"] == run.meta.n_val
+    last = run.metrics()[-1]["val_rmse"]
+    for name in ("radius", "redness"):
+        assert scores["rmse"][name] == pytest.approx(last[name], rel=1e-4, abs=1e-5)
+    table = run.predict()
+    assert (table["split"] == "val").sum() == run.meta.n_val and table["passes_cuts"].all()
+
+
+def test_explain_from_python_returns_the_figure_and_the_json(run):
+    run.activations()  # the analysis explain scales A_f with
+    oid = run.data().objid[5]
+    fig, info = run.explain(oid)
+    assert fig.axes and info["objID"] == str(oid) and info["status"] == "passes cuts"
+    total = info["intercept"]["radius"] + sum(f["contribution"]["radius"] for f in info["features"])
+    assert total == pytest.approx(info["prediction"]["radius"], abs=1e-4)
+    assert info["measured"]["radius"] == pytest.approx(float(run.data().y[5, 0]))
+
+
+def test_every_run_method_is_documented_with_an_example():
+    import inspect
+
+    public = [n for n, m in inspect.getmembers(sfnet.Run) if not n.startswith("_") and callable(m)]
+    for name in ("split", "metrics", "data", "evaluate", "explain", "predict", "load"):
+        assert name in public
+    for name in public:
+        assert "Example" in (getattr(sfnet.Run, name).__doc__ or ""), f"Run.{name}"
+    for notebook in ("quickstart.ipynb", "real_sample.ipynb"):
+        text = (Path(__file__).parents[1] / "examples" / notebook).read_text()
+        for used in set(re.findall(r"\brun\.(\w+)\(", text)):
+            assert used in public, f"{notebook} uses run.{used}, not a documented Run method"
+    assert "on_epoch" in sfnet.train_run.__doc__ and "val_rmse" in sfnet.train_run.__doc__
+
+
+def test_no_tqdm_warning_in_a_notebook_without_ipywidgets():
+    fake_notebook = (
+        "import sys, types, warnings\n"
+        "warnings.simplefilter('always')\n"
+        "class Shell:\n    config = {'IPKernelApp': {}}\n"
+        "ip = types.ModuleType('IPython'); ip.get_ipython = lambda: Shell()\n"
+        "disp = types.ModuleType('IPython.display'); disp.display = print; ip.display = disp\n"
+        "sys.modules.update({'IPython': ip, 'IPython.display': disp, 'ipywidgets': None,\n"
+        "                    'ipykernel.zmqshell': types.ModuleType('zmqshell')})\n"
+    )
+    ours = "from sfnet.progress import progress_bar\nprogress_bar(True, 2, 'x').close()\n"
+    for code, warned in (
+        (fake_notebook + "import tqdm.auto\n", True),
+        (fake_notebook + ours, False),
+    ):
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr[-500:]
+        assert ("IProgress not found" in res.stderr) is warned, res.stderr[-500:]
+
+
+def test_train_run_reports_each_epoch_keeps_string_ids_and_leaves_nothing_behind(tmp_path, capsys):
+    from sfnet.analysis.activations import SparseActivations
+    from sfnet.errors import RunFolderError
+
+    images, y = make_toy_images(40)
+    ids = [f"{i:06d}" for i in range(40)]  # zero-padded: stays text
+    catalog = pd.DataFrame({"objID": ids, "oh_p50": 8.0 + y[:, 0] / 20})
+    data = sfnet.open_dataset(images, catalog)
+    seen = []
+    run = sfnet.train_run(
+        data, out=tmp_path / "mem", epochs=2, batch_size=16, device="cpu", workers=0,
+        progress=True, on_epoch=seen.append,
+    )  # fmt: skip
+    assert [r["epoch"] for r in seen] == [1, 2] and "oh_p50" in seen[-1]["val_rmse"]
+    assert "val RMSE oh_p50=" in capsys.readouterr().err
+    # string objIDs survive every file of the run (no pickle needed to read them back)
+    assert len(run.feature_table(2)) == 2
+    acts = SparseActivations.load(run.dir / "activations.npz")
+    assert acts.objid.dtype.kind == "U" and set(acts.objid) <= set(ids)
+    table = run.predict()
+    assert table["objID"].tolist() == ids and table["split"].isin(["train", "val"]).all()
+    fig, info = run.explain("000007")
+    assert info["objID"] == "000007"
+    # a failed start leaves no hidden data file beside the run
+    with pytest.raises(RunFolderError):
+        sfnet.train_run(data, out=tmp_path / "mem", epochs=1, device="cpu")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mem"]

@@ -335,5 +335,5 @@ def test_timm_trunks_train_at_toy_size(backbone, tmp_path):
     from sfnet.runs import load_run
 
     run = load_run(tmp_path / "run")
-    pred = predict(run, run.load_data().images)
+    pred = predict(run, run.data().images)
     assert np.isfinite(pred.predictions).all() and pred.indices.max() < d

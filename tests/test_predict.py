@@ -25,7 +25,7 @@ def trained(trained_toy_run):
 
 def test_predictions_are_physical_and_head_is_linear_in_features(trained):
     run = load_run(trained)
-    data = run.load_data()
+    data = run.data()
     p = predict(run, data.images)
     f = pooled_features(run, data.images)
     assert f.shape == (len(data), 512)
@@ -68,7 +68,7 @@ def test_cli_predict_writes_the_run_predictions_and_its_split(trained, tmp_path,
     assert f"to {out}" in capsys.readouterr().out
     table = pd.read_csv(out)
     run = load_run(trained)
-    data = run.load_data()
+    data = run.data()
     assert (table["split"] == "val").sum() == run.meta.n_val
     expected = predict(run, data.images).predictions
     np.testing.assert_allclose(table[["pred_radius", "pred_redness"]], expected, atol=1e-5)
@@ -171,3 +171,83 @@ def test_predict_on_a_full_disk_is_one_line_naming_the_file(tmp_path, capsys, mo
     err = capsys.readouterr().err.strip()
     assert f"{out}: no space left" in err and len(err.splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["D", "run"]
+
+
+# ------------------------------------------------- one answer: the CLI and the API agree
+
+
+def _api_and_cli(run: Path, data: Path, tmp_path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    import sfnet
+
+    out = tmp_path / "cli.parquet"
+    assert main(["predict", str(run), "--data", str(data), "--out", str(out)]) == 0
+    return sfnet.Run.load(run).predict(data), pd.read_parquet(out)
+
+
+def test_cli_and_api_predict_the_same_galaxies_bit_for_bit(tmp_path):
+    data = _dataset(tmp_path / "D")
+    run = _run_folder(tmp_path / "run", data)
+    api, cli = _api_and_cli(run, data, tmp_path)
+    pd.testing.assert_frame_equal(api, cli)  # every column, every bit
+    # the API keeps what the CLI keeps: galaxies without a measurement or failing a cut
+    assert api["objID"].tolist() == [1, 2, 3, 4, 5, 6, 7]
+    assert api["status"].tolist()[:3] == ["", "fails cut oh_p50 > 0", "no measurement"]
+    assert api["label_1"].str.startswith("Z").any()  # the atlas's feature labels
+    assert (api["label_1"] == "Z" + api["feature_1"].astype(str)).all()
+
+
+def test_a_bf16_run_is_loaded_and_predicts_in_bf16_everywhere(tmp_path):
+    import json
+
+    import sfnet
+    from sfnet.precision import FP32
+
+    data = _dataset(tmp_path / "D")
+    run = _run_folder(tmp_path / "run", data)
+    meta = json.loads((run / META).read_text())
+    meta["precision"] = {"autocast": "bfloat16", "channels_last": False, "reason": "test"}
+    (run / META).write_text(json.dumps(meta))
+    loaded = sfnet.Run.load(run)
+    assert loaded.precision.name == "bf16" and load_run(run).precision == loaded.precision
+    api, cli = _api_and_cli(run, data, tmp_path)
+    pd.testing.assert_frame_equal(api, cli)
+    images = loaded.galaxies(data).images
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        x = loaded.meta.normalization.apply(torch.from_numpy(images[np.arange(7)]))
+        by_hand = loaded.model(x).predictions.float().detach().numpy()
+    np.testing.assert_array_equal(
+        api["pred_oh_p50"], loaded.meta.to_physical(by_hand)[:, 0].astype(np.float32)
+    )
+    loaded.precision = FP32
+    assert not np.array_equal(predict(loaded, images).predictions[:, 0], api["pred_oh_p50"])
+
+
+def test_every_kind_of_input_gets_the_runs_resize_never_a_wrong_scale_crop(tmp_path):
+    import json
+
+    import sfnet
+
+    data = _dataset(tmp_path / "D")
+    run = _run_folder(tmp_path / "run", data)
+    cfg = RunConfig.load(run / CONFIG)
+    cfg.data.resize = 20
+    cfg.save(run / CONFIG)
+    meta = json.loads((run / META).read_text())
+    (run / META).write_text(json.dumps({**meta, "resize": 20}))
+    loaded = sfnet.Run.load(run)
+    rng = np.random.default_rng(3)
+    big = rng.integers(0, 255, (3, 3, 28, 28), dtype=np.uint8)
+    folder = tmp_path / "cutouts"
+    folder.mkdir()
+    pil = [Image.fromarray(im.transpose(1, 2, 0)) for im in big]
+    for i, im in enumerate(pil):
+        im.save(folder / f"{i}.png")
+    by_array = loaded.predict(big)["pred_oh_p50"].to_numpy()
+    np.testing.assert_array_equal(loaded.predict(folder)["pred_oh_p50"], by_array)
+    np.testing.assert_array_equal(loaded.predict(pil)["pred_oh_p50"], by_array)
+    one = loaded.predict(pil[1])["pred_oh_p50"].to_numpy()
+    np.testing.assert_array_equal(one, by_array[1:2])
+    # by hand: bicubic to the run's 20 px, then the centre 16 px
+    small = np.stack([np.asarray(im.resize((20, 20), Image.Resampling.BICUBIC)) for im in pil])
+    by_hand = predict(loaded, small.transpose(0, 3, 1, 2)[:, :, 2:18, 2:18].copy())
+    np.testing.assert_array_equal(by_hand.predictions[:, 0], by_array)

@@ -34,7 +34,7 @@ def test_real_sample_prepare_train_predict(tmp_path, capsys):
 
     loaded = load_run(run)
     assert loaded.meta.n_train + loaded.meta.n_val == 400 and loaded.meta.n_val == 80
-    galaxies = loaded.load_data()
+    galaxies = loaded.data()
     assert isinstance(galaxies.images, PackedImages)  # training read the packed store
     assert galaxies.fingerprint == loaded.meta.data_fingerprint
     skipped = {c.name for c in galaxies.cuts if c.skipped}
@@ -88,4 +88,4 @@ def test_readme_sequence_prepare_then_train_at_64_px_then_explain_and_open(tmp_p
     assert isinstance(fast.images, PackedImages)
     assert np.array_equal(fast.images[np.arange(24)], opened.images[np.arange(24)])
     assert (data / "packed" / "native" / "images.u8").is_file()
-    assert load_run(run).load_data().images.shape == (24, 3, 64, 64)
+    assert load_run(run).data().images.shape == (24, 3, 64, 64)

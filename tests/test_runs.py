@@ -19,7 +19,7 @@ def trained(trained_toy_run):
 
 def test_save_load_round_trip_gives_identical_predictions(trained):
     run = load_run(trained)
-    data = run.load_data()
+    data = run.data()
     _, val = run.split(len(data))
     a = predict(run, data.images, val, batch_size=7)
     b = predict(load_run(trained), data.images, val, batch_size=64)
@@ -197,7 +197,7 @@ def test_predict_refuses_a_batch_size_below_one(trained):
 
     run = load_run(trained)
     with pytest.raises(ConfigError, match="batch size must be an integer >= 1"):
-        predict(run, run.load_data().images, batch_size=0)
+        predict(run, run.data().images, batch_size=0)
 
 
 # ------------------------------------- a run folder is recognised by what sfnet wrote in it
@@ -324,3 +324,130 @@ def test_train_on_a_full_disk_is_one_line_and_keeps_the_old_run(small_run, capsy
     assert "checkpoint.pt: no space left" in err and len(err.splitlines()) == 1
     assert "unexpected pos" not in err and errno.ENOSPC
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+# ------------------------------------------------------ model.json and checkpoint.pt validated
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """An untrained finished run folder (shared, read only)."""
+    from tests.test_predict import _dataset, _run_folder
+
+    root = tmp_path_factory.mktemp("tiny")
+    return _run_folder(root / "run", _dataset(root / "D"))
+
+
+def _tiny_run(tmp_path: Path, base: Path) -> Path:
+    """A copy of ``base`` whose model.json can be edited (the weights are linked, not copied)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("config.toml", "model.json"):
+        (run / name).write_bytes((base / name).read_bytes())
+    (run / "model.safetensors").symlink_to(base / "model.safetensors")
+    return run
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda m: [m], "expected a JSON object, got a list"),
+        (lambda m: {k: v for k, v in m.items() if k != "target_std"}, "missing key 'target_std'"),
+        (lambda m: {**m, "k": "four"}, "'k' must be null or an integer"),
+        (lambda m: {**m, "k": 600}, r"'k' must be null or an integer in 1..d=512"),
+        (lambda m: {**m, "crop": 16.5}, "'crop' must be an integer"),
+        (lambda m: {**m, "target_mean": [float("nan")]}, "'target_mean' has non-finite"),
+        (lambda m: {**m, "target_std": ["x"]}, "'target_std' must be a list of numbers"),
+        (lambda m: {**m, "image_std": [0.25, 0.0, 0.25]}, "'image_std' must be > 0"),
+        (lambda m: {**m, "target_names": "oh_p50"}, "'target_names' must be a non-empty list"),
+        (lambda m: {**m, "precision": {"autocast": "fp8"}}, "'precision' must be null or"),
+        (lambda m: {**m, "crop": 20}, r"crop = 20 but .*config.toml has data.crop = 16"),
+        (lambda m: {**m, "k": 3}, r"k = 3 but .*config.toml has model.k = 2"),
+    ],
+)
+def test_malformed_model_json_is_one_line_naming_the_file(
+    tiny_run, tmp_path, capsys, change, message
+):
+    import json
+
+    run = _tiny_run(tmp_path, tiny_run)
+    meta = json.loads((run / "model.json").read_text())
+    (run / "model.json").write_text(json.dumps(change(meta)))
+    with pytest.raises(RunFolderError, match=message) as e:
+        load_run(run)
+    assert str(e.value).startswith(str(run / "model.json")) and "\n" not in str(e.value)
+    assert main(["predict", str(run), "--out", str(tmp_path / "p.csv")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "model.json" in err and "Traceback" not in err
+
+
+class _Boom:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch PWNED",))
+
+
+@pytest.mark.parametrize("kind", ["empty", "truncated", "malicious", "a list"])
+def test_bad_checkpoint_is_one_line_and_never_unpickled(tmp_path, monkeypatch, kind):
+    import pickle
+
+    import torch
+
+    from sfnet.runs import load_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    good = tmp_path / "good.pt"
+    torch.save({"model": {"w": torch.zeros(3)}, "epoch": 1}, good)
+    path = tmp_path / "run" / "checkpoint.pt"
+    path.parent.mkdir()
+    content = {
+        "empty": b"",
+        "truncated": good.read_bytes()[:40],
+        "malicious": pickle.dumps(_Boom()),
+        "a list": None,
+    }[kind]
+    if content is None:
+        torch.save([1, 2], path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(RunFolderError, match="checkpoint") as e:
+        load_checkpoint(path)
+    assert str(e.value).startswith(str(path)) and "\n" not in str(e.value)
+    assert not (tmp_path / "PWNED").exists()
+    # resuming a run folder that holds it: the same one line, nothing unpickled
+    data = _small_npz(tmp_path / "d.npz", n=24)
+    _cfg(data).save(path.parent / "config.toml")
+    with pytest.raises(RunFolderError, match="checkpoint.pt: "):
+        fit(_cfg(data), path.parent, resume=True)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_head_weights_are_read_once_for_every_consumer(tiny_run, monkeypatch):
+    """Equations, explain's contribution maps and reproduce take the head from Run.head (one
+    read, one dtype): changing it there changes what each of them computes."""
+    import inspect
+
+    from sfnet.analysis.activations import SparseActivations
+    from sfnet.analysis.equations import equations_for_run
+    from sfnet.runs import Run
+
+    run = load_run(tiny_run)
+    w, b = run.head()
+    assert w.dtype == b.dtype == np.float64 and w.shape == (1, 512) and b.shape == (1,)
+    rng = np.random.default_rng(0)
+    idx = np.stack([rng.choice(8, 2, replace=False) for _ in range(12)])
+    acts = SparseActivations(np.arange(12), np.arange(12), idx, rng.uniform(0.1, 1, (12, 2)), 512)
+    before = equations_for_run(run, acts, "metallicity").equations[0]
+    monkeypatch.setattr(Run, "head", lambda self: (2 * w, 2 * b))
+    after = equations_for_run(run, acts, "metallicity").equations[0]
+    f = int(before.features[0])
+    assert after.coefficient(f) == pytest.approx(2 * before.coefficient(f))
+    import sfnet.analysis.equations
+    import sfnet.analysis.maps
+    import sfnet.workflows.explain
+    import sfnet.workflows.reproduce
+
+    for module in (sfnet.analysis.equations, sfnet.analysis.maps, sfnet.workflows.explain,
+                   sfnet.workflows.reproduce):  # fmt: skip
+        assert "model.head" not in inspect.getsource(module), module.__name__

@@ -12,6 +12,9 @@ torch is imported only when a name that needs it is touched)::
     run = sfnet.train_run("survey", target="metallicity", k=4, out="runs/z", epochs=3)
     run.feature_table()
     run.predict(images, format="astropy")
+
+``sfnet.Run`` and the command line load a run through one function (:func:`sfnet.runs.load_run`)
+and predict through one (:func:`sfnet.predict.predict_table`), so they give identical numbers.
 """
 
 from __future__ import annotations
@@ -27,18 +30,20 @@ _EXPORTS: dict[str, str] = {
     "SparseFeatureNet": "sfnet.model:SparseFeatureNet",
     "TopK": "sfnet.model:TopK",
     # data
-    "open_dataset": "sfnet.api:open_dataset",
+    "open_dataset": "sfnet.data.galaxies:open_dataset",
     "GalaxyData": "sfnet.data.dataset:GalaxyData",
+    "open_galaxies": "sfnet.data.galaxies:open_galaxies",
     "synthesize": "sfnet.data.synthetic:synthesize",
     # configuration and training
     "RunConfig": "sfnet.config:RunConfig",
     "DataConfig": "sfnet.config:DataConfig",
     "ModelConfig": "sfnet.config:ModelConfig",
     "TrainConfig": "sfnet.config:TrainConfig",
-    "train_run": "sfnet.api:train_run",
+    "train_run": "sfnet.workflows.train:train_run",
     "fit": "sfnet.train:fit",
     # a trained run
-    "Run": "sfnet.api:Run",
+    "Run": "sfnet.runs:Run",
+    "load_run": "sfnet.runs:load_run",
     # tables
     "table_of_predictions": "sfnet.predict:table_of_predictions",
     "to_astropy": "sfnet.outputs.tables:to_astropy",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,9 @@ import torch
 from sfnet.config import ConfigError
 from sfnet.data.batches import iter_batches
 from sfnet.runs import Run
+
+if TYPE_CHECKING:
+    from sfnet.data.galaxies import Galaxies
 
 log = logging.getLogger("sfnet.predict")
 
@@ -140,135 +144,81 @@ def spatial_features(
 # ------------------------------------------------------------------ a dataset's prediction table
 
 
-@dataclass
-class PredictionInput:
-    """Every galaxy of a dataset that has a usable image, with its measurement if any.
+def predict_dataset(run: Run, dcfg: Any, batch_size: int = 256) -> pd.DataFrame:
+    """``sfnet predict``: every galaxy of ``dcfg.path`` (a DataConfig, or a path; None: the run's
+    own data) that has an image, at the run's resize and crop (:meth:`sfnet.runs.Run.galaxies`).
 
-    Attributes:
-        objid: (N,) IDs of the galaxies predicted, catalog order.
-        images: ImageArray (N, 3, crop, crop) uint8.
-        measured: (N, T) measured targets in physical units (NaN where not measured).
-        passes_cuts: (N,) bool, True where the galaxy passes the training target's cuts.
-        fingerprint: of the dataset.
-        n_catalog: catalog rows; the others had no usable image.
-        unpredicted: IDs of the rows not predicted (no image, or dropped by prepare --skip-bad).
+    Returns:
+        :func:`predict_table` of those galaxies.
     """
-
-    objid: np.ndarray
-    images: object
-    measured: np.ndarray
-    passes_cuts: np.ndarray
-    fingerprint: str
-    n_catalog: int
-    unpredicted: list
+    source = getattr(dcfg, "path", dcfg)
+    return predict_table(run, run.galaxies(source or None), batch_size=batch_size)
 
 
-def prediction_input(dcfg) -> PredictionInput:
-    """The galaxies of ``dcfg.path`` to predict: all rows with an image, no quality cut.
-
-    The measured targets and the quality flags come from the catalog where it has the target
-    columns (else NaN / False). A ``.npz`` file is taken whole (its ``y`` is the measurement).
-    """
-    from pathlib import Path
-
-    from sfnet.data import catalog as cat
-    from sfnet.data import store
-    from sfnet.data.dataset import load_dataset
-    from sfnet.errors import DataError
-
-    path = Path(dcfg.path)
-    if path.is_file() or not path.exists():
-        d = load_dataset(dcfg, require_targets=False)
-        ok = np.isfinite(d.y).all(axis=1)
-        return PredictionInput(d.objid, d.images, d.y, ok, d.fingerprint, len(d), [])
-    cat_path = cat.find_catalog(path)
-    table = cat.read_catalog(cat_path)
-    names = cat.target_names(dcfg.target)
-    measured = np.full((len(table), len(names)), np.nan)
-    passes = np.zeros(len(table), dtype=bool)
-    if all(c in table.columns for c in cat.target_columns(dcfg.target)):
-        try:
-            measured, passes, _ = cat.quality_flags(table, dcfg.target, str(cat_path))
-        except DataError as e:
-            log.warning("no quality flags: %s", e)
-    keys = table["objID"].astype(str).to_numpy()
-    have = set(store.image_index(path)) - set(store.skipped_objids(path, dcfg.crop, dcfg.resize))
-    usable = np.array([k in have for k in keys], dtype=bool)
-    objid = table["objID"].to_numpy()[usable]
-    fp = store.fingerprint(path)
-    images = store.open_images(path, objid, dcfg.crop, dcfg.resize, folder_fingerprint=fp)
-    return PredictionInput(
-        objid, images, measured[usable], passes[usable], fp, len(table), list(keys[~usable])
-    )
-
-
-def predict_dataset(run: Run, dcfg, batch_size: int = 256) -> pd.DataFrame:
-    """Predict every galaxy of ``dcfg.path`` that has an image (see :func:`prediction_input`).
+def predict_table(run: Run, galaxies: Galaxies, batch_size: int = 256) -> pd.DataFrame:
+    """The prediction table of ``galaxies`` (:class:`sfnet.data.galaxies.Galaxies`): what
+    ``sfnet predict`` writes and :meth:`sfnet.runs.Run.predict` returns.
 
     Returns:
         objID, ``split`` (train/val/other, only on the run's own data), the measured targets
-        ``measured_<target>`` (NaN where the catalog has none) and ``passes_cuts``,
-        ``pred_<target>`` (physical units), and the active features (``feature_j``,
-        ``activation_j``; index -1 where fewer than k are active).
-        What was and was not predicted is logged.
+        ``measured_<target>`` (NaN where none), ``passes_cuts`` and ``status`` ("" / "no
+        measurement" / "fails cut <cut>"), ``pred_<target>`` (physical units), and the active
+        features (``feature_j``, ``label_j``, ``activation_j``; index -1 and label "" where
+        fewer than k are active). What was and was not predicted is logged.
     """
-    from sfnet.data.catalog import target_names
     from sfnet.errors import UserError
 
-    if batch_size <= 0:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
         raise UserError(f"batch size (predict --batch-size) must be positive, got {batch_size}")
-    inp = prediction_input(dcfg)
-    if inp.images.shape[-1] != run.meta.crop:
-        raise UserError(
-            f"{dcfg.path}: images are {inp.images.shape[-1]} px, "
-            f"the model was trained on {run.meta.crop} px"
-        )
-    pred = predict(run, inp.images, batch_size=batch_size)
-    table = table_of_predictions(inp.objid, run.meta.target_names, pred)
+    pred = predict(run, galaxies.images, batch_size=batch_size)
+    names = list(run.meta.target_names)
+    table = table_of_predictions(galaxies.objid, names, pred, target=run.meta.target)
     at = 1
-    if inp.fingerprint == run.meta.data_fingerprint:
-        table.insert(at, "split", _split_of(run, dcfg, inp.objid))
+    if galaxies.fingerprint is not None and galaxies.fingerprint == run.meta.data_fingerprint:
+        table.insert(at, "split", _split_of(run, galaxies.objid))
         at += 1
-    for i, name in enumerate(target_names(dcfg.target) if inp.n_catalog else []):
-        if i < inp.measured.shape[1]:
-            table.insert(at, f"measured_{name}", inp.measured[:, i])
+    if galaxies.measured.shape[1] == len(names):
+        for i, name in enumerate(names):
+            table.insert(at, f"measured_{name}", galaxies.measured[:, i])
             at += 1
-    table.insert(at, "passes_cuts", inp.passes_cuts)
-    _log_coverage(inp, dcfg)
+    table.insert(at, "passes_cuts", galaxies.passes_cuts)
+    table.insert(at + 1, "status", np.asarray(galaxies.status, dtype=str))
+    _log_coverage(galaxies, run.meta.target)
     return table
 
 
-def _split_of(run: Run, dcfg, objid: np.ndarray) -> np.ndarray:
+def _split_of(run: Run, objid: np.ndarray) -> np.ndarray:
     """ "train" / "val" for the galaxies the run was trained / validated on, else "other"."""
-    from sfnet.data.dataset import load_dataset
-
-    d = load_dataset(dcfg)
+    d = run.data()
     tr, va = run.split(len(d))
     where = {str(o): "train" for o in d.objid[tr]} | {str(o): "val" for o in d.objid[va]}
     return np.array([where.get(str(o), "other") for o in objid], dtype=object)
 
 
-def _log_coverage(inp: PredictionInput, dcfg) -> None:
-    n = len(inp.objid)
-    log.info("predicted %d of %d galaxies in %s", n, inp.n_catalog, dcfg.path)
-    if inp.unpredicted:
-        shown = ", ".join(map(str, inp.unpredicted[:20]))
-        more = " (first 20 shown)" if len(inp.unpredicted) > 20 else ""
+def _log_coverage(g: Galaxies, target: str) -> None:
+    log.info("predicted %d of %d galaxies in %s", len(g), g.n_catalog, g.source)
+    missing = g.no_image + g.dropped
+    if missing:
+        shown = ", ".join(map(str, missing[:20]))
+        more = " (first 20 shown)" if len(missing) > 20 else ""
         log.info(
             "not predicted: %d without an image (or dropped by prepare --skip-bad): %s%s",
-            len(inp.unpredicted),
+            len(missing),
             shown,
             more,
         )
-    n_fail = int((~inp.passes_cuts).sum())
+    n_fail = int((~g.passes_cuts).sum())
     if n_fail:
-        log.info(
-            "%d fail the %s cuts (predicted anyway; passes_cuts is False)", n_fail, dcfg.target
-        )
+        log.info("%d fail the %s cuts (predicted anyway; passes_cuts is False)", n_fail, target)
 
 
-def table_of_predictions(objid: np.ndarray, names: list[str], pred: Predictions) -> pd.DataFrame:
-    """objID, ``pred_<target>`` columns and ``feature_j``/``activation_j`` (j = 1..k) columns."""
+def table_of_predictions(
+    objid: np.ndarray, names: list[str], pred: Predictions, target: str | None = None
+) -> pd.DataFrame:
+    """objID, ``pred_<target>`` columns and ``feature_j`` / ``label_j`` (with ``target``: the
+    atlas's label, e.g. ``Z440``) / ``activation_j`` (j = 1..k) columns."""
+    from sfnet.analysis.activations import feature_label
+
     table = pd.DataFrame({"objID": objid})
     for i, name in enumerate(names):
         table[f"pred_{name}"] = pred.predictions[:, i]
@@ -278,6 +228,11 @@ def table_of_predictions(objid: np.ndarray, names: list[str], pred: Predictions)
             table[f"feature_{j + 1}"] = np.where(active[:, j], pred.indices[:, j], -1).astype(
                 np.int16
             )
+            if target is not None:
+                table[f"label_{j + 1}"] = [
+                    feature_label(target, int(f)) if a else ""
+                    for f, a in zip(pred.indices[:, j], active[:, j], strict=True)
+                ]
             table[f"activation_{j + 1}"] = np.where(active[:, j], pred.values[:, j], 0.0).astype(
                 np.float32
             )

@@ -7,9 +7,13 @@ for ``None``.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 
-from tqdm.auto import tqdm
+if importlib.util.find_spec("ipywidgets") is not None:  # a widget bar in Jupyter
+    from tqdm.auto import tqdm
+else:  # text bars; tqdm.auto would warn "IProgress not found" in every notebook
+    from tqdm.std import tqdm
 
 
 def show_progress(requested: bool | None = None) -> bool:

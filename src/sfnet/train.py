@@ -54,6 +54,7 @@ from sfnet.runs import (
     default_device,
     final_val_rmse,
     is_finished,
+    load_checkpoint,
     read_metrics,
     remove_leftovers,
     save_weights,
@@ -378,7 +379,7 @@ def _restore(out: Path, tr: Trainer) -> tuple[int, list[dict[str, Any]]]:
     start_epoch, history = 0, None
     ckpt_path = out / CHECKPOINT
     if ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location=tr.device, weights_only=True)
+        ckpt = load_checkpoint(ckpt_path, tr.device)  # one line naming a bad file
         if ckpt["data_fingerprint"] != tr.data.fingerprint:
             raise RunFolderError(
                 f"{out}: the data changed since this run started (fingerprint "

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sfnet.analysis.maps import contribution_maps, head_of, native_resolution, upsample
+from sfnet.analysis.maps import contribution_maps, native_resolution, upsample
 from sfnet.predict import pooled_features, predict, spatial_features
 from sfnet.runs import load_run
 
@@ -11,7 +11,7 @@ from sfnet.runs import load_run
 @pytest.fixture(scope="module")
 def loaded(analysed_runs):
     run = load_run(analysed_runs[0])  # 64 px, k = 4, four targets
-    return run, run.load_data()
+    return run, run.data()
 
 
 def test_spatial_map_pixel_mean_is_the_pooled_activation(loaded):
@@ -43,7 +43,7 @@ def test_contribution_map_mean_plus_intercept_is_the_prediction(loaded):
     rows = np.arange(0, len(data.images), 4)
     pred = predict(run, data.images, rows)
     maps = spatial_features(run, data.images, rows, features=pred.indices)
-    w, b = head_of(run)
+    w, b = run.head()
     cm = contribution_maps(
         maps, pred.indices, pred.values, w, b, run.meta.target_mean, run.meta.target_std
     )
@@ -96,6 +96,6 @@ def test_maps_of_a_bf16_run_are_computed_at_its_precision(tmp_path):
     )
     fit(cfg, tmp_path / "run")
     run = load_run(tmp_path / "run")
-    x, rows = run.load_data().images, np.arange(8)
+    x, rows = run.data().images, np.arange(8)
     maps = spatial_features(run, x, rows)
     np.testing.assert_allclose(maps.mean(axis=(2, 3)), pooled_features(run, x, rows), atol=1e-5)

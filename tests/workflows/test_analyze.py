@@ -128,7 +128,7 @@ def test_pre_topk_stats_follow_the_pooled_features(runs, tmp_path):
     s = analyze_run(run_dir, AnalysisOptions(stats="pre-topk"))
     assert s["stats"] == "pre-topk" and post["stats"] == "post-topk"
     run = load_run(run_dir)
-    data = run.load_data()
+    data = run.data()
     acts = SparseActivations.load(run_dir / "activations.npz")
     pooled = pooled_features(run, data.images, acts.rows)
     freq = (pooled > 0).mean(axis=0)

@@ -62,7 +62,7 @@ def test_sfnet_on_a_hub_encoder_trains_predicts_analyses_explains_offline(
     from sfnet.runs import load_run
 
     r = load_run(run)
-    data = r.load_data()
+    data = r.data()
     feats = load_feature_table(out, data.objid)
     np.testing.assert_allclose(feats, pooled_features(r, data.images), atol=1e-6)
 

@@ -74,10 +74,48 @@ def test_explain_a_galaxy_outside_the_catalog(run_dir, tmp_path):
 def test_unknown_objid_and_unanalysed_run_are_clear_errors(run_dir, tmp_path, capsys):
     assert main(["explain", str(run_dir), "--objid", "123456789", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "objID 123456789 not found" in err
+    assert "objID 123456789: not in" in err and "catalog rows" not in err  # an .npz: no catalog
+    assert "123456789.jpg|png|fits" not in err
     bare = tmp_path / "bare"
     bare.mkdir()
     for name in ("config.toml", "model.json", "model.safetensors"):
         (bare / name).write_bytes((run_dir / name).read_bytes())
     assert main(["explain", str(bare), "--objid", str(10**17 + 3)]) == 2
     assert "sfnet analyze" in capsys.readouterr().err
+
+
+def _survey(root, objids, fluxes, errors):
+    """A dataset folder with bpt_lines catalog columns and 64 px images for ``objids``."""
+    from sfnet.physics import BPT_LINES
+    from tests.conftest import make_toy_images
+
+    (root / "images").mkdir(parents=True)
+    imgs, _ = make_toy_images(len(objids), size=64, seed=5)
+    for oid, im in zip(objids, imgs, strict=True):
+        Image.fromarray(np.transpose(im, (1, 2, 0))).save(root / "images" / f"{oid}.png")
+    cols = {"objID": list(objids) + [999]}  # 999: a catalog row without an image
+    for j, line in enumerate(BPT_LINES):
+        cols[line] = [f[j] for f in fluxes] + [10.0]
+        cols[f"{line}_err"] = list(errors) + [1.0]
+    pd.DataFrame(cols).to_csv(root / "galaxies.csv", index=False)
+    return root
+
+
+def test_explain_any_galaxy_with_an_image_measured_or_not(run_dir, tmp_path):
+    good, nan = [20.0, 30.0, 15.0, 10.0], [np.nan] * 4
+    folder = _survey(tmp_path / "S", [1, 2, 3], [good, good, nan], [1.0, 50.0, 1.0])
+    paths = write_explanations(run_dir, [1, 2, 3], data=str(folder), out_dir=tmp_path / "o")
+    passes, fails, unmeasured = (json.loads(js.read_text()) for _, js in paths)
+    assert passes["status"] == "passes cuts"
+    assert passes["measured"]["log_nii_6584_flux"] == pytest.approx(np.log10(20.0))
+    assert fails["status"] == "fails cut S/N > 3 in all four lines"  # measured, but noisy
+    assert fails["measured"]["log_h_alpha_flux"] == pytest.approx(np.log10(30.0))
+    assert unmeasured["status"] == "no measurement" and unmeasured["measured"] is None
+    for e in (passes, fails, unmeasured):
+        _check(tmp_path / "o" / f"{e['objID']}.json")
+    # an absent galaxy: where it was looked for, and why it is not there
+    with pytest.raises(Exception, match=r"999: has a catalog row .* but no image") as e:
+        write_explanations(run_dir, [999], data=str(folder), out_dir=tmp_path / "x")
+    with pytest.raises(Exception, match=r"4: not in .*none of its 4 catalog rows"):
+        write_explanations(run_dir, [4], data=str(folder), out_dir=tmp_path / "x")
+    assert "999" in str(e.value) and not (tmp_path / "x").exists()

@@ -114,11 +114,13 @@ class SparseActivations:
         )
 
     def save(self, path: Path) -> None:
-        """Write as an uncompressed ``.npz`` (atomically; no pickles)."""
+        """Write as an uncompressed ``.npz`` (atomically; no pickles: string objIDs are stored
+        as a fixed-width unicode array)."""
+        from sfnet.data.dataset import ids_without_pickle
         from sfnet.io import atomic_write
 
         arrays: dict[str, np.ndarray] = {
-            "objid": self.objid,
+            "objid": ids_without_pickle(self.objid),
             "rows": self.rows,
             "indices": self.indices,
             "values": self.values,
@@ -224,8 +226,7 @@ def feature_stats(acts: SparseActivations) -> FeatureStats:
     idx, val = _active(acts)
     count = np.bincount(idx, minlength=acts.d).astype(np.int64)
     total = np.bincount(idx, weights=val, minlength=acts.d)
-    fmax = np.zeros(acts.d, dtype=np.float64)
-    np.maximum.at(fmax, idx, val)
+    fmax = feature_max(acts)  # the one maximum explain, equations and the atlas scale A_f by
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_active = np.where(count > 0, total / np.maximum(count, 1), np.nan)
         mean_strength = np.where(fmax > 0, total / acts.n / np.where(fmax > 0, fmax, 1.0), 0.0)
@@ -634,7 +635,7 @@ def compute_activations(
         raise RunFolderError(f"{run.dir}: a dense run has no sparse activations")
     if split not in ("val", "all"):
         raise RunFolderError(f"split must be 'val' or 'all', got {split!r}")
-    data = run.load_data() if data is None else data
+    data = run.data() if data is None else data
     n = len(data.images)
     rows = run.split(n)[1] if split == "val" else np.arange(n, dtype=np.int64)
     rows = np.asarray(rows, dtype=np.int64)

@@ -256,9 +256,7 @@ def equations_for_run(run: Any, acts: SparseActivations, target: str) -> Equatio
     """:func:`build_equations` with the head and standardization of a loaded run."""
     from sfnet.analysis.activations import feature_label
 
-    head = run.model.head
-    weight = head.weight.detach().cpu().double().numpy()
-    bias = head.bias.detach().cpu().double().numpy()
+    weight, bias = run.head()
     labels = {f: feature_label(target, f) for f in range(acts.d)}
     return build_equations(
         acts,

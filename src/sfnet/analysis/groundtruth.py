@@ -169,7 +169,7 @@ def dense_groundtruth(
     """
     from sfnet.predict import pooled_features
 
-    data = dense_run.load_data()
+    data = dense_run.data()
     cols = true_factor_columns(data.catalog)
     if not cols:
         return None

@@ -112,15 +112,6 @@ def contribution_maps(
     return ContributionMaps(intercept=intercept, maps=maps, per_feature=per_feature)
 
 
-def head_of(run: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(weight (T, d), bias (T,)) of a run's linear head, float64 numpy."""
-    head = run.model.head
-    return (
-        head.weight.detach().cpu().double().numpy(),
-        head.bias.detach().cpu().double().numpy(),
-    )
-
-
 def write_map_figures(
     run: Any,
     images: Any,

@@ -710,3 +710,20 @@ def catalog_bpt(catalog: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
     with np.errstate(divide="ignore", invalid="ignore"):
         logf = np.where(ok[:, None], np.log10(np.where(flux > 0, flux, np.nan)), np.nan)
     return logf[:, 0] - logf[:, 1], logf[:, 2] - logf[:, 3]
+
+
+def failed_cuts(
+    catalog: pd.DataFrame, target: str | TargetSpec, source: str = "catalog"
+) -> tuple[np.ndarray, np.ndarray]:
+    """The measured targets of every row and the first quality cut each row fails.
+
+    Returns:
+        (y, failed): (N, T) float64 measured targets in physical units (NaN where not
+        measurable) and (N,) str, the name of the first cut the row fails ("" where it passes).
+    """
+    steps, y_all = _cut_steps(catalog, parse_target(target), source)
+    failed = np.full(len(catalog), "", dtype=object)
+    for name, cond, _ in steps:
+        if cond is not None:
+            failed[(failed == "") & ~np.asarray(cond, dtype=bool)] = name
+    return y_all, failed

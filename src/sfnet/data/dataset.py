@@ -220,6 +220,13 @@ def _load_folder(path: Path, cfg: DataConfig, require_targets: bool = True) -> G
     )
 
 
+def ids_without_pickle(objid: Sequence) -> np.ndarray:
+    """(N,) IDs as int64 or a fixed-width unicode array (``<U19``), never an object array: so
+    ``.npz`` files holding them load with ``allow_pickle=False`` and zero-padded IDs stay text."""
+    a = np.asarray(objid)
+    return a.astype(np.int64) if a.dtype.kind in "iu" else a.astype(str)
+
+
 def save_npz(
     path: Path, images: np.ndarray, y: np.ndarray, objid: Sequence, target_names: Sequence[str]
 ) -> None:
@@ -239,7 +246,7 @@ def save_npz(
                 f,
                 images=np.asarray(images, dtype=np.uint8),
                 y=np.asarray(y, dtype=np.float32),
-                objID=np.asarray(objid),
+                objID=ids_without_pickle(objid),
                 target_names=np.asarray(list(target_names), dtype=str),
             )
 

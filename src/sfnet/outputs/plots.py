@@ -467,7 +467,7 @@ def _draw_feature_row(fig: Figure, gs, r: int, image: np.ndarray, row: tuple, vm
 
 
 def plot_explanation(
-    path: Path,
+    path: Path | None,
     title: str,
     image: np.ndarray,
     target_names: Sequence[str],
@@ -476,14 +476,13 @@ def plot_explanation(
     features: Sequence[tuple[str, str, np.ndarray, np.ndarray]],
     resolution: str,
     units: dict[str, str] | None = None,
-) -> Path:
-    """Write :func:`explanation_figure` to ``path``; the other arguments are its."""
-    return save_figure(
-        explanation_figure(
-            title, image, target_names, contribution_maps, waterfalls, features, resolution, units
-        ),
-        path,
+) -> Path | Figure:
+    """Write :func:`explanation_figure` to ``path`` (the other arguments are its); with
+    ``path`` None, return the Figure itself."""
+    fig = explanation_figure(
+        title, image, target_names, contribution_maps, waterfalls, features, resolution, units
     )
+    return fig if path is None else save_figure(fig, path)
 
 
 def explanation_figure(

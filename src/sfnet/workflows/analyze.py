@@ -492,7 +492,7 @@ def analyze_run(
     run_dir = Path(run_dir)
     # 1. the run, its data and its sparse activations (computed once, then read from the folder)
     run = _load_sparse_run(run_dir, device)
-    data = run.load_data()
+    data = run.data()
     a = _select(run, data, _load_or_compute(run, data, opts, progress), opts)
     # 2. equations (exact in physical units on these galaxies), redundant features, feature table
     eqs = equations_for_run(run, a.acts, a.target)

@@ -329,7 +329,7 @@ def _load_target(target: str, folder: Path, device: Any) -> _TargetData:
     from sfnet.runs import load_run
 
     dense = load_run(folder / "runs" / f"{target}_dense", device=device)
-    data = dense.load_data()
+    data = dense.data()
     tr, va = dense.split(len(data))
     y = np.asarray(data.y, dtype=np.float64)
     return _TargetData(target, dense, data, pooled_features(dense, data.images), y, tr, va)

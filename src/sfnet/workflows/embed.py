@@ -17,7 +17,7 @@ image (no quality cut).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -128,7 +128,8 @@ def embed(encoder: str, cfg: EmbedConfig) -> Embedding:
     ``cfg.path`` that has an image. Raises :class:`sfnet.errors.UserError` in one line (e.g.
     weights absent from the hub cache with no network: where to place them)."""
     from sfnet.data.batches import Normalization
-    from sfnet.predict import pooled_features, prediction_input
+    from sfnet.data.galaxies import open_galaxies
+    from sfnet.predict import pooled_features
 
     cfg.validate()
     device = torch.device(cfg.device)
@@ -136,14 +137,11 @@ def embed(encoder: str, cfg: EmbedConfig) -> Embedding:
         from sfnet.runs import load_run
 
         run = load_run(Path(encoder), device=device)
-        dcfg = run.config.data
-        if cfg.path:
-            dcfg = replace(dcfg, path=str(cfg.path))
         if cfg.crop is not None and cfg.crop != run.meta.crop:
             raise UserError(
                 f"{encoder}: the run was trained on {run.meta.crop} px crops, not {cfg.crop}"
             )
-        inp = prediction_input(dcfg)
+        inp = run.galaxies(str(cfg.path) if cfg.path else None)  # the one galaxies loader
         feats = pooled_features(run, inp.images, batch_size=cfg.batch_size)
         log.info(
             "embedded %d galaxies with the trunk of run %s (d = %d)",
@@ -165,7 +163,7 @@ def embed(encoder: str, cfg: EmbedConfig) -> Embedding:
     model = _NamedEncoder(name, pretrained).to(device).eval()
     size = cfg.size or model.input
     dcfg = DataConfig(path=str(cfg.path), crop=cfg.crop or DataConfig().crop)
-    inp = prediction_input(dcfg)
+    inp = open_galaxies(dcfg.path, target=dcfg.target, crop=dcfg.crop)
     log.info(
         "embedding %d galaxies with %s (%s weights): %d px crops resized to %d px, "
         "normalised with mean %s std %s%s",

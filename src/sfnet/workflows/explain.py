@@ -7,13 +7,15 @@ each active feature's spatial map on the galaxy, the contribution map per target
 top-activating galaxies of each active feature from the run's analysis. The contributions add
 up exactly: intercept + sum of contributions = prediction.
 
-Galaxies may come from the run's own data, another dataset folder (a catalog without targets is
-fine) or a bare folder of images named ``{objID}.jpg|png|fits``.
+Any galaxy that has an image can be explained, as ``sfnet predict`` predicts it: measured or not,
+passing the target's quality cuts or not (the figure and JSON say "no measurement" or "fails cut
+X"). Galaxies come from the one loader :func:`sfnet.data.galaxies.open_galaxies`: the run's own
+data, another dataset folder (a catalog without targets is fine), a ``.npz`` or a bare folder of
+images named ``{objID}.jpg|png|fits``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from sfnet.data.galaxies import Galaxies
 from sfnet.errors import DataError, RunFolderError
 
 
@@ -58,6 +61,12 @@ class GalaxyExplanation:
     contribution_map: np.ndarray
     features: list[FeatureExplanation]
     resolution: str
+    status: str = ""
+
+    @property
+    def status_text(self) -> str:
+        """``passes cuts``, ``no measurement`` or ``fails cut <cut>``."""
+        return self.status or "passes cuts"
 
     def to_dict(self) -> dict[str, Any]:
         names = self.target_names
@@ -72,6 +81,7 @@ class GalaxyExplanation:
             "objID": self.objid,
             "prediction": named(self.prediction),
             "measured": meas,
+            "status": self.status_text,
             "intercept": named(self.intercept),
             "map_resolution": self.resolution,
             "contribution_map": {n: self.contribution_map[t].tolist() for t, n in enumerate(names)},
@@ -90,62 +100,12 @@ class GalaxyExplanation:
         }
 
 
-@dataclass
-class Galaxies:
-    """Galaxies to explain: aligned objID (text), images (ImageArray) and targets or None."""
-
-    objid: np.ndarray
-    images: Any
-    y: np.ndarray | None
-    source: str
-
-
-def image_folder(folder: Path, crop: int, resize: int | None) -> Galaxies:
-    """A bare folder of cutouts ``{objID}.jpg|png|fits`` (or a folder holding ``images/``)."""
-    from sfnet.data import store
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"{folder}: no such image folder")
-    if (folder / store.IMAGES_DIR).is_dir():
-        index = store.image_index(folder)
-    else:
-        index = {}
-        for p in sorted(folder.iterdir()):
-            for ext in sorted(store.IMAGE_EXTENSIONS, key=len, reverse=True):
-                if p.is_file() and p.name.lower().endswith(ext):
-                    index[p.name[: -len(ext)]] = p
-                    break
-    if not index:
-        raise DataError(f"{folder}: no images (*.jpg, *.png, *.fits) found")
-    keys = sorted(index)
-    images = store.FolderImages([index[k] for k in keys], crop, resize)
-    return Galaxies(np.asarray(keys), images, None, str(folder))
-
-
 def load_galaxies(run: Any, data: str | None = None, images: str | None = None) -> Galaxies:
-    """The galaxies to explain: the run's own data, another dataset (targets optional), or images."""
-    from sfnet.data.dataset import load_dataset
-
+    """The galaxies to explain (every one with an image): the run's own data folder, another
+    dataset or ``.npz`` (``data``), or a folder of cutouts (``images``)."""
     if data and images:
         raise DataError("give either a dataset (--data) or an image folder (--images), not both")
-    if images:
-        return image_folder(Path(images), run.meta.crop, run.meta.resize)
-    cfg = run.config.data if not data else dataclasses.replace(run.config.data, path=str(data))
-    ds = load_dataset(cfg, require_targets=False) if data else run.load_data()
-    return Galaxies(np.asarray(ds.objid).astype(str), ds.images, np.asarray(ds.y), str(cfg.path))
-
-
-def find_rows(galaxies: Galaxies, objids: Sequence[str | int]) -> np.ndarray:
-    """Rows of the requested objIDs; a clear error naming every unknown one."""
-    where = {str(o): i for i, o in enumerate(galaxies.objid)}
-    missing = [str(o) for o in objids if str(o) not in where]
-    if missing:
-        raise DataError(
-            f"objID {', '.join(missing)} not found in {galaxies.source} "
-            f"({len(galaxies.objid)} galaxies)"
-        )
-    return np.asarray([where[str(o)] for o in objids], dtype=np.int64)
+    return run.galaxies(images or data or None)
 
 
 def load_analysis(run_dir: Path):
@@ -173,14 +133,14 @@ def explain_galaxies(
 ) -> list[GalaxyExplanation]:
     """Explain ``galaxies[rows]`` with a run and its stored analysis ``acts``."""
     from sfnet.analysis.activations import feature_label, feature_max, top_activating
-    from sfnet.analysis.maps import contribution_maps, head_of, native_resolution
+    from sfnet.analysis.maps import contribution_maps, native_resolution
     from sfnet.predict import predict, spatial_features
 
     if run.meta.k is None:
         raise RunFolderError(f"{run.dir}: a dense run has no sparse features to explain")
     pred = predict(run, galaxies.images, rows)
     maps = spatial_features(run, galaxies.images, rows, features=pred.indices)
-    w, b = head_of(run)
+    w, b = run.head()
     cm = contribution_maps(
         maps, pred.indices, pred.values, w, b, run.meta.target_mean, run.meta.target_std
     )
@@ -204,7 +164,11 @@ def explain_galaxies(
                     top_objids=[str(o) for o in np.asarray(acts.objid)[pos]],
                 )
             )
-        y = None if galaxies.y is None else galaxies.y[row]
+        y = (
+            galaxies.measured[row]
+            if galaxies.measured.shape[1] == len(pred.predictions[i])
+            else None
+        )
         out.append(
             GalaxyExplanation(
                 objid=str(galaxies.objid[row]),
@@ -215,6 +179,7 @@ def explain_galaxies(
                 contribution_map=cm.maps[i],
                 features=feats,
                 resolution=res,
+                status=str(galaxies.status[row]),
             )
         )
     return out
@@ -231,11 +196,12 @@ def plot_galaxy(
     e: GalaxyExplanation,
     image: np.ndarray,
     tops: list[np.ndarray],
-    path: Path,
+    path: Path | None,
     units: dict[str, str] | None = None,
 ):
     """Draw one explanation (see :func:`sfnet.outputs.plots.plot_explanation`); ``units``:
-    target name -> unit for the axes."""
+    target name -> unit for the axes. Returns ``path`` once written, or the Figure when
+    ``path`` is None."""
     from sfnet.analysis.maps import upsample
     from sfnet.outputs.plots import plot_explanation
 
@@ -257,10 +223,47 @@ def plot_galaxy(
     title = f"objID {e.objid}: predicted {pred}"
     if e.measured is not None:
         title += " (measured " + ", ".join(f"{m:.3f}" for m in e.measured) + ")"
+    if e.status:  # "no measurement" or "fails cut X"
+        title += f" ({e.status})"
     return plot_explanation(
         path, title, image, names, upsample(e.contribution_map, size), waterfalls, feats,
         e.resolution, units,
     )  # fmt: skip
+
+
+def _explained(run: Any, galaxies: Galaxies, objids: Sequence[str | int]):
+    """Yield (explanation, cutout (3, H, W), top-activating cutouts per feature)."""
+    acts = load_analysis(run.dir)
+    if galaxies.images.shape[-1] != run.meta.crop:
+        raise DataError(
+            f"{galaxies.source}: images are {galaxies.images.shape[-1]} px, the model was trained "
+            f"on {run.meta.crop} px"
+        )
+    rows = galaxies.rows_of(objids)
+    explanations = explain_galaxies(run, galaxies, rows, acts)
+    ref = run.data().images  # the analysed galaxies are rows of the run's own data
+    pos_of = {str(o): i for i, o in enumerate(np.asarray(acts.objid).astype(str))}
+    for e, row in zip(explanations, rows, strict=True):
+        tops = [
+            np.asarray(ref[acts.rows[[pos_of[o] for o in f.top_objids]]])
+            if f.top_objids
+            else np.zeros((0, 3, 1, 1), np.uint8)
+            for f in e.features
+        ]
+        yield e, np.asarray(galaxies.images[[row]])[0], tops
+
+
+def explain_figures(
+    run: Any, galaxies: Galaxies, objids: Sequence[str | int]
+) -> list[tuple[Any, dict[str, Any]]]:
+    """(Figure, JSON dict) per galaxy, nothing written (:meth:`sfnet.runs.Run.explain`)."""
+    from sfnet.data.catalog import units_of
+
+    units = units_of(run.config.data.target, run.config.data.path)
+    return [
+        (plot_galaxy(e, image, tops, None, units), {"data": galaxies.source, **e.to_dict()})
+        for e, image, tops in _explained(run, galaxies, objids)
+    ]
 
 
 def write_explanations(
@@ -275,7 +278,7 @@ def write_explanations(
 
     Args:
         run_dir: an analysed sparse run (``sfnet analyze``).
-        objids: the galaxies to explain.
+        objids: the galaxies to explain: any galaxy with an image, measured or not.
         data: a dataset folder or .npz (default: the run's own data); targets optional.
         images: instead of ``data``, a folder of cutouts named ``{objID}.jpg|png|fits``.
         out_dir: where to write (default ``RUN/explain``).
@@ -288,29 +291,12 @@ def write_explanations(
     for o in objids:  # objIDs become file names: refused up front unless plain names
         objid_filename(o, ".json")
     run = load_run(Path(run_dir), device=device)
-    acts = load_analysis(run.dir)
     galaxies = load_galaxies(run, data, images)
-    if galaxies.images.shape[-1] != run.meta.crop:
-        raise DataError(
-            f"{galaxies.source}: images are {galaxies.images.shape[-1]} px, the model was trained "
-            f"on {run.meta.crop} px"
-        )
-    rows = find_rows(galaxies, objids)
-    explanations = explain_galaxies(run, galaxies, rows, acts)
-    ref = run.load_data().images if (data or images) else galaxies.images
     out = Path(out_dir) if out_dir is not None else run.dir / EXPLAIN
-    out.mkdir(parents=True, exist_ok=True)
     paths = []
-    pos_of = {str(o): i for i, o in enumerate(np.asarray(acts.objid).astype(str))}
     units = units_of(run.config.data.target, run.config.data.path)
-    for e, row in zip(explanations, rows, strict=True):
-        tops = [
-            np.asarray(ref[acts.rows[[pos_of[o] for o in f.top_objids]]])
-            if f.top_objids
-            else np.zeros((0, 3, 1, 1), np.uint8)
-            for f in e.features
-        ]
-        image = np.asarray(galaxies.images[[row]])[0]
+    for e, image, tops in list(_explained(run, galaxies, objids)):
+        out.mkdir(parents=True, exist_ok=True)
         png = plot_galaxy(e, image, tops, out / objid_filename(e.objid, ".png"), units)
         js = out / objid_filename(e.objid, ".json")
         atomic_write_json(js, {"run": str(run.dir), "data": galaxies.source, **e.to_dict()})

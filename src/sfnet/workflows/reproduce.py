@@ -100,11 +100,6 @@ def compare_config(data: str, targets: list[str], quick: bool, **overrides: Any)
     return cfg
 
 
-def _head(run: Any) -> tuple[np.ndarray, np.ndarray]:
-    head = run.model.head
-    return head.weight.detach().cpu().numpy(), head.bias.detach().cpu().numpy()
-
-
 def model_activations(run: Any, data: Any) -> dict[str, np.ndarray]:
     """Pooled (pre-TopK) and post-TopK activations and predictions of all galaxies, each (N, .)."""
     from sfnet.predict import pooled_features, predict
@@ -131,7 +126,7 @@ def paper_model_numbers(run: Any, data: Any) -> dict[str, Any]:
     acts = model_activations(run, data)
     tr, va = run.split(len(data))
     y = np.asarray(data.y, dtype=np.float64)[va]
-    w, b = _head(run)
+    w, b = run.head()
     mean, std = np.asarray(run.meta.target_mean), np.asarray(run.meta.target_std)
     res: dict[str, Any] = {"acts": acts, "train": tr, "val": va, "freq": {}, "ranked": {}}
     for s in ("pre", "post"):
@@ -423,7 +418,7 @@ def _analyse_paper_models(
     for t in targets:
         log.info("paper analysis of %s_k%d_r0", t, PAPER_MODEL_K)
         run = load_run(folder / "runs" / f"{t}_k{PAPER_MODEL_K}_r0", default_device(cfg.device))
-        data = run.load_data()
+        data = run.data()
         res = paper_model_numbers(run, data)
         res["n"] = len(data)
         if t == "bpt_lines":
