@@ -358,6 +358,15 @@ class CompareConfig:
     )
     agn_top: int = setting(4, "most frequent SFNet features for the small AGN classifier", ge=1)
     probe_trees: int = setting(300, "boosting rounds of the XGBoost probes", ge=1)
+    sae_expansion: int = setting(
+        4, "SAE-k baseline: dictionary size as a multiple of the feature dimension", ge=1
+    )
+    sae_steps: int = setting(600, "SAE-k baseline: Adam steps of each sparse autoencoder", ge=1)
+    sae_features: str = setting(
+        "dense",
+        "SAE-k baseline trained on the dense CNN's pooled features or on the --features file",
+        choices=("dense", "file"),
+    )
     run: RunConfig = field(default_factory=RunConfig)
 
     # The template's settings that the comparison's steps read.
