@@ -315,7 +315,7 @@ LAUNCHERS = ("inprocess", "torchrun")
 #: Seed offset of the dense CNN (see :meth:`CompareConfig.run_config`).
 DENSE_SEED_OFFSET = 1000
 #: Values ``--quick`` gives to the comparison settings the user did not set.
-QUICK = {"ks": (2, 4), "repeats": 1, "epochs": 2}
+QUICK = {"ks": (2, 4), "repeats": 1, "epochs": 2, "sae_steps": 100}
 
 
 @dataclass
@@ -337,7 +337,8 @@ class CompareConfig:
         3, "SFNet trainings per k from scratch, seeds seed..seed+R-1 (quick: 1)", ge=1
     )
     quick: bool = setting(
-        False, "reduced comparison: ks 2 4, 1 repeat, 2 epochs (explicit options win)"
+        False,
+        "reduced comparison: ks 2 4, 1 repeat, 2 epochs, 100 SAE steps (explicit options win)",
     )
     launcher: str = setting(
         "inprocess",
