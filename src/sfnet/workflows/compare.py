@@ -312,7 +312,7 @@ def plot_rmse_vs_k(table: pd.DataFrame, path: Path) -> None:
                 capsize=3,
                 label="dense CNN + SAE (k-sparse codes)",
             )
-        ax.set_xlabel("k (active features / principal components / SAE latents)")
+        ax.set_xlabel("k (active features / PCs / SAE latents)")
         ax.set_ylabel("validation RMSE" + (" [dex]" if t == "metallicity" else " [dex, log flux]"))
         ax.set_title(GROUP_TITLES[t])
         ax.set_xticks(g["k"])
