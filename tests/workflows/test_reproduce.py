@@ -16,7 +16,7 @@ TINY = ["--quick", "--pretrained", "none", "--crop", "16", "--epochs", "1", "--b
 ARGS = [*TINY, "--ks", "4"]
 
 
-def _expected_rows() -> int:
+def _expected_rows(sae_groups: int = 2) -> int:
     """Every number the paper publishes that the table must list (see the issue)."""
     table1 = sum(len(v) for v in TABLE1.values())  # 8 f_activated
     samples = 2  # 250,207 and 117,223 galaxies
@@ -24,7 +24,7 @@ def _expected_rows() -> int:
     table2 = 2 * len(TABLE2_KS) * 2 + 2  # SFNet and PCA cells per group, + >95 % PC variance
     agn = 4  # 0.85/0.72 and 0.83/0.70
     probes = 4 + 2  # 0.183/0.181/0.180/0.085 and R^2 0.253/0.107
-    sae = 2  # SAE-k beside each group's Table 2 (issue 22), for the swept k = 4 only
+    sae = sae_groups  # SAE-k beside each trained group's Table 2 (issue 22), swept k = 4 only
     return table1 + samples + results + table2 + agn + probes + sae
 
 
@@ -107,11 +107,11 @@ def test_reproduce_on_metallicity_only_data_says_why_rows_are_absent(survey, tmp
     out = tmp_path / "rep"
     assert main(["reproduce", str(data), "--out", str(out), *ARGS]) == 0
     table = pd.read_csv(out / "paper_vs_sfnet.csv")
-    assert len(table) == _expected_rows()
+    assert len(table) == _expected_rows(sae_groups=1)  # no SAE row for the absent group
     lines = table[table["target"] == "bpt_lines"]
     assert lines["sfnet"].str.startswith("absent: no bpt_lines target").all()
     oh = table[(table["target"] == "metallicity") & table.apply(_is_swept, axis=1)]
-    assert len(oh) == 17 and oh["sfnet_value"].notna().all()
+    assert len(oh) == 17 + 1 and oh["sfnet_value"].notna().all()  # + SAE-k, k = 4
     assert "bpt_lines` rows are absent" in (out / "paper_vs_sfnet.md").read_text()
     assert not (out / "runs" / "bpt_lines_k4_r0").exists()
 
