@@ -20,8 +20,11 @@ def _register_prepare(sub: argparse._SubParsersAction) -> None:
         help="decode a dataset folder's images once into a packed uint8 store",
         description=(
             "Decode every catalog image of DATA (images/{objID}.jpg|png|fits) once into "
-            "DATA/packed/ (raw N x 3 x H x W uint8, memory-mapped, with the objID index and a "
-            "fingerprint of catalog + images). Training then reads bytes, not JPEGs. Resumes "
+            "DATA/packed/KEY/, one store per geometry (KEY: native, resize64, resize64-crop48; "
+            "raw N x 3 x H x W uint8, memory-mapped, with the objID index and a fingerprint of "
+            "catalog + images); stores of other geometries are kept. Training, prediction and "
+            "explain at that --resize/--crop then read bytes, not JPEGs. One prepare at a time "
+            "per folder. Resumes "
             "after interruption; a stale store (catalog or images changed) is refused until "
             "prepare is run again. Missing or corrupt images stop it, listing their objIDs, "
             "unless --skip-bad."
@@ -50,7 +53,7 @@ def _register_prepare(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--skip-bad",
         action="store_true",
-        help="drop missing/corrupt images (counted, listed in DATA/bad_images.txt) instead of "
+        help="drop missing/corrupt images (counted, listed in the store's bad_images.txt) instead of "
         "stopping",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -84,7 +84,7 @@ def available_targets(data: str, crop: int, resize: int | None) -> tuple[list[st
     ok, absent = [], {}
     for t in TARGETS:
         try:
-            load_dataset(DataConfig(data=data, target=t, crop=crop, resize=resize))
+            load_dataset(DataConfig(path=data, target=t, crop=crop, resize=resize))
             ok.append(t)
         except DataError as e:
             absent[t] = str(e)
@@ -96,7 +96,7 @@ def compare_config(data: str, targets: list[str], quick: bool, **overrides: Any)
     given = {k: v for k, v in overrides.items() if v is not None}
     if quick:
         given.setdefault("probe_trees", QUICK_PROBE_TREES)
-    cfg = CompareConfig.create(quick=quick, data=data, targets=tuple(targets), **given)
+    cfg = CompareConfig.create(quick=quick, path=data, targets=tuple(targets), **given)
     if PAPER_MODEL_K not in cfg.ks:
         cfg.ks = tuple(sorted({*cfg.ks, PAPER_MODEL_K}))
     return cfg
