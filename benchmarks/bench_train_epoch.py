@@ -116,7 +116,7 @@ def main() -> None:
         make_npz(npz, args.n, args.size)
         out = args.keep or Path(tmp) / "run"
         cmd = [sys.executable, "-m", "sfnet", "train", "--data", str(npz), "--k", "4"]
-        cmd += ["--epochs", str(args.epochs), "--crop", str(args.crop), "--quiet"]
+        cmd += ["--epochs", str(args.epochs), "--crop", str(args.crop), "--no-progress"]
         cmd += ["--batch-size", str(args.batch), "--device", device.type, "--out", str(out)]
         cmd += ["--workers", str(args.workers), "--overwrite"]
         t0 = time.perf_counter()

@@ -41,7 +41,7 @@ def test_notebook_executes(name, tmp_path, monkeypatch):
     if name == "real_sample.ipynb":  # a copy, prepared as the README says: never examples/
         sample = tmp_path / "sdss-metallicity-400"
         shutil.copytree(EXAMPLES / "sdss-metallicity-400", sample, ignore=_STORE_FILES)
-        assert main(["prepare", str(sample), "--workers", "1", "--quiet"]) == 0
+        assert main(["prepare", str(sample), "--workers", "1", "--no-progress"]) == 0
         monkeypatch.setenv("SFNET_SAMPLE", str(sample))
     nb = nbformat.read(EXAMPLES / name, as_version=4)
     NotebookClient(nb, timeout=300, resources={"metadata": {"path": str(EXAMPLES)}}).execute()

@@ -127,7 +127,7 @@ def test_out_that_is_a_file_is_one_clear_line(tmp_path, capsys):
     data = _small_npz(tmp_path / "toy.npz")
     out = tmp_path / "run.txt"
     out.write_text("x")
-    argv = ["train", "--data", str(data), "--out", str(out), "--crop", "16", "--quiet"]
+    argv = ["train", "--data", str(data), "--out", str(out), "--crop", "16", "--no-progress"]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert "is a file" in err and str(out) in err and len(err.splitlines()) == 1

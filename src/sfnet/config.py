@@ -31,6 +31,7 @@ else:  # pragma: no cover
 TARGETS = ("metallicity", "bpt_lines")
 SCHEDULES = ("flat_cos", "one_cycle")
 DEVICES = ("auto", "cpu", "cuda")
+#: torchvision trunks; any other backbone is a timm encoder (sfnet.model.encoder_spec).
 BACKBONES = ("resnet18",)
 #: How TOML (which has no null) spells an explicit None, e.g. ``k = "none"`` for the dense baseline.
 NONE = "none"
@@ -74,7 +75,13 @@ def setting(
 
 
 _PLURAL = {bool: "booleans", int: "integers", float: "finite numbers", str: "strings"}
-_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}
+_TYPE_WORDS = {
+    bool: "true or false",
+    int: "an integer",
+    float: "a finite number",
+    str: "a string",
+    Path: "a path",
+}
 
 
 def _expected(hint: Any, meta: dict[str, Any]) -> str:
@@ -126,6 +133,8 @@ def check_value(key: str, value: Any, hint: Any, meta: dict[str, Any]) -> Any:
             raise bad from None
     if base is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
+    if base is Path and isinstance(value, str):
+        value = Path(value)
     if base in (int, float) and isinstance(value, bool) or not isinstance(value, base):
         raise bad
     if base is float and not math.isfinite(value):
@@ -138,12 +147,12 @@ def check_value(key: str, value: Any, hint: Any, meta: dict[str, Any]) -> Any:
     return value
 
 
-def check_fields(obj: Any, section: str) -> None:
+def check_fields(obj: Any, section: str, skip: tuple[str, ...] = ()) -> None:
     """Check (and normalize in place) every field of dataclass ``obj`` against its declared
-    type and range; errors name ``section.field``."""
+    type and range (except ``skip``, checked by the caller); errors name ``section.field``."""
     hints = typing.get_type_hints(type(obj))
     for f in dataclasses.fields(obj):
-        if dataclasses.is_dataclass(hints[f.name]):
+        if f.name in skip or dataclasses.is_dataclass(hints[f.name]):
             continue
         value = check_value(f"{section}.{f.name}", getattr(obj, f.name), hints[f.name], f.metadata)
         setattr(obj, f.name, value)
@@ -189,17 +198,32 @@ class ModelConfig:
     """The network (see each field's help)."""
 
     k: int | None = setting(
-        4, "active features per galaxy, top-k of 512 (none: the dense baseline)", ge=1, le=511
+        4,
+        "active features per galaxy, top-k of d (512 for resnet18; none: the dense baseline)",
+        ge=1,
     )
-    backbone: str = setting("resnet18", "torchvision trunk (resnet18 only)", choices=BACKBONES)
+    backbone: str = setting(
+        "resnet18",
+        "trunk: resnet18 (torchvision, the paper's), a timm model name (resnet50, convnext_nano) "
+        "or a hub encoder hf_hub:ORG/NAME (e.g. hf_hub:mwalmsley/zoobot-encoder-resnet18)",
+    )
     pretrained: str | None = setting(
         None,
-        "'imagenet' (torchvision weights; torch hub cache) or a path to a torchvision resnet18 "
-        "state dict (none: random initialisation)",
+        "resnet18: 'imagenet' (torchvision weights, hash-checked; torch hub cache) or a path to a "
+        "resnet18 state dict; timm/hub trunks: 'hub' (published model.safetensors via the "
+        "Hugging Face cache) or a .safetensors path (none: random initialisation)",
     )
 
     def validate(self) -> None:
         check_fields(self, "model")
+        if self.backbone in BACKBONES and self.k is not None and self.k >= 512:
+            raise ConfigError(f"model.k ({self.k}) must be smaller than resnet18's d = 512")
+        from sfnet.model import BackboneError, check_backbone_name
+
+        try:
+            check_backbone_name(self.backbone)
+        except BackboneError as e:
+            raise ConfigError(f"model.backbone: {e}") from None
 
 
 @dataclass
@@ -364,8 +388,9 @@ class CompareConfig:
     )
     features: str | None = setting(
         None,
-        "extra features to probe: .parquet (objID + columns), .npz (objID, features) or "
-        "structured .npy, keyed by objID",
+        "extra features to probe: .parquet (objID + columns, e.g. from 'sfnet embed'), .npz "
+        "(objID, features) or structured .npy, keyed by objID; reproduce also takes 'zoobot' "
+        "(computed from the cached hf_hub:mwalmsley/zoobot-encoder-resnet18)",
     )
     agn_top: int = setting(4, "most frequent SFNet features for the small AGN classifier", ge=1)
     probe_trees: int = setting(300, "boosting rounds of the XGBoost probes", ge=1)

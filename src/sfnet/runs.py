@@ -118,6 +118,8 @@ class RunMeta:
         data_fingerprint: hash of the catalog + images the model was trained on.
         precision: how it was trained (:meth:`sfnet.precision.Precision.to_dict`: autocast
             dtype, channels_last, reason); None in runs of sfnet before it was recorded.
+        encoder: a timm trunk's architecture, normalisation and pretrained weights' identity
+            (:meth:`sfnet.model.EncoderSpec.record`); None for torchvision's resnet18.
     """
 
     k: int | None
@@ -139,6 +141,7 @@ class RunMeta:
     epochs_completed: int = 0
     sfnet_version: str = __version__
     precision: dict | None = None
+    encoder: dict | None = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -191,7 +194,9 @@ def build_model(meta: RunMeta) -> SparseFeatureNet:
     """An untrained network of the architecture recorded in ``meta``."""
     from sfnet.model import SparseFeatureNet
 
-    return SparseFeatureNet(meta.k, len(meta.target_names), backbone=meta.backbone)
+    return SparseFeatureNet(
+        meta.k, len(meta.target_names), backbone=meta.backbone, encoder=meta.encoder
+    )
 
 
 def save_weights(model: torch.nn.Module, path: Path) -> None:

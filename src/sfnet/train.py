@@ -25,8 +25,6 @@ from torch import nn
 
 from sfnet.config import ConfigError, RunConfig
 from sfnet.data.batches import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     Normalization,
     channel_stats,
     epoch_order,
@@ -39,7 +37,7 @@ from sfnet.distributed import DistContext, init_distributed
 from sfnet.errors import RunFolderError, UserError
 from sfnet.io import append_jsonl, atomic_write, atomic_write_bytes
 from sfnet.lock import folder_lock
-from sfnet.model import BACKBONE_DIMS, SparseFeatureNet
+from sfnet.model import SparseFeatureNet, backbone_dim, encoder_record, pretrained_normalization
 from sfnet.optim import make_scheduler, ranger
 from sfnet.precision import Precision, choose_precision
 from sfnet.progress import progress_bar
@@ -288,7 +286,7 @@ def _describe_run(
     t_mean = y[train_idx].mean(axis=0)
     t_std = np.maximum(y[train_idx].std(axis=0), MIN_TARGET_STD)
     if mcfg.pretrained is not None:
-        norm = Normalization(IMAGENET_MEAN, IMAGENET_STD)
+        norm = Normalization(*pretrained_normalization(mcfg.backbone, mcfg.pretrained))
     else:
         norm = channel_stats(data.images, train_idx)
         log.info(
@@ -296,8 +294,9 @@ def _describe_run(
         )
     meta = RunMeta(
         k=mcfg.k,
-        d=BACKBONE_DIMS[mcfg.backbone],
+        d=backbone_dim(mcfg.backbone, mcfg.pretrained),
         backbone=mcfg.backbone,
+        encoder=encoder_record(mcfg.backbone, mcfg.pretrained),
         target=dcfg.target,
         target_names=list(data.target_names),
         target_mean=t_mean.tolist(),

@@ -244,14 +244,14 @@ def test_cli_prepare(tmp_path, capsys):
     from sfnet.cli import main
 
     folder, ids = make_folder(tmp_path / "d", n=4, size=16)
-    assert main(["prepare", str(folder), "--workers", "1", "--quiet"]) == 0
+    assert main(["prepare", str(folder), "--workers", "1", "--no-progress"]) == 0
     assert "packed 4 images (16x16 px)" in capsys.readouterr().out
-    assert main(["prepare", str(folder), "--quiet"]) == 0
+    assert main(["prepare", str(folder), "--no-progress"]) == 0
     assert "up to date" in capsys.readouterr().out
     (folder / "images" / f"{ids[0]}.png").unlink()
-    assert main(["prepare", str(folder), "--quiet"]) == 2
+    assert main(["prepare", str(folder), "--no-progress"]) == 2
     assert f"no image for 1 objID(s): {ids[0]}" in capsys.readouterr().err
-    assert main(["prepare", str(folder), "--quiet", "--skip-bad", "--workers", "1"]) == 0
+    assert main(["prepare", str(folder), "--no-progress", "--skip-bad", "--workers", "1"]) == 0
     assert "dropped 1 bad image(s)" in capsys.readouterr().out
 
 
@@ -484,7 +484,7 @@ def test_second_prepare_stops_at_once_naming_the_holder(tmp_path, capsys):
     try:
         assert proc.stdout.readline().strip() == "chunk"  # the first prepare is mid-way
         for argv in (["--resize", "20"], ["--resize", "16"], []):  # other and same geometry
-            assert main(["prepare", str(folder), "--workers", "1", "--quiet", *argv]) == 2
+            assert main(["prepare", str(folder), "--workers", "1", "--no-progress", *argv]) == 2
             err = capsys.readouterr().err
             assert f"PID {proc.pid}" in err and "sfnet prepare" in err, err
             assert len(err.strip().splitlines()) == 1

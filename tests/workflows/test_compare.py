@@ -12,9 +12,9 @@ from sfnet.workflows.compare import (
     CompareConfig,
     mean_se,
     plan_runs,
+    rmse_table_markdown,
     run_comparison,
     sweep_table,
-    table_markdown,
     torchrun_command,
 )
 
@@ -96,7 +96,7 @@ def test_quick_comparison_end_to_end_and_resume(survey, tmp_path, monkeypatch, o
         "20",
         "--sae-steps",
         "40",
-        "--quiet",
+        "--no-progress",
     ]
     assert main(argv) == 0
 
@@ -197,7 +197,7 @@ def test_torchrun_launcher_command(tmp_path):
 
     for c in (cmd, resumed):
         args = build_parser().parse_args(c[c.index("sfnet", 3) + 1 :])
-        assert args.command == "train" and args.quiet
+        assert args.command == "train" and args.progress is False
     assert (
         build_parser().parse_args(resumed[resumed.index("sfnet", 3) + 1 :]).resume
         == tmp_path / "run"
@@ -267,7 +267,7 @@ def test_sweep_table_and_markdown():
     m = t[t["target"] == "metallicity"].iloc[0]
     assert m["sfnet_mean"] == pytest.approx(0.2)
     assert m["sfnet_se"] == pytest.approx(0.1 / np.sqrt(3))
-    md = table_markdown(t)
+    md = rmse_table_markdown(t)
     assert "| 2 | 0.2000 ± 0.0577 | 0.5000 | 0.2500 | 0.4000 |" in md
     assert np.isnan(mean_se([1.0])[1])
 

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from sfnet.cli.options import add_device_option, device_wanted
 from sfnet.errors import UserError
 
 
@@ -22,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--out", type=Path, required=True, help="output file (.parquet, .csv, .fits or .ecsv)"
     )
     q.add_argument("--batch-size", type=int, default=256, help="galaxies per forward pass")
-    q.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device [default cpu]")
+    add_device_option(q)
     q.set_defaults(func=_predict)
 
 
@@ -33,7 +34,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     if args.out.suffix.lower() not in TABLE_FORMATS:  # refused before any work is done
         raise UserError(f"{args.out}: output must end in {', '.join(TABLE_FORMATS)}")
-    run = load_run(args.run, device=args.device)
+    run = load_run(args.run, device=device_wanted(args))
     dcfg = run.config.data
     if args.data:
         dcfg = dataclasses.replace(dcfg, path=str(args.data))

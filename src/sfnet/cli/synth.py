@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from sfnet.cli.options import add_progress_option, progress_wanted
 from sfnet.errors import UserError
 
 
@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--workers", type=int, default=None, help="rendering processes [default: all cores]"
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
-    p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    add_progress_option(p)
     p.add_argument(
         "--preview",
         metavar="COLUMN",
@@ -76,7 +76,7 @@ def _synth(args: argparse.Namespace) -> int:
         size=args.size,
         seed=args.seed,
         workers=args.workers,
-        progress=not args.no_progress and sys.stderr.isatty(),
+        progress=progress_wanted(args),
         overwrite=args.overwrite,
     )
     dt = time.perf_counter() - t0

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from sfnet.config import setting
 from sfnet.errors import DataError, UserError
 from sfnet.progress import progress_bar
 
@@ -57,17 +58,22 @@ class DownloadConfig:
         user_agent: HTTP User-Agent header.
     """
 
-    url_template: str = DEFAULT_URL_TEMPLATE
-    layer: str = "sdss"
-    pixscale: float = 0.262
-    size: int = 160
-    workers: int = 8
-    rate: float = 10.0
-    retries: int = 5
-    backoff: float = 1.0
-    max_backoff: float = 60.0
-    timeout: float = 30.0
-    user_agent: str = "sfnet-cutout-downloader"
+    url_template: str = setting(
+        DEFAULT_URL_TEMPLATE, "URL with {ra} {dec} {layer} {pixscale} {size} {objid}"
+    )
+    layer: str = setting(
+        "sdss",
+        "Legacy Survey viewer layer: sdss (SDSS gri, the paper's images) or e.g. ls-dr10 (grz)",
+    )
+    pixscale: float = setting(0.262, "arcsec per pixel", gt=0)
+    size: int = setting(160, "cutout side, pixels", ge=1)
+    workers: int = setting(8, "concurrent connections", ge=1)
+    rate: float = setting(10.0, "max requests per second, all connections (0: no limit)", ge=0)
+    retries: int = setting(5, "retries per cutout", ge=0)
+    backoff: float = setting(1.0, "first retry delay in seconds, doubled each retry", ge=0)
+    max_backoff: float = setting(60.0, "cap of one retry delay (and of Retry-After), seconds", gt=0)
+    timeout: float = setting(30.0, "request timeout, seconds", gt=0)
+    user_agent: str = setting("sfnet-cutout-downloader", "HTTP User-Agent header", cli=False)
 
     def validate(self) -> None:
         if self.workers < 1:
@@ -332,7 +338,7 @@ def _write_failures(
     lines = ["objID\tra\tdec\treason\turl"]
     for i in sorted(failures):
         lines.append(
-            f"{ids[i]}\t{ra[i]!r}\t{dec[i]!r}\t{failures[i]}\t{cfg.url(ra[i], dec[i], ids[i])}"
+            f"{ids[i]}\t{float(ra[i])!r}\t{float(dec[i])!r}\t{failures[i]}\t{cfg.url(ra[i], dec[i], ids[i])}"
         )
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
 

@@ -55,6 +55,7 @@ from sfnet.config import (
 from sfnet.data.dataset import load_dataset
 from sfnet.errors import RunFolderError
 from sfnet.io import atomic_write, atomic_write_bytes
+from sfnet.outputs.tables import format_number, markdown_table, write_csv
 from sfnet.physics import BPT_LINES
 from sfnet.runs import CONFIG, HARDWARE_FIELDS, final_val_rmse, same_config
 
@@ -113,7 +114,7 @@ def torchrun_command(
         "-m",
         "sfnet",
         "train",
-        "--quiet",
+        "--no-progress",
     ]
     if resume:
         return [*cmd, "--resume", str(run_dir)]
@@ -238,17 +239,18 @@ def sweep_table(sweep: pd.DataFrame, pca: pd.DataFrame) -> pd.DataFrame:
     return out.merge(pca, on=["target", "k"], how="left")
 
 
-def _fmt(x: float, nd: int = 4) -> str:
-    return "n/a" if x is None or not np.isfinite(x) else f"{x:.{nd}f}"
-
-
-def table_markdown(table: pd.DataFrame) -> str:
+def rmse_table_markdown(table: pd.DataFrame) -> str:
     """The paper's Table 2 layout: k | SFNet mean ± s.e. | PCA, for each target group."""
     targets = [t for t in TARGETS if t in set(table["target"])]
+<<<<<<< HEAD
     sae = "sae_mean" in table.columns  # the SAE-k column (issue 22)
     methods = ("SFNet", "PCA", "SAE") if sae else ("SFNet", "PCA")
     head = "| k | " + " | ".join(f"{GROUP_TITLES[t]} {m}" for t in targets for m in methods)
     lines = [head + " |", "|---" * (1 + len(methods) * len(targets)) + "|"]
+=======
+    header = ["k"] + [f"{GROUP_TITLES[t]} {m}" for t in targets for m in ("SFNet", "PCA")]
+    rows = []
+>>>>>>> main
     for k in sorted(set(table["k"])):
         cells = [str(k)]
         for t in targets:
@@ -257,14 +259,21 @@ def table_markdown(table: pd.DataFrame) -> str:
                 cells += [""] * len(methods)
                 continue
             r = row.iloc[0]
-            sf = _fmt(r["sfnet_mean"])
+            sf = format_number(r["sfnet_mean"])
             if np.isfinite(r["sfnet_se"]):
+<<<<<<< HEAD
                 sf += f" ± {_fmt(r['sfnet_se'])}"
             cells += [sf, _fmt(r["pca_rmse"])]
             if sae:
                 cells.append(_mean_se_cell(r["sae_mean"], r["sae_se"]))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+=======
+                sf += f" ± {format_number(r['sfnet_se'])}"
+            cells += [sf, format_number(r["pca_rmse"])]
+        rows.append(cells)
+    return "\n".join(markdown_table(header, rows)) + "\n"
+>>>>>>> main
 
 
 def _mean_se_cell(m: float, se: float) -> str:
@@ -275,15 +284,11 @@ def _mean_se_cell(m: float, se: float) -> str:
 def _df_markdown(df: pd.DataFrame, nd: int = 4) -> str:
     if df.empty:
         return "(none)\n"
-    cols = list(df.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"]
-    for _, r in df.iterrows():
-        cells = []
-        for c in cols:
-            v = r[c]
-            cells.append(_fmt(float(v), nd) if isinstance(v, float | np.floating) else str(v))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    rows = [
+        [format_number(v, f".{nd}f") if isinstance(v, float | np.floating) else v for v in r]
+        for _, r in df.iterrows()  # rows as Series: mixed int/float rows print as floats
+    ]
+    return "\n".join(markdown_table(list(df.columns), rows)) + "\n"
 
 
 def plot_rmse_vs_k(table: pd.DataFrame, path: Path) -> None:
@@ -320,10 +325,6 @@ def plot_rmse_vs_k(table: pd.DataFrame, path: Path) -> None:
     fig.tight_layout()
     atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)
-
-
-def _write_csv(df: pd.DataFrame, path: Path) -> None:
-    atomic_write(path, lambda tmp: df.to_csv(tmp, index=False, float_format="%.6g"))
 
 
 def _analysis_k(target: str, ks: Sequence[int]) -> int:
@@ -620,6 +621,7 @@ def run_comparison(
 def write_outputs(result: CompareResult, cfg: CompareConfig) -> None:
     """CSV tables, the markdown page and the figure into ``result.folder``."""
     f = result.folder
+<<<<<<< HEAD
     _write_csv(result.sweep, f / "sweep_runs.csv")
     _write_csv(result.table, f / "table_rmse.csv")
     _write_csv(result.pca_variance, f / "pca_variance.csv")
@@ -635,6 +637,15 @@ def write_outputs(result: CompareResult, cfg: CompareConfig) -> None:
     interp_md = interpretability_markdown(interp)
     atomic_write_bytes(f / "interpretability.md", interp_md.encode())
     table_md = table_markdown(result.table)
+=======
+    write_csv(result.sweep, f / "sweep_runs.csv")
+    write_csv(result.table, f / "table_rmse.csv")
+    write_csv(result.pca_variance, f / "pca_variance.csv")
+    write_csv(result.agn, f / "agn.csv")
+    write_csv(result.probes, f / "probes.csv")
+    write_csv(result.probe_features, f / "probe_sfnet_features.csv")
+    table_md = rmse_table_markdown(result.table)
+>>>>>>> main
     atomic_write_bytes(f / "table_rmse.md", table_md.encode())
     plot_rmse_vs_k(result.table, f / "rmse_vs_k.png")
 
@@ -684,6 +695,6 @@ __all__ = [
     "plan_runs",
     "run_comparison",
     "sweep_table",
-    "table_markdown",
+    "rmse_table_markdown",
     "torchrun_command",
 ]
