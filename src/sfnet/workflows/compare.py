@@ -242,15 +242,10 @@ def sweep_table(sweep: pd.DataFrame, pca: pd.DataFrame) -> pd.DataFrame:
 def rmse_table_markdown(table: pd.DataFrame) -> str:
     """The paper's Table 2 layout: k | SFNet mean ± s.e. | PCA, for each target group."""
     targets = [t for t in TARGETS if t in set(table["target"])]
-<<<<<<< HEAD
     sae = "sae_mean" in table.columns  # the SAE-k column (issue 22)
     methods = ("SFNet", "PCA", "SAE") if sae else ("SFNet", "PCA")
-    head = "| k | " + " | ".join(f"{GROUP_TITLES[t]} {m}" for t in targets for m in methods)
-    lines = [head + " |", "|---" * (1 + len(methods) * len(targets)) + "|"]
-=======
-    header = ["k"] + [f"{GROUP_TITLES[t]} {m}" for t in targets for m in ("SFNet", "PCA")]
+    header = ["k"] + [f"{GROUP_TITLES[t]} {m}" for t in targets for m in methods]
     rows = []
->>>>>>> main
     for k in sorted(set(table["k"])):
         cells = [str(k)]
         for t in targets:
@@ -261,24 +256,17 @@ def rmse_table_markdown(table: pd.DataFrame) -> str:
             r = row.iloc[0]
             sf = format_number(r["sfnet_mean"])
             if np.isfinite(r["sfnet_se"]):
-<<<<<<< HEAD
-                sf += f" ± {_fmt(r['sfnet_se'])}"
-            cells += [sf, _fmt(r["pca_rmse"])]
-            if sae:
-                cells.append(_mean_se_cell(r["sae_mean"], r["sae_se"]))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-=======
                 sf += f" ± {format_number(r['sfnet_se'])}"
             cells += [sf, format_number(r["pca_rmse"])]
+            if sae:
+                cells.append(_mean_se_cell(r["sae_mean"], r["sae_se"]))
         rows.append(cells)
     return "\n".join(markdown_table(header, rows)) + "\n"
->>>>>>> main
 
 
 def _mean_se_cell(m: float, se: float) -> str:
-    cell = _fmt(m)
-    return cell + (f" ± {_fmt(se)}" if np.isfinite(m) and np.isfinite(se) else "")
+    cell = format_number(m)
+    return cell + (f" ± {format_number(se)}" if np.isfinite(m) and np.isfinite(se) else "")
 
 
 def _df_markdown(df: pd.DataFrame, nd: int = 4) -> str:
@@ -621,31 +609,21 @@ def run_comparison(
 def write_outputs(result: CompareResult, cfg: CompareConfig) -> None:
     """CSV tables, the markdown page and the figure into ``result.folder``."""
     f = result.folder
-<<<<<<< HEAD
-    _write_csv(result.sweep, f / "sweep_runs.csv")
-    _write_csv(result.table, f / "table_rmse.csv")
-    _write_csv(result.pca_variance, f / "pca_variance.csv")
-    _write_csv(result.agn, f / "agn.csv")
-    _write_csv(result.probes, f / "probes.csv")
-    _write_csv(result.probe_features, f / "probe_sfnet_features.csv")
-    from sfnet.workflows.sparsity import interpretability_markdown, interpretability_summary
-
-    _write_csv(result.sae, f / "sae_runs.csv")
-    _write_csv(result.interpretability, f / "interpretability_runs.csv")
-    interp = interpretability_summary(result.interpretability)
-    _write_csv(interp, f / "interpretability.csv")
-    interp_md = interpretability_markdown(interp)
-    atomic_write_bytes(f / "interpretability.md", interp_md.encode())
-    table_md = table_markdown(result.table)
-=======
     write_csv(result.sweep, f / "sweep_runs.csv")
     write_csv(result.table, f / "table_rmse.csv")
     write_csv(result.pca_variance, f / "pca_variance.csv")
     write_csv(result.agn, f / "agn.csv")
     write_csv(result.probes, f / "probes.csv")
     write_csv(result.probe_features, f / "probe_sfnet_features.csv")
+    from sfnet.workflows.sparsity import interpretability_markdown, interpretability_summary
+
+    write_csv(result.sae, f / "sae_runs.csv")
+    write_csv(result.interpretability, f / "interpretability_runs.csv")
+    interp = interpretability_summary(result.interpretability)
+    write_csv(interp, f / "interpretability.csv")
+    interp_md = interpretability_markdown(interp)
+    atomic_write_bytes(f / "interpretability.md", interp_md.encode())
     table_md = rmse_table_markdown(result.table)
->>>>>>> main
     atomic_write_bytes(f / "table_rmse.md", table_md.encode())
     plot_rmse_vs_k(result.table, f / "rmse_vs_k.png")
 
