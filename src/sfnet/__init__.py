@@ -57,6 +57,8 @@ _EXPORTS: dict[str, str] = {
     "equations_figure": "sfnet.outputs.plots:equations_figure",
     "training_curves_figure": "sfnet.outputs.plots:training_curves_figure",
     "analyze_run": "sfnet.workflows.analyze:analyze_run",
+    "SparseAutoencoder": "sfnet.analysis.sae:SparseAutoencoder",
+    "SAEConfig": "sfnet.analysis.sae:SAEConfig",
     "write_report": "sfnet.outputs.report:write_report",
 }
 

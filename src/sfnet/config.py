@@ -371,7 +371,7 @@ LAUNCHERS = ("inprocess", "torchrun")
 #: Seed offset of the dense CNN (see :meth:`CompareConfig.run_config`).
 DENSE_SEED_OFFSET = 1000
 #: Values ``--quick`` gives to the comparison settings the user did not set.
-QUICK = {"ks": (2, 4), "repeats": 1, "epochs": 2}
+QUICK = {"ks": (2, 4), "repeats": 1, "epochs": 2, "sae_steps": 100}
 
 
 @dataclass
@@ -395,7 +395,8 @@ class CompareConfig:
         3, "SFNet trainings per k from scratch, seeds seed..seed+R-1 (quick: 1)", ge=1
     )
     quick: bool = setting(
-        False, "reduced comparison: ks 2 4, 1 repeat, 2 epochs (explicit options win)"
+        False,
+        "reduced comparison: ks 2 4, 1 repeat, 2 epochs, 100 SAE steps (explicit options win)",
     )
     launcher: str = setting(
         "inprocess",
@@ -417,6 +418,15 @@ class CompareConfig:
     )
     agn_top: int = setting(4, "most frequent SFNet features for the small AGN classifier", ge=1)
     probe_trees: int = setting(300, "boosting rounds of the XGBoost probes", ge=1)
+    sae_expansion: int = setting(
+        4, "SAE-k baseline: dictionary size as a multiple of the feature dimension", ge=1
+    )
+    sae_steps: int = setting(600, "SAE-k baseline: Adam steps of each sparse autoencoder", ge=1)
+    sae_features: str = setting(
+        "dense",
+        "SAE-k baseline trained on the dense CNN's pooled features or on the --features file",
+        choices=("dense", "file"),
+    )
     run: RunConfig = field(default_factory=RunConfig)
 
     # The template's settings that the comparison's steps read.

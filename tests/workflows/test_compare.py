@@ -94,22 +94,49 @@ def test_quick_comparison_end_to_end_and_resume(survey, tmp_path, monkeypatch, o
         str(feats),
         "--probe-trees",
         "20",
+        "--sae-steps",
+        "40",
         "--no-progress",
     ]
     assert main(argv) == 0
 
     cfg = CompareConfig.load(out / "compare.toml")
     assert cfg.quick and cfg.ks == (2, 4) and cfg.repeats == 1 and cfg.epochs == 1
-    assert cfg.probe_trees == 20
+    assert cfg.probe_trees == 20 and cfg.sae_steps == 40
     table = pd.read_csv(out / "table_rmse.csv")
     assert set(table["target"]) == {"metallicity", "bpt_lines"}
     assert sorted(table["k"].unique()) == [2, 4]
-    assert np.isfinite(table[["sfnet_mean", "pca_rmse"]]).all().all()
+    assert np.isfinite(table[["sfnet_mean", "pca_rmse", "sae_mean"]]).all().all()
     assert (out / "rmse_vs_k.png").stat().st_size > 1000
     md = (out / "table_rmse.md").read_text()
     assert md.splitlines()[0].startswith(
-        "| k | Metallicity SFNet | Metallicity PCA | Spectral lines"
+        "| k | Metallicity SFNet | Metallicity PCA | Metallicity SAE | Spectral lines SFNet"
     )
+    # SAE-k (issue 22): one saved sparse autoencoder per target, k and repeat, on the dense
+    # features; its codes have k active latents and predict better than the mean
+    from sfnet.analysis.sae import SparseAutoencoder
+
+    sae_runs = pd.read_csv(out / "sae_runs.csv")
+    assert len(sae_runs) == 4 and set(sae_runs["k"]) == {2, 4}
+    assert (sae_runs["n_latents"] == 4 * 512).all()
+    sae = SparseAutoencoder.load(out / "sae" / "metallicity_k2_r0")
+    assert sae.k == 2 and sae.d == 512 and sae.config.steps == 40
+    z = sae_runs[sae_runs["target"] == "metallicity"]
+    assert (z["sae_rmse"] < 1.5 * cat["oh_p50"].std()).all()
+    # its most frequent latents get feature pages like an SFNet's (the analysed k: 4)
+    pages = out / "sae" / "metallicity_k4_r0"
+    latents = pd.read_csv(pages / "latents.csv")
+    assert 1 <= len(latents) <= 4 and latents["label"].str.match(r"^L\d+$").all()
+    assert (pages / "figures" / f"feature_{latents['label'][0]}.png").stat().st_size > 1000
+    assert (pages / "figures" / "histograms.png").is_file()
+    # interpretability: the same scores for every method and k, against the measured columns
+    interp = pd.read_csv(out / "interpretability.csv")
+    assert set(interp["method"]) == {"sfnet", "sae", "pca", "neurons"}
+    assert set(interp["factors"]) == {"measured"}
+    assert len(interp) == 2 * 2 * 4  # targets x ks x methods
+    for col in ("best_abs_rho", "margin", "disentanglement", "completeness", "mig"):
+        assert interp[col].between(0, 1).all(), col
+    assert "SAE on dense features" in (out / "interpretability.md").read_text()
     var = pd.read_csv(out / "pca_variance.csv")
     assert (var.groupby("target")["cumulative"].max() <= 1 + 1e-9).all()
     agn = pd.read_csv(out / "agn.csv")
@@ -141,6 +168,7 @@ def test_quick_comparison_end_to_end_and_resume(survey, tmp_path, monkeypatch, o
     monkeypatch.setattr(importlib.import_module("sfnet.train"), "fit", no_training)
     res = run_comparison(out, cfg)
     assert res.trained == [] and len(res.reused) == 6
+    assert res.sae["reused"].all()  # the saved SAEs too
     pd.testing.assert_frame_equal(
         res.table.reset_index(drop=True), table, check_dtype=False, atol=1e-5
     )

@@ -8,7 +8,7 @@ import pytest
 
 from sfnet.cli import main
 from sfnet.data.synthetic import synthesize
-from sfnet.workflows.reproduce import TABLE1, TABLE2, TABLE2_KS
+from sfnet.workflows.reproduce import NOT_IN_PAPER, TABLE1, TABLE2, TABLE2_KS
 
 # 96 galaxies of 16 px, one epoch, k = 4 only: the smallest survey that still has AGN and
 # star-forming galaxies in both splits, so every row the sweep covers gets a value
@@ -16,7 +16,7 @@ TINY = ["--quick", "--pretrained", "none", "--crop", "16", "--epochs", "1", "--b
 ARGS = [*TINY, "--ks", "4"]
 
 
-def _expected_rows() -> int:
+def _expected_rows(sae_groups: int = 2) -> int:
     """Every number the paper publishes that the table must list (see the issue)."""
     table1 = sum(len(v) for v in TABLE1.values())  # 8 f_activated
     samples = 2  # 250,207 and 117,223 galaxies
@@ -24,7 +24,8 @@ def _expected_rows() -> int:
     table2 = 2 * len(TABLE2_KS) * 2 + 2  # SFNet and PCA cells per group, + >95 % PC variance
     agn = 4  # 0.85/0.72 and 0.83/0.70
     probes = 4 + 2  # 0.183/0.181/0.180/0.085 and R^2 0.253/0.107
-    return table1 + samples + results + table2 + agn + probes
+    sae = sae_groups  # SAE-k beside each trained group's Table 2 (issue 22), swept k = 4 only
+    return table1 + samples + results + table2 + agn + probes + sae
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,9 @@ def test_every_paper_number_has_a_row_with_a_value_or_a_reason(reproduced):
     md = (out / "paper_vs_sfnet.md").read_text()
     for section in ("Sample", "Table 1", "Results", "AGN", "Table 2", "Probes"):
         assert f"## {section}" in md
-    assert table["paper_value"].notna().all()
+    ours = table["paper"] == NOT_IN_PAPER  # numbers sfnet adds: the SAE-k baseline
+    assert list(table.loc[ours, "quantity"]) == ["SAE RMSE, k=4"] * 2
+    assert table.loc[~ours, "paper_value"].notna().all()
     # every row the sweep (k = 4) covers has sfnet's value; the others say why they are absent
     swept = table.apply(_is_swept, axis=1)
     assert np.isfinite(table.loc[swept, "sfnet_value"]).all(), table.loc[swept, "quantity"]
@@ -63,7 +66,7 @@ def test_every_paper_number_has_a_row_with_a_value_or_a_reason(reproduced):
 
 def test_every_table2_cell_is_listed_with_its_published_value(reproduced):
     _, table = reproduced
-    t2 = table[table["section"] == "Table 2"]
+    t2 = table[(table["section"] == "Table 2") & (table["paper"] != NOT_IN_PAPER)]
     for group, cells in TABLE2.items():
         for k, (mean, _, pca) in cells.items():
             rows = t2[(t2["target"] == group) & t2["quantity"].str.endswith(f"k={k}")]
@@ -104,11 +107,11 @@ def test_reproduce_on_metallicity_only_data_says_why_rows_are_absent(survey, tmp
     out = tmp_path / "rep"
     assert main(["reproduce", str(data), "--out", str(out), *ARGS]) == 0
     table = pd.read_csv(out / "paper_vs_sfnet.csv")
-    assert len(table) == _expected_rows()
+    assert len(table) == _expected_rows(sae_groups=1)  # no SAE row for the absent group
     lines = table[table["target"] == "bpt_lines"]
     assert lines["sfnet"].str.startswith("absent: no bpt_lines target").all()
     oh = table[(table["target"] == "metallicity") & table.apply(_is_swept, axis=1)]
-    assert len(oh) == 17 and oh["sfnet_value"].notna().all()
+    assert len(oh) == 17 + 1 and oh["sfnet_value"].notna().all()  # + SAE-k, k = 4
     assert "bpt_lines` rows are absent" in (out / "paper_vs_sfnet.md").read_text()
     assert not (out / "runs" / "bpt_lines_k4_r0").exists()
 

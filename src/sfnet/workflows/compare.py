@@ -11,7 +11,12 @@
   ``agn.csv``                 linear-SVM AGN accuracy/F1, top features vs all active features
   ``probes.csv``              linear/XGBoost probes from other features to the targets
   ``probe_sfnet_features.csv`` ridge R^2 from other features to each frequent SFNet feature
-  ``rmse_vs_k.png``           the paper's Figure 5 (SFNet mean ± s.e. and PCA vs k)
+  ``sae/<target>_k<k>_r<r>``  the SAE-k baselines (post-hoc TopK sparse autoencoders on the
+                              dense features, :mod:`sfnet.workflows.sparsity`)
+  ``sae_runs.csv``            validation RMSE of a ridge fit on each SAE's k-sparse codes
+  ``interpretability.csv/.md`` method x k x score (best |rho|, margin, DCI, MIG) against the
+                              true factors (synthetic) or measured catalog columns (real data)
+  ``rmse_vs_k.png``           the paper's Figure 5 (SFNet mean ± s.e., PCA and SAE vs k)
   ``comparison.md``           all tables in one page
 
 Seeded and resumable: every run has a fixed seed on the same split; finished runs are reused
@@ -230,6 +235,8 @@ class CompareResult:
     probe_features: pd.DataFrame
     reused: list[str] = field(default_factory=list)
     trained: list[str] = field(default_factory=list)
+    sae: pd.DataFrame = field(default_factory=pd.DataFrame)
+    interpretability: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def sweep_table(sweep: pd.DataFrame, pca: pd.DataFrame) -> pd.DataFrame:
@@ -252,22 +259,31 @@ def sweep_table(sweep: pd.DataFrame, pca: pd.DataFrame) -> pd.DataFrame:
 def rmse_table_markdown(table: pd.DataFrame) -> str:
     """The paper's Table 2 layout: k | SFNet mean ± s.e. | PCA, for each target group."""
     targets = _targets_in(table)
-    header = ["k"] + [f"{GROUP_TITLES.get(t, t)} {m}" for t in targets for m in ("SFNet", "PCA")]
+    sae = "sae_mean" in table.columns  # the SAE-k column (issue 22)
+    methods = ("SFNet", "PCA", "SAE") if sae else ("SFNet", "PCA")
+    header = ["k"] + [f"{GROUP_TITLES.get(t, t)} {m}" for t in targets for m in methods]
     rows = []
     for k in sorted(set(table["k"])):
         cells = [str(k)]
         for t in targets:
             row = table[(table["target"] == t) & (table["k"] == k)]
             if row.empty:
-                cells += ["", ""]
+                cells += [""] * len(methods)
                 continue
             r = row.iloc[0]
             sf = format_number(r["sfnet_mean"])
             if np.isfinite(r["sfnet_se"]):
                 sf += f" ± {format_number(r['sfnet_se'])}"
             cells += [sf, format_number(r["pca_rmse"])]
+            if sae:
+                cells.append(_mean_se_cell(r["sae_mean"], r["sae_se"]))
         rows.append(cells)
     return "\n".join(markdown_table(header, rows)) + "\n"
+
+
+def _mean_se_cell(m: float, se: float) -> str:
+    cell = format_number(m)
+    return cell + (f" ± {format_number(se)}" if np.isfinite(m) and np.isfinite(se) else "")
 
 
 def _df_markdown(df: pd.DataFrame, nd: int = 4) -> str:
@@ -296,7 +312,17 @@ def plot_rmse_vs_k(table: pd.DataFrame, path: Path) -> None:
             g["k"], g["sfnet_mean"], yerr=se, fmt="o-", color="tab:blue", capsize=3, label="SFNet"
         )
         ax.plot(g["k"], g["pca_rmse"], "s--", color="tab:red", label="dense CNN + PCA")
-        ax.set_xlabel("k (active features / principal components)")
+        if "sae_mean" in g.columns:
+            ax.errorbar(
+                g["k"],
+                g["sae_mean"],
+                yerr=np.nan_to_num(g["sae_se"].to_numpy(dtype=float), nan=0.0),
+                fmt="^:",
+                color="tab:green",
+                capsize=3,
+                label="dense CNN + SAE (k-sparse codes)",
+            )
+        ax.set_xlabel("k (active features / PCs / SAE latents)")
         ax.set_ylabel(_rmse_label(t))
         ax.set_title(GROUP_TITLES.get(t, t))
         ax.set_xticks(g["k"])
@@ -461,13 +487,35 @@ def analyze_target(
     for src, F in sources.items():
         probe_rows += _probe_rows(t, src, F, cfg)
         feat_rows += _feature_probe_rows(t, src, F, sparse, strength, freq, frequent)
+    sae, interp = _sparsity_tables(t, folder, cfg, sources)
     return {
+        "sae": sae,
+        "interpretability": interp,
         "pca": pca_df,
         "pca_variance": var_df,
         "agn": _agn_table(t, sparse, strength, cfg),
         "probes": pd.DataFrame(probe_rows),
         "probe_features": pd.DataFrame(feat_rows),
     }
+
+
+def _sparsity_tables(
+    t: _TargetData, folder: Path, cfg: CompareConfig, sources: dict[str, np.ndarray]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """SAE-k runs and the interpretability rows of one group (:mod:`sfnet.workflows.sparsity`)."""
+    from sfnet.workflows.sparsity import (
+        SAE_DIR,
+        interpretability_rows,
+        sae_feature_pages,
+        sae_tables,
+    )
+
+    x = t.feats if cfg.sae_features == "dense" or not cfg.features else list(sources.values())[-1]
+    sae, codes = sae_tables(t, x, folder, cfg)
+    k = _analysis_k(t.target, cfg.ks)  # feature pages of the SAE beside the SFNet analysed
+    sae_feature_pages(folder / SAE_DIR / f"{t.target}_k{k}_r0", codes[(k, 0)], t.data, t.va, k)
+    rows = interpretability_rows(t, folder, cfg, codes, lambda run: _sparse_strengths(run, t))
+    return sae, pd.DataFrame(rows)
 
 
 def _sweep_row(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
@@ -520,7 +568,7 @@ def _analyze_all(folder: Path, cfg: CompareConfig) -> dict[str, pd.DataFrame]:
         log.info("analysing %s: PCA, AGN, probes", target)
         for key, df in analyze_target(target, folder, cfg).items():
             parts.setdefault(key, []).append(df)
-    keys = ("pca", "pca_variance", "agn", "probes", "probe_features")
+    keys = ("pca", "pca_variance", "agn", "probes", "probe_features", "sae", "interpretability")
     out = {}
     for key in keys:
         dfs = [d for d in parts.get(key, []) if not d.empty]
@@ -576,16 +624,23 @@ def run_comparison(
     tables = _analyze_all(folder, cfg)
     pca = tables["pca"]
     sparse_rows = sweep[sweep["k"] != "dense"].astype({"k": int})
+    table = sweep_table(sparse_rows, pca[["target", "k", "pca_rmse"]])
+    if not tables["sae"].empty:
+        from sfnet.workflows.sparsity import sae_summary
+
+        table = table.merge(sae_summary(tables["sae"]), on=["target", "k"], how="left")
     result = CompareResult(
         folder=folder,
         sweep=sweep,
-        table=sweep_table(sparse_rows, pca[["target", "k", "pca_rmse"]]),
+        table=table,
         pca_variance=tables["pca_variance"],
         agn=tables["agn"],
         probes=tables["probes"],
         probe_features=tables["probe_features"],
         reused=reused,
         trained=trained,
+        sae=tables["sae"],
+        interpretability=tables["interpretability"],
     )
     write_outputs(result, cfg)
     return result
@@ -600,6 +655,14 @@ def write_outputs(result: CompareResult, cfg: CompareConfig) -> None:
     write_csv(result.agn, f / "agn.csv")
     write_csv(result.probes, f / "probes.csv")
     write_csv(result.probe_features, f / "probe_sfnet_features.csv")
+    from sfnet.workflows.sparsity import interpretability_markdown, interpretability_summary
+
+    write_csv(result.sae, f / "sae_runs.csv")
+    write_csv(result.interpretability, f / "interpretability_runs.csv")
+    interp = interpretability_summary(result.interpretability)
+    write_csv(interp, f / "interpretability.csv")
+    interp_md = interpretability_markdown(interp)
+    atomic_write_bytes(f / "interpretability.md", interp_md.encode())
     table_md = rmse_table_markdown(result.table)
     atomic_write_bytes(f / "table_rmse.md", table_md.encode())
     plot_rmse_vs_k(result.table, f / "rmse_vs_k.png")
@@ -608,10 +671,17 @@ def write_outputs(result: CompareResult, cfg: CompareConfig) -> None:
         "# SFNet comparison\n",
         f"Data: `{cfg.path}`; targets: {', '.join(cfg.targets)}; ks: {list(cfg.ks)}; "
         f"repeats: {cfg.repeats}; epochs: {cfg.epochs}{' (quick)' if cfg.quick else ''}.\n",
-        "## Validation RMSE: SFNet (mean ± s.e. over repeats) vs dense CNN + PCA\n",
-        "RMSE over all targets of a group (for spectral lines: the four log fluxes together).\n",
+        "## Validation RMSE: SFNet (mean ± s.e. over repeats) vs dense CNN + PCA and + SAE\n",
+        "RMSE over all targets of a group (for spectral lines: the four log fluxes together). "
+        "SAE: ridge regression on the k-sparse codes of a TopK sparse autoencoder trained on "
+        f"the dense features ({cfg.sae_expansion}x dictionary, {cfg.sae_steps} steps; mean ± "
+        "s.e. over SAE seeds; not in the paper).\n",
         table_md,
         "![RMSE vs k](rmse_vs_k.png)\n",
+        "## Interpretability: built-in (SFNet) vs post-hoc (SAE, PCA) sparsity\n",
+        "The k units of each method on the validation galaxies against the factors; DCI "
+        "fitted on the training split. Higher is more interpretable on every column.\n",
+        interp_md,
         "## Variance explained by the top principal components of the dense features\n",
         _df_markdown(result.pca_variance),
         "## AGN classification (linear SVM, validation)\n",

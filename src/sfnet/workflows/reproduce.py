@@ -62,6 +62,8 @@ TABLE1 = {
     "metallicity": [("Z61", 0.996), ("Z256", 0.879), ("3rd", 0.402), ("4th", 0.119)],
 }
 SAMPLE_SIZE = {"bpt_lines": 250207, "metallicity": 117223}
+#: The paper cell of a number sfnet adds (e.g. the SAE-k baseline of issue 22).
+NOT_IN_PAPER = "not in the paper"
 COLUMNS = ["section", "target", "quantity", "paper", "sfnet", "paper_value", "sfnet_value", "how"]
 
 
@@ -282,6 +284,12 @@ def table2_rows(target: str, table: pd.DataFrame | None, pca_var: pd.DataFrame |
         sv = got["pca_rmse"] if got is not None else why
         how = "linear regression on the top k PCs of the dense CNN's pooled features"
         rows.append(_row("Table 2", target, f"PCA RMSE, k={k}", f"{pca:.4f}", pca, sv, how))
+        if got is not None and "sae_mean" in got.index:  # issue 22: post-hoc sparsity
+            how = "ridge on the k-sparse codes of a TopK SAE on the dense CNN's pooled features"
+            se = f" ± {_num(got['sae_se'])}" if np.isfinite(got["sae_se"]) else ""
+            row = _row("Table 2", target, f"SAE RMSE, k={k}", NOT_IN_PAPER, np.nan, 0.0, how)
+            row["sfnet"], row["sfnet_value"] = _num(got["sae_mean"]) + se, float(got["sae_mean"])
+            rows.append(row)
     sv = None
     if pca_var is not None and not pca_var.empty:
         sel = pca_var[(pca_var["target"] == target) & (pca_var["component"] == 8)]
