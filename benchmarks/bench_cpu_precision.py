@@ -150,7 +150,7 @@ def compare_selection(run_dir: str) -> None:
         with torch.inference_mode():
             for _, xb in iter_batches(images, rows, 100):
                 with prec.autocast():
-                    out.append(model.features(prec.images(norm.apply(xb))).float())
+                    out.append(model.pooled(prec.images(norm.apply(xb))).float())
         feats[name] = torch.cat(out)
     ref = torch.topk(feats["fp32"], k, dim=1).indices.sort(dim=1).values
     print(f"selection run={run_dir} k={k} galaxies={len(rows)}")

@@ -50,7 +50,7 @@ def parse_config(text: str) -> tuple[str, dict[str, object]]:
 
 def make_config(args: argparse.Namespace, fields: dict, seed: int, split_seed: int) -> RunConfig:
     cfg = RunConfig()
-    cfg.data.data = str(Path(args.data).resolve())
+    cfg.data.path = str(Path(args.data).resolve())
     cfg.data.target = args.target
     cfg.data.resize, cfg.data.crop = args.size, args.size
     cfg.data.split_seed = split_seed

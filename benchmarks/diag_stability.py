@@ -52,7 +52,7 @@ def main() -> None:
     args = ap.parse_args()
 
     cfg = RunConfig()
-    cfg.data.data = args.data
+    cfg.data.path = args.data
     cfg.data.target = "metallicity"
     cfg.data.resize = args.size
     cfg.data.crop = args.size
@@ -65,7 +65,7 @@ def main() -> None:
         if v is not None:
             setattr(cfg.train, name, v.lower() == "true")
     cfg.validate()
-    data = load_dataset(dataclasses.replace(cfg.data, data=str(Path(args.data).resolve())))
+    data = load_dataset(dataclasses.replace(cfg.data, path=str(Path(args.data).resolve())))
 
     original = T._validate
     rows: list[dict] = []

@@ -110,7 +110,7 @@ def analysed_runs(tmp_path_factory):
     save_npz(
         root / "data.npz", images, y, np.arange(REPORT_N, dtype=np.int64) + 10**17, REPORT_LINES
     )
-    data = DataConfig(data=str(root / "data.npz"), target="bpt_lines", crop=REPORT_PX)
+    data = DataConfig(path=str(root / "data.npz"), target="bpt_lines", crop=REPORT_PX)
     train = TrainConfig(epochs=1, batch_size=16, device="cpu")
     sparse = fit(RunConfig(data, ModelConfig(k=4), train), root / "sparse").run_dir
     # the dense baseline has the same weights minus TopK: reuse them instead of training again

@@ -28,7 +28,7 @@ def _options(p: argparse.ArgumentParser) -> dict[str, argparse.Action]:
 
 def test_round_trip_keeps_every_value(tmp_path):
     cfg = RunConfig(
-        DataConfig(data="/d.npz", target="bpt_lines", crop=64, resize=96, val_fraction=0.3),
+        DataConfig(path="/d.npz", target="bpt_lines", crop=64, resize=96, val_fraction=0.3),
         ModelConfig(k=None, pretrained="imagenet"),
         TrainConfig(epochs=7, lr=0.02, flips=False, amp=False, num_workers=0, schedule="one_cycle"),
     )
@@ -57,7 +57,7 @@ def test_wrong_type_or_range_in_a_config_file_is_one_clear_error(
     tmp_path, capsys, toml, key, expected
 ):
     path = tmp_path / "bad.toml"
-    path.write_text('[data]\ndata = "x.npz"\n' + toml + "\n" if "[data]" not in toml else toml)
+    path.write_text('[data]\npath = "x.npz"\n' + toml + "\n" if "[data]" not in toml else toml)
     with pytest.raises(ConfigError, match=key) as e:
         RunConfig.load(path)
     assert str(path) in str(e.value) and expected in str(e.value)
@@ -117,18 +117,18 @@ def test_options_override_a_config_file_and_k_none_or_dense_is_the_baseline(tmp_
     from sfnet.cli.train import config_from_args
 
     path = tmp_path / "c.toml"
-    RunConfig(DataConfig(data="/a.npz"), train=TrainConfig(epochs=9, lr=0.3)).save(path)
+    RunConfig(DataConfig(path="/a.npz"), train=TrainConfig(epochs=9, lr=0.3)).save(path)
     parser = build_parser()
     args = parser.parse_args(["train", "--config", str(path), "--lr", "0.05", "--no-flips"])
     cfg = config_from_args(args)
     assert (cfg.train.epochs, cfg.train.lr, cfg.train.flips) == (9, 0.05, False)
-    assert cfg.data.data == "/a.npz" and cfg.model.k == 4
+    assert cfg.data.path == "/a.npz" and cfg.model.k == 4
     assert config_from_args(parser.parse_args(["train", "--k", "none"])).model.k is None
     assert config_from_args(parser.parse_args(["train", "--dense"])).model.k is None
     assert config_from_args(parser.parse_args(["train", "--workers", "0"])).train.num_workers == 0
 
 
-def test_compare_config_holds_a_run_template_and_reads_old_files(tmp_path):
+def test_compare_config_holds_a_run_template_and_refuses_old_files(tmp_path):
     from sfnet.cli.compare import compare_config_from_args
 
     args = build_parser().parse_args(
@@ -156,22 +156,31 @@ def test_compare_config_holds_a_run_template_and_reads_old_files(tmp_path):
     text = (tmp_path / "compare.toml").read_text()
     assert "[train]" in text and "\nk =" not in text and "target =" not in text
     assert CompareConfig.load(tmp_path / "compare.toml") == cfg
-    # a compare.toml written before the template: flat keys
-    old = (
-        'data = "d.npz"\nks = [2, 4]\nrepeats = 1\nepochs = 2\nquick = true\ncrop = 48\nlr = 0.05\n'
-    )
-    (tmp_path / "old.toml").write_text(old)
-    loaded = CompareConfig.load(tmp_path / "old.toml")
-    assert loaded.run.data.crop == 48 and loaded.run.train.lr == 0.05 and loaded.repeats == 1
-    (tmp_path / "bad.toml").write_text('data = "d.npz"\nrepeats = 1.5\n')
+    # a compare.toml of an older sfnet (flat keys): one line naming the file and the keys
+    (tmp_path / "old.toml").write_text('data = "d.npz"\nks = [2, 4]\ncrop = 48\n')
+    with pytest.raises(ConfigError, match=r"old.toml: crop, data: keys of an older sfnet"):
+        CompareConfig.load(tmp_path / "old.toml")
+    (tmp_path / "bad.toml").write_text('repeats = 1.5\n[data]\npath = "d.npz"\n')
     with pytest.raises(ConfigError, match="bad.toml: compare.repeats must be an integer"):
         CompareConfig.load(tmp_path / "bad.toml")
 
 
 def test_resume_refuses_options_that_would_change_the_stored_config(tmp_path, capsys):
     run = tmp_path / "run"
-    RunConfig(DataConfig(data="/a.npz")).save(run / "config.toml")
+    RunConfig(DataConfig(path="/a.npz")).save(run / "config.toml")
     assert main(["train", "--resume", str(run), "--epochs", "5", "--dense"]) == 2
     err = capsys.readouterr().err
     assert "train.epochs, model.k cannot change" in err
-    assert RunConfig.load(run / "config.toml") == RunConfig(DataConfig(data="/a.npz"))
+    assert RunConfig.load(run / "config.toml") == RunConfig(DataConfig(path="/a.npz"))
+
+
+def test_the_dataset_is_data_path_and_an_old_data_data_key_is_one_clear_line(tmp_path, capsys):
+    assert [f.name for f in dataclasses.fields(DataConfig)][0] == "path"
+    assert RunConfig(DataConfig(path="/a.npz")).to_dict()["data"]["path"] == "/a.npz"
+    run = tmp_path / "old-run"
+    run.mkdir()
+    (run / "config.toml").write_text('[data]\ndata = "/a.npz"\n')  # a run of an older sfnet
+    assert main(["train", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    assert "config.toml: [data] data is now [data] path" in err

@@ -54,12 +54,12 @@ def test_sfnet_output_shapes_and_sparsity():
     net = SparseFeatureNet(k=4, n_targets=3).eval()
     out = net(torch.randn(5, 3, 32, 32))
     assert out.predictions.shape == (5, 3)
-    assert out.features.shape == (5, 512)
+    assert out.sparse.shape == (5, 512)
     assert out.indices.shape == (5, 4) and out.values.shape == (5, 4)
-    assert ((out.features != 0).sum(dim=1) <= 4).all()
+    assert ((out.sparse != 0).sum(dim=1) <= 4).all()
     # the head sees only the sparse features
-    assert torch.allclose(out.predictions, net.head(out.features), atol=1e-6)
-    assert torch.equal(net.sparse_features(x := torch.randn(2, 3, 32, 32)), net(x).features)
+    assert torch.allclose(out.predictions, net.head(out.sparse), atol=1e-6)
+    assert torch.equal(net.sparse(x := torch.randn(2, 3, 32, 32)), net(x).sparse)
 
 
 def test_dense_baseline_has_no_topk():
@@ -68,8 +68,8 @@ def test_dense_baseline_has_no_topk():
     x = torch.randn(3, 3, 32, 32)
     out = net(x)
     assert net.topk is None and out.indices is None
-    assert torch.equal(out.features, net.features(x))
-    assert (out.features != 0).sum(dim=1).min() > 4
+    assert torch.equal(out.sparse, net.pooled(x))
+    assert (out.sparse != 0).sum(dim=1).min() > 4
 
 
 def test_pretrained_from_state_dict_file(tmp_path):
@@ -125,7 +125,7 @@ def test_topk_selects_on_fp32_pooled_features_under_bf16_autocast():
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         out = net(x)
     assert maps[0].dtype == torch.bfloat16
-    assert out.features.dtype == torch.float32 and out.values.dtype == torch.float32
+    assert out.sparse.dtype == torch.float32 and out.values.dtype == torch.float32
     assert out.predictions.dtype == torch.float32  # the head is exact: fp32
     pooled = torch.relu(maps[0].float().mean(dim=(2, 3)))
     assert torch.equal(out.indices, torch.topk(pooled, 2, dim=1).indices)

@@ -73,12 +73,12 @@ def test_amp_setting_must_be_unset_true_or_false(value):
 
 
 def test_amp_settings_round_trip_and_unset_means_auto(tmp_path):
-    cfg = RunConfig(DataConfig(data="x.npz"), ModelConfig(), TrainConfig(amp=False))
+    cfg = RunConfig(DataConfig(path="x.npz"), ModelConfig(), TrainConfig(amp=False))
     cfg.save(tmp_path / "config.toml")
     back = RunConfig.load(tmp_path / "config.toml")
     assert (back.train.amp, back.train.channels_last) == (False, None)  # None = auto
     # a config.toml written before the setting existed (no amp / channels_last lines)
-    (tmp_path / "old.toml").write_text('[data]\ndata = "x.npz"\n[train]\nepochs = 2\n')
+    (tmp_path / "old.toml").write_text('[data]\npath = "x.npz"\n[train]\nepochs = 2\n')
     old = RunConfig.load(tmp_path / "old.toml")
     assert (old.train.amp, old.train.channels_last) == (None, None)  # unset: auto
 
@@ -118,7 +118,7 @@ def test_training_and_prediction_run_at_the_recorded_precision(amp, tmp_path, mo
     images, y = make_toy_images(40, size=32)
     save_npz(tmp_path / "toy.npz", images, y, np.arange(40) + 1, ["radius", "redness"])
     cfg = RunConfig(
-        DataConfig(data=str(tmp_path / "toy.npz"), crop=32),
+        DataConfig(path=str(tmp_path / "toy.npz"), crop=32),
         ModelConfig(k=4),
         TrainConfig(epochs=1, batch_size=16, lr=0.01, device="cpu", amp=amp),
     )

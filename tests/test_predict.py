@@ -83,7 +83,7 @@ def test_cli_predict_refuses_an_unknown_output_format(trained, tmp_path, capsys)
 
 def _run_folder(root: Path, data: Path) -> Path:
     """An (untrained) finished run folder: predictions need weights, not a good model."""
-    cfg = RunConfig(DataConfig(data=str(data), crop=16), ModelConfig(k=2), TrainConfig(epochs=1))
+    cfg = RunConfig(DataConfig(path=str(data), crop=16), ModelConfig(k=2), TrainConfig(epochs=1))
     meta = RunMeta(
         k=2, d=512, backbone="resnet18", target="metallicity", target_names=["oh_p50"],
         target_mean=[9.0], target_std=[0.2], image_mean=[0.5] * 3, image_std=[0.25] * 3,

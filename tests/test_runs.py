@@ -65,7 +65,7 @@ def _small_npz(path: Path, n: int = 48, seed: int = 0) -> Path:
 
 def _cfg(data: Path, epochs: int = 1) -> RunConfig:
     return RunConfig(
-        DataConfig(data=str(data), target="metallicity", crop=16),
+        DataConfig(path=str(data), target="metallicity", crop=16),
         ModelConfig(k=2),
         TrainConfig(epochs=epochs, batch_size=16, lr=0.01, device="cpu"),
     )

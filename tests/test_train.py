@@ -19,7 +19,7 @@ from tests.conftest import toy_train_args
 
 def toy_config(npz: Path, epochs: int = 3, k: int | None = 4, **train) -> RunConfig:
     return RunConfig(
-        DataConfig(data=str(npz), target="metallicity", crop=32),
+        DataConfig(path=str(npz), target="metallicity", crop=32),
         ModelConfig(k=k),
         TrainConfig(epochs=epochs, batch_size=32, lr=train.pop("lr", 0.01), **train),
     )
@@ -219,7 +219,7 @@ def tiny_npz(tmp_path_factory) -> Path:
 
 def tiny_config(npz: Path, epochs: int = 3) -> RunConfig:
     return RunConfig(
-        DataConfig(data=str(npz), crop=16),
+        DataConfig(path=str(npz), crop=16),
         ModelConfig(k=2),
         TrainConfig(epochs=epochs, batch_size=16, lr=0.01, device="cpu"),
     )
@@ -323,7 +323,7 @@ def test_resume_works_from_another_directory_and_after_moving_the_data(
     argv = ["train", "--data", "toy.npz", *TINY_ARGS, "--epochs", "3", "--out", "run"]
     assert main(argv) == 130
     monkeypatch.setattr(sfnet.train, "append_jsonl", real)
-    stored = RunConfig.load(work / "run" / "config.toml").data.data
+    stored = RunConfig.load(work / "run" / "config.toml").data.path
     assert Path(stored).is_absolute() and Path(stored) == (work / "toy.npz").resolve()
 
     elsewhere = tmp_path / "elsewhere"
@@ -340,7 +340,7 @@ def test_resume_works_from_another_directory_and_after_moving_the_data(
     assert main(["train", "--resume", run, "--data", str(other), "--quiet"]) == 2
     assert main(["train", "--resume", run, "--data", "moved.npz", "--quiet"]) == 0
     assert (work / "run" / "model.safetensors").exists()
-    assert RunConfig.load(work / "run" / "config.toml").data.data == str(elsewhere / "moved.npz")
+    assert RunConfig.load(work / "run" / "config.toml").data.path == str(elsewhere / "moved.npz")
 
 
 def test_recompute_bn_gives_the_training_sample_statistics_like_torch_update_bn():

@@ -71,7 +71,7 @@ def open_dataset(
 
         path = Path(source)
         size = crop or min(DEFAULT_CROP, _native_size(path, resize))
-        cfg = DataConfig(data=str(path), target=target, crop=size, resize=resize)
+        cfg = DataConfig(path=str(path), target=target, crop=size, resize=resize)
         cfg.validate()
         data = load_dataset(cfg, require_targets=False)
         data.config = cfg  # where it came from: lets train_run() and Run reopen it
@@ -156,7 +156,7 @@ def _config_from_options(cfg: RunConfig, options: dict[str, Any]) -> RunConfig:
     for key, value in options.items():
         name = aliases.get(key, key)
         owner = next((s for s in sections if name in {f.name for f in dataclasses.fields(s)}), None)
-        if owner is None or name == "data":
+        if owner is None or name == "path":
             raise ConfigError(f"train_run(): unknown option {key!r}")
         setattr(owner, name, value)
     cfg.validate()
@@ -222,15 +222,15 @@ def train_run(
             in_memory = data
             cfg.data.crop = int(data.images.shape[-1])
     if not isinstance(data, GalaxyData):
-        cfg.data.data = str(data)
+        cfg.data.path = str(data)
         cfg.data.crop = min(DEFAULT_CROP, _native_size(Path(data), options.get("resize")))
     cfg = _config_from_options(cfg, options)
     kept = in_memory is not None and getattr(in_memory, "config", None) is None
     if kept:  # written beside the run while it trains, then moved into it
-        cfg.data.data = str(_save_in_memory(in_memory, out.parent / f".{out.name}.{runs.RUN_DATA}"))
+        cfg.data.path = str(_save_in_memory(in_memory, out.parent / f".{out.name}.{runs.RUN_DATA}"))
     fit(cfg, out, overwrite=overwrite, progress=progress, data=in_memory)
     if kept:
-        _move_data_into_run(Path(cfg.data.data), out)
+        _move_data_into_run(Path(cfg.data.path), out)
     return Run.load(out)
 
 
@@ -248,7 +248,7 @@ def _move_data_into_run(path: Path, out: Path) -> None:
     (the .npz fingerprint hashes its content, so the run's data fingerprint still matches)."""
     os.replace(path, out / runs.RUN_DATA)
     cfg = RunConfig.load(out / runs.CONFIG)
-    cfg.data.data = str((out / runs.RUN_DATA).resolve())
+    cfg.data.path = str((out / runs.RUN_DATA).resolve())
     cfg.save(out / runs.CONFIG)
 
 

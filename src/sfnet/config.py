@@ -160,7 +160,9 @@ def check_fields(obj: Any, section: str) -> None:
 class DataConfig:
     """Where the galaxies come from and how images are prepared (see each field's help)."""
 
-    data: str = setting("", "dataset folder (catalog + images/) or packed .npz array file")
+    path: str = setting(
+        "", "dataset folder (catalog + images/) or packed .npz array file", flag="data"
+    )
     target: str = setting(
         "metallicity",
         "metallicity (oh_p50, dex) or bpt_lines (log10 of four line fluxes)",
@@ -183,10 +185,10 @@ class DataConfig:
             raise ConfigError(f"data.resize ({self.resize}) must be >= data.crop ({self.crop})")
 
     def resolved(self) -> DataConfig:
-        """A copy whose ``data`` path is absolute (so a run resumes from any directory)."""
-        if not self.data:
+        """A copy whose ``path`` is absolute (so a run resumes from any directory)."""
+        if not self.path:
             return dataclasses.replace(self)
-        return dataclasses.replace(self, data=str(Path(self.data).expanduser().resolve()))
+        return dataclasses.replace(self, path=str(Path(self.path).expanduser().resolve()))
 
 
 @dataclass
@@ -281,6 +283,8 @@ class TrainConfig:
 
 #: The sections of a :class:`RunConfig`, in file order.
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+#: Keys renamed before 0.1.0 ((section, old) -> new): named in the error that refuses them.
+RENAMED = {("data", "data"): "path"}
 
 
 @dataclass
@@ -327,6 +331,12 @@ class RunConfig:
                 raise ConfigError(f"{source}: [{name}] must be a table, got {section!r}")
             known = {f.name for f in dataclasses.fields(klass)}
             unknown = sorted(set(section) - known)
+            for key in unknown:
+                if (name, key) in RENAMED:
+                    raise ConfigError(
+                        f"{source}: [{name}] {key} is now [{name}] {RENAMED[name, key]} "
+                        "(renamed in sfnet 0.1.0); rename the key in this file"
+                    )
             if unknown:
                 raise ConfigError(f"{source}: unknown field(s) in [{name}]: {', '.join(unknown)}")
             parts[name] = klass(**section)
@@ -397,7 +407,7 @@ class CompareConfig:
     run: RunConfig = field(default_factory=RunConfig)
 
     # The template's settings that the comparison's steps read.
-    data = property(lambda self: self.run.data.data, doc="dataset folder or .npz")
+    path = property(lambda self: self.run.data.path, doc="dataset folder or .npz")
     epochs = property(lambda self: self.run.train.epochs, doc="epochs of every training")
     device = property(lambda self: self.run.train.device, doc="auto, cpu or cuda")
     seed = property(lambda self: self.run.train.seed, doc="seed of repeat 0")
@@ -407,7 +417,7 @@ class CompareConfig:
         cls, quick: bool = False, run: RunConfig | None = None, **overrides: Any
     ) -> CompareConfig:
         """A validated config from explicit settings: the comparison's own fields, or any
-        :class:`RunConfig` field by its name (``epochs``, ``crop``, ``data``, ...), set on the
+        :class:`RunConfig` field by its name (``epochs``, ``crop``, ``path``, ...), set on the
         ``run`` template. With ``quick``, unset ks/repeats/epochs are reduced; ``None`` values
         mean "not set"."""
         run = copy.deepcopy(run) if run is not None else RunConfig()
@@ -429,7 +439,7 @@ class CompareConfig:
         return cfg
 
     def validate(self) -> None:
-        if not self.data:
+        if not self.path:
             raise ConfigError("compare: no data given (a dataset folder or .npz file)")
         check_fields(self, "compare")
         if not self.targets:
@@ -466,12 +476,19 @@ class CompareConfig:
 
     @classmethod
     def load(cls, path: Path) -> CompareConfig:
-        """Read ``compare.toml``; files of sfnet <= 0.x (flat keys such as ``crop = 144``)
-        load too. Errors name the file and the key."""
+        """Read ``compare.toml`` (own fields, then ``[data]``, ``[model]``, ``[train]``).
+        Errors name the file and the key."""
         path = Path(path)
         d = load_toml(path)
-        tables = [n for n in d if n in SECTIONS and isinstance(d[n], dict)]  # old: data = "..."
-        sections = {name: d.pop(name) for name in tables}
+        flat = sorted(
+            k for k in d if (k in SECTIONS and not isinstance(d[k], dict)) or _run_section(k)
+        )
+        if flat:
+            raise ConfigError(
+                f"{path}: {', '.join(flat)}: keys of an older sfnet; 0.1.0 keeps run settings "
+                "in the [data] (the dataset is [data] path), [model] and [train] sections"
+            )
+        sections = {name: d.pop(name) for name in SECTIONS if name in d}
         for section, name in _PER_RUN.items():
             if name in sections.get(section, {}):
                 raise ConfigError(

@@ -66,13 +66,14 @@ class SFNetOutput:
 
     Attributes:
         predictions: (N, T) in standardized target units.
-        features: (N, d) features fed to the head: sparse after TopK, dense post-ReLU when k is None.
+        sparse: (N, d) the features fed to the head: the TopK-sparse features (the dense
+            post-ReLU pooled features for the dense baseline, k = None).
         indices: (N, k) int64 indices kept by TopK (sorted by value, descending), None for dense.
         values: (N, k) kept values (0 where fewer than k features are positive), None for dense.
     """
 
     predictions: torch.Tensor
-    features: torch.Tensor
+    sparse: torch.Tensor
     indices: torch.Tensor | None = None
     values: torch.Tensor | None = None
 
@@ -181,8 +182,8 @@ class SparseFeatureNet(nn.Module):
         self.topk = TopK(k, self.d) if k is not None else None
         self.head = nn.Linear(self.d, n_targets)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, d) pooled features after the ReLU, before TopK."""
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, d) pooled (dense) features after the ReLU, before TopK."""
         return self.relu(self.trunk(x))
 
     def feature_maps(self, x: torch.Tensor) -> torch.Tensor:
@@ -190,16 +191,16 @@ class SparseFeatureNet(nn.Module):
 
         For resnet18 this is the (post-ReLU) output of ``layer4``: h = w = ceil(H / 32), e.g.
         5x5 for 144 px and 2x2 for 64 px. The ReLU is applied again (a no-op on these
-        non-negative maps) so that the pixel mean of each map equals :meth:`features` exactly.
+        non-negative maps) so that the pixel mean of each map equals :meth:`pooled` exactly.
         """
         t = self.trunk
         x = t.maxpool(t.relu(t.bn1(t.conv1(x))))
         x = t.layer4(t.layer3(t.layer2(t.layer1(x))))
         return self.relu(x)
 
-    def sparse_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, d) features after TopK (dense post-ReLU features for the dense baseline)."""
-        f = self.features(x)
+    def sparse(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, d) features after TopK (dense post-ReLU pooled features for the dense baseline)."""
+        f = self.pooled(x)
         return f if self.topk is None else self.topk(f)
 
     def linear_head(self, f: torch.Tensor) -> torch.Tensor:
@@ -209,8 +210,8 @@ class SparseFeatureNet(nn.Module):
             return self.head(f.float())
 
     def forward(self, x: torch.Tensor) -> SFNetOutput:
-        f = self.features(x)
+        f = self.pooled(x)
         if self.topk is None:
-            return SFNetOutput(predictions=self.linear_head(f), features=f)
+            return SFNetOutput(predictions=self.linear_head(f), sparse=f)
         sparse, values, indices = self.topk.select(f)
         return SFNetOutput(self.linear_head(sparse), sparse, indices, values)

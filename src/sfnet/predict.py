@@ -85,7 +85,7 @@ def pooled_features(
     out = []
     for _, xb in iter_batches(images, rows, batch_size):
         with run.precision.autocast():
-            f = run.model.features(run.precision.images(norm.apply(xb.to(device))))
+            f = run.model.pooled(run.precision.images(norm.apply(xb.to(device))))
         out.append(f.float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, run.meta.d), np.float32)
 
@@ -164,7 +164,7 @@ class PredictionInput:
 
 
 def prediction_input(dcfg) -> PredictionInput:
-    """The galaxies of ``dcfg.data`` to predict: all rows with an image, no quality cut.
+    """The galaxies of ``dcfg.path`` to predict: all rows with an image, no quality cut.
 
     The measured targets and the quality flags come from the catalog where it has the target
     columns (else NaN / False). A ``.npz`` file is taken whole (its ``y`` is the measurement).
@@ -176,7 +176,7 @@ def prediction_input(dcfg) -> PredictionInput:
     from sfnet.data.dataset import load_dataset
     from sfnet.errors import DataError
 
-    path = Path(dcfg.data)
+    path = Path(dcfg.path)
     if path.is_file() or not path.exists():
         d = load_dataset(dcfg, require_targets=False)
         ok = np.isfinite(d.y).all(axis=1)
@@ -203,7 +203,7 @@ def prediction_input(dcfg) -> PredictionInput:
 
 
 def predict_dataset(run: Run, dcfg, batch_size: int = 256) -> pd.DataFrame:
-    """Predict every galaxy of ``dcfg.data`` that has an image (see :func:`prediction_input`).
+    """Predict every galaxy of ``dcfg.path`` that has an image (see :func:`prediction_input`).
 
     Returns:
         objID, ``split`` (train/val/other, only on the run's own data), the measured targets
@@ -220,7 +220,7 @@ def predict_dataset(run: Run, dcfg, batch_size: int = 256) -> pd.DataFrame:
     inp = prediction_input(dcfg)
     if inp.images.shape[-1] != run.meta.crop:
         raise UserError(
-            f"{dcfg.data}: images are {inp.images.shape[-1]} px, "
+            f"{dcfg.path}: images are {inp.images.shape[-1]} px, "
             f"the model was trained on {run.meta.crop} px"
         )
     pred = predict(run, inp.images, batch_size=batch_size)
@@ -250,7 +250,7 @@ def _split_of(run: Run, dcfg, objid: np.ndarray) -> np.ndarray:
 
 def _log_coverage(inp: PredictionInput, dcfg) -> None:
     n = len(inp.objid)
-    log.info("predicted %d of %d galaxies in %s", n, inp.n_catalog, dcfg.data)
+    log.info("predicted %d of %d galaxies in %s", n, inp.n_catalog, dcfg.path)
     if inp.unpredicted:
         shown = ", ".join(map(str, inp.unpredicted[:20]))
         more = " (first 20 shown)" if len(inp.unpredicted) > 20 else ""

@@ -99,8 +99,8 @@ def same_config(
         d = {k: dict(v) if isinstance(v, dict) else v for k, v in d.items()}
         for f in ignore_train:
             d.get("train", {}).pop(f, None)
-        if d.get("data", {}).get("data"):  # runs of sfnet 0.1 stored the path as typed
-            d["data"]["data"] = str(Path(d["data"]["data"]).resolve())
+        if d.get("data", {}).get("path"):  # runs of sfnet 0.1 stored the path as typed
+            d["data"]["path"] = str(Path(d["data"]["path"]).resolve())
         return d
 
     return _plain(a) == _plain(b)

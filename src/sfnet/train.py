@@ -104,17 +104,17 @@ def _prepare_folder(
                 f"{out}: the stored config.toml differs from the requested one; resume with the "
                 "stored config (sfnet train --resume RUN) or use --overwrite to start again"
             )
-        if saved.data.data != config.data.data:
-            log.info("data moved: %s -> %s", saved.data.data, config.data.data)
+        if saved.data.path != config.data.path:
+            log.info("data moved: %s -> %s", saved.data.path, config.data.path)
         return config, None
-    staged = stage_run_dir(out, overwrite, config.data.data)
+    staged = stage_run_dir(out, overwrite, config.data.path)
     config.save(staged.path / CONFIG)
     return config, staged
 
 
 def _without_data_path(config: RunConfig) -> dict[str, Any]:
     d = config.to_dict()
-    d["data"].pop("data", None)
+    d["data"].pop("path", None)
     return d
 
 
@@ -263,11 +263,11 @@ def _check_same_data(out: Path, config: RunConfig, fingerprint: str) -> None:
         started = RunMeta.load(out / META).data_fingerprint
         if started != fingerprint:
             raise RunFolderError(
-                f"{out}: {config.data.data} is not the data this run started with (fingerprint "
+                f"{out}: {config.data.path} is not the data this run started with (fingerprint "
                 f"{started} -> {fingerprint}); give the original data with --data, or start a "
                 "new run"
             )
-    if RunConfig.load(out / CONFIG).data.data != config.data.data:
+    if RunConfig.load(out / CONFIG).data.path != config.data.path:
         config.save(out / CONFIG)
 
 
@@ -282,7 +282,7 @@ def _describe_run(
     train_idx, val_idx = split_indices(len(data), dcfg.val_fraction, dcfg.split_seed)
     if len(train_idx) < 2 or len(val_idx) < 1:
         raise ConfigError(
-            f"{dcfg.data}: {len(data)} galaxies give {len(train_idx)} for training and "
+            f"{dcfg.path}: {len(data)} galaxies give {len(train_idx)} for training and "
             f"{len(val_idx)} for validation (data.val_fraction {dcfg.val_fraction}); training "
             "needs at least 2 and validation 1"
         )
@@ -430,7 +430,7 @@ def _train_epoch(tr: Trainer, epoch: int, progress: bool) -> tuple[float, int]:
         loss.backward()
         tr.opt.step()
         tr.sched.step()
-        fired |= (outp.features.detach() > 0).any(dim=0).to(torch.int32)
+        fired |= (outp.sparse.detach() > 0).any(dim=0).to(torch.int32)
         loss_sum += loss.detach().double() * len(rows)
         bad_step = torch.where(torch.isfinite(loss.detach()), bad_step, bad_step.clamp(max=step))
         bar.update(1)

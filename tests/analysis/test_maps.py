@@ -90,7 +90,7 @@ def test_maps_of_a_bf16_run_are_computed_at_its_precision(tmp_path):
     images, y = make_toy_images(48, size=64)
     save_npz(tmp_path / "t.npz", images, y, np.arange(48), ["radius", "redness"])
     cfg = RunConfig(
-        DataConfig(data=str(tmp_path / "t.npz"), crop=64),
+        DataConfig(path=str(tmp_path / "t.npz"), crop=64),
         ModelConfig(k=4),
         TrainConfig(epochs=1, batch_size=16, lr=0.01, device="cpu", amp=True),
     )

@@ -199,7 +199,7 @@ def test_zero_padded_numeric_objids_stay_text_and_find_their_images(tmp_path):
         Image.new("RGB", (8, 8)).save(tmp_path / "images" / f"{o}.png")
     df = read_catalog(tmp_path / "galaxies.csv")
     assert df["objID"].tolist() == ["000123", "000124", "000200"]
-    data = load_dataset(DataConfig(data=str(tmp_path), crop=8))
+    data = load_dataset(DataConfig(path=str(tmp_path), crop=8))
     assert data.objid.tolist() == ["000123", "000124", "000200"]
 
 

@@ -128,7 +128,7 @@ def test_fetch_good_record_gives_a_dataset_folder(tmp_path):
     with fake(bodies=bodies) as srv:
         assert main(["fetch-paper-data", str(out), "--api", srv.api]) == 0
         assert sorted(p.name for p in (out / "images").iterdir()) == sorted(f"{i}.jpg" for i in IDS)
-        data = load_dataset(DataConfig(data=str(out), target="metallicity", crop=16))
+        data = load_dataset(DataConfig(path=str(out), target="metallicity", crop=16))
         assert len(data) == 3 and data.images[np.arange(3)].shape == (3, 3, 16, 16)
         assert not list(out.glob(".*unpacking*")) and not list(out.glob("*.part"))
         # a rerun verifies and reuses both files, downloading nothing

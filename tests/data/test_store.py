@@ -217,7 +217,7 @@ def test_skip_bad_drops_counts_and_lists(tmp_path):
     assert sorted(skipped_objids(folder)) == sorted(str(ids[i]) for i in (1, 4, 5))
     with pytest.raises(DataError, match="dropped by --skip-bad"):
         open_images(folder, ids, crop=16)
-    data = load_dataset(DataConfig(data=str(folder), target="metallicity", crop=16))
+    data = load_dataset(DataConfig(path=str(folder), target="metallicity", crop=16))
     assert data.objid.tolist() == [ids[0], ids[2], ids[3]]
     assert data.y.shape == (3, 1) and data.images.shape == (3, 3, 16, 16)
     assert np.array_equal(data.images[np.array([1])][0], _expected(2, 16, 16))
@@ -226,7 +226,7 @@ def test_skip_bad_drops_counts_and_lists(tmp_path):
 
 def test_load_dataset_folder_and_packed_agree(tmp_path):
     folder, ids = make_folder(tmp_path / "d", n=5, size=20, ext="png")
-    cfg = DataConfig(data=str(folder), target="metallicity", crop=12)
+    cfg = DataConfig(path=str(folder), target="metallicity", crop=12)
     a = load_dataset(cfg)
     assert isinstance(a.images, FolderImages)
     prepare(folder, workers=1)
@@ -269,7 +269,7 @@ def test_images_of_another_scale_are_not_silently_cropped(tmp_path):
     Image.fromarray(_image(3, 40)).save(folder / "images" / f"{ids[3]}.png")
     # training straight from the folder refuses the odd image, naming it
     with pytest.raises(DataError, match=rf"{ids[3]}.png is 40x40.*16x16"):
-        load_dataset(DataConfig(data=str(folder), target="metallicity", crop=8))
+        load_dataset(DataConfig(path=str(folder), target="metallicity", crop=8))
     # and one the sample of sizes missed is refused when it is read
     images = FolderImages([folder / "images" / f"{o}.png" for o in ids], 8, None, (16, 16))
     with pytest.raises(DataError, match=rf"{ids[3]}.png is 40x40.*16x16"):

@@ -83,7 +83,7 @@ def test_catalog_schema_is_the_real_contract_plus_truth(survey: Path) -> None:
 
 
 def test_reads_as_a_dataset(survey: Path) -> None:
-    data = load_dataset(DataConfig(data=str(survey), target="bpt_lines", crop=32))
+    data = load_dataset(DataConfig(path=str(survey), target="bpt_lines", crop=32))
     assert data.images.shape[1:] == (3, 32, 32)
     assert data.images[np.arange(2)].dtype == np.uint8
     assert data.target_names[1] == "log_h_alpha_flux"

@@ -147,7 +147,7 @@ def test_quick_comparison_end_to_end_and_resume(survey, tmp_path, monkeypatch, o
 
     # asking for different settings in the same folder is refused, naming the run
     cfg2 = CompareConfig.create(
-        quick=True, data=str(survey), epochs=2, crop=32, device="cpu", batch_size=32
+        quick=True, path=str(survey), epochs=2, crop=32, device="cpu", batch_size=32
     )
     with pytest.raises(RunFolderError, match="metallicity_dense"):
         run_comparison(out, cfg2)
@@ -180,7 +180,7 @@ def test_torchrun_launcher_runs_each_training(tmp_path):
     from sfnet.workflows.compare import ensure_run
 
     cfg = CompareConfig.create(
-        data="x.npz",
+        path="x.npz",
         launcher="torchrun",
         nproc=3,
         ks=(2,),
@@ -205,9 +205,9 @@ def test_torchrun_launcher_runs_each_training(tmp_path):
 
 
 def test_config_quick_plan_and_roundtrip(tmp_path):
-    cfg = CompareConfig.create(quick=True, data="d", repeats=2)
+    cfg = CompareConfig.create(quick=True, path="d", repeats=2)
     assert cfg.ks == (2, 4) and cfg.repeats == 2 and cfg.epochs == 2  # explicit wins
-    full = CompareConfig.create(data="d")
+    full = CompareConfig.create(path="d")
     specs = plan_runs(full)
     assert len(specs) == 2 * (1 + 5 * 3)
     seeds = {s.config.train.seed for s in specs if s.k == 3}
@@ -216,9 +216,9 @@ def test_config_quick_plan_and_roundtrip(tmp_path):
     full.save(tmp_path / "c.toml")
     assert CompareConfig.load(tmp_path / "c.toml") == full
     with pytest.raises(ConfigError, match="ks"):
-        CompareConfig.create(data="d", ks=(2, 2))
+        CompareConfig.create(path="d", ks=(2, 2))
     with pytest.raises(ConfigError, match="launcher"):
-        CompareConfig.create(data="d", launcher="mpirun")
+        CompareConfig.create(path="d", launcher="mpirun")
     with pytest.raises(ConfigError, match="no data"):
         CompareConfig.create()
 
@@ -259,7 +259,7 @@ def test_ensure_run_continues_unfinished_folders(tmp_path, one_thread):
         ["oh_p50"],
     )
     cfg = CompareConfig.create(
-        data=str(data),
+        path=str(data),
         targets=("metallicity",),
         ks=(2,),
         repeats=1,
@@ -287,7 +287,7 @@ def test_ensure_run_continues_unfinished_folders(tmp_path, one_thread):
 
 
 def test_dense_cnn_never_shares_its_initial_weights_with_an_sfnet():
-    cfg = CompareConfig.create(data="d", repeats=3)
+    cfg = CompareConfig.create(path="d", repeats=3)
     seeds = {s.config.train.seed for s in plan_runs(cfg) if s.k is not None}
     dense = [s.config.train.seed for s in plan_runs(cfg) if s.k is None]
     assert len(dense) == 2 and not set(dense) & seeds

@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_field_options(p, CompareConfig, "compare")
     # the run template: every training option except those the comparison sets per run
-    add_run_options(p, skip=("data.data", "data.target", "model.k"))
+    add_run_options(p, skip=("data.path", "data.target", "model.k"))
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_compare)
 
@@ -41,7 +41,7 @@ def compare_config_from_args(args: argparse.Namespace) -> CompareConfig:
         given |= given_options(args, section)  # run-template fields, by their unique names
     if given.get("nproc") is not None:
         given["launcher"] = "torchrun"
-    return CompareConfig.create(quick=bool(given.pop("quick", False)), data=args.data, **given)
+    return CompareConfig.create(quick=bool(given.pop("quick", False)), path=args.data, **given)
 
 
 def _compare(args: argparse.Namespace) -> int:

@@ -36,7 +36,7 @@ def _predict(args: argparse.Namespace) -> int:
     run = load_run(args.run, device=args.device)
     dcfg = run.config.data
     if args.data:
-        dcfg = dataclasses.replace(dcfg, data=str(args.data))
+        dcfg = dataclasses.replace(dcfg, path=str(args.data))
     table = predict_dataset(run, dcfg, batch_size=args.batch_size)
     write_table(table, args.out)
     print(f"wrote {len(table)} predictions to {args.out}")

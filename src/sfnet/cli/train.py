@@ -60,7 +60,7 @@ def resume_config(args: argparse.Namespace) -> RunConfig:
         raise UserError("--resume RUN continues RUN in place; do not also give a different --out")
     if not (run / CONFIG).is_file():
         raise RunFolderError(f"{run}: not a run folder (no {CONFIG}) — nothing to resume")
-    changed = [f"{s}.{k}" for s in SECTIONS for k in given_options(args, s) if k != "data"]
+    changed = [f"{s}.{k}" for s in SECTIONS for k in given_options(args, s) if k != "path"]
     changed += ["--config"] if args.config else []
     changed += ["model.k"] if args.dense else []
     if changed:
@@ -69,8 +69,8 @@ def resume_config(args: argparse.Namespace) -> RunConfig:
             "change (only --data, where the data moved): start a new run instead"
         )
     cfg = RunConfig.load(run / CONFIG)
-    if getattr(args, "data.data"):
-        cfg.data.data = getattr(args, "data.data")
+    if getattr(args, "data.path"):
+        cfg.data.path = getattr(args, "data.path")
     return cfg
 
 
@@ -84,7 +84,7 @@ def _train(args: argparse.Namespace) -> int:
     else:
         if not args.out:
             raise UserError("--out RUN_FOLDER is required")
-        if not getattr(args, "data.data") and not args.config:
+        if not getattr(args, "data.path") and not args.config:
             raise UserError("--data is required (a dataset folder or .npz file)")
         cfg, out = config_from_args(args), args.out
 

@@ -1,6 +1,6 @@
 """One entry point from a ``DataConfig`` to aligned images + targets: :func:`load_dataset`.
 
-Two forms of ``DataConfig.data`` are accepted:
+Two forms of ``DataConfig.path`` are accepted:
 
 - a dataset folder (catalog + ``images/``, optionally a packed store from ``sfnet prepare``);
 - a packed array file ``*.npz`` with ``images`` (N, 3, H, W) uint8, ``y`` (N, T) float,
@@ -85,8 +85,8 @@ def load_dataset(cfg: DataConfig, require_targets: bool = True) -> GalaxyData:
     With ``require_targets=False`` (prediction on new galaxies), a catalog that lacks the
     target columns is accepted whole: no quality cut is applied and ``y`` is NaN.
     """
-    path = Path(cfg.data)
-    if not cfg.data:
+    path = Path(cfg.path)
+    if not cfg.path:
         raise DataError("no data given: pass a dataset folder or a .npz array file")
     if not path.exists():
         raise DataError(f"{path}: no such dataset folder or file")

@@ -420,7 +420,7 @@ def _summary(
     meta = a.run.meta
     return {
         "run": str(a.dir),
-        "data": cfg.data.data,
+        "data": cfg.data.path,
         "target": a.target,
         "target_names": a.names,
         "k": a.k,

@@ -579,7 +579,7 @@ def write_outputs(result: CompareResult, cfg: CompareConfig) -> None:
 
     md = [
         "# SFNet comparison\n",
-        f"Data: `{cfg.data}`; targets: {', '.join(cfg.targets)}; ks: {list(cfg.ks)}; "
+        f"Data: `{cfg.path}`; targets: {', '.join(cfg.targets)}; ks: {list(cfg.ks)}; "
         f"repeats: {cfg.repeats}; epochs: {cfg.epochs}{' (quick)' if cfg.quick else ''}.\n",
         "## Validation RMSE: SFNet (mean ± s.e. over repeats) vs dense CNN + PCA\n",
         "RMSE over all targets of a group (for spectral lines: the four log fluxes together).\n",

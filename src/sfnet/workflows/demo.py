@@ -118,7 +118,7 @@ def _run_config(cfg: DemoConfig, target: str, k: int):
     from sfnet.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 
     return RunConfig(
-        data=DataConfig(data=str(cfg.data_dir.resolve()), target=target, crop=cfg.crop),
+        data=DataConfig(path=str(cfg.data_dir.resolve()), target=target, crop=cfg.crop),
         model=ModelConfig(k=k),
         train=TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr),
     )

@@ -131,9 +131,9 @@ def load_galaxies(run: Any, data: str | None = None, images: str | None = None) 
         raise DataError("give either a dataset (--data) or an image folder (--images), not both")
     if images:
         return image_folder(Path(images), run.meta.crop, run.meta.resize)
-    cfg = run.config.data if not data else dataclasses.replace(run.config.data, data=str(data))
+    cfg = run.config.data if not data else dataclasses.replace(run.config.data, path=str(data))
     ds = load_dataset(cfg, require_targets=False) if data else run.load_data()
-    return Galaxies(np.asarray(ds.objid).astype(str), ds.images, np.asarray(ds.y), str(cfg.data))
+    return Galaxies(np.asarray(ds.objid).astype(str), ds.images, np.asarray(ds.y), str(cfg.path))
 
 
 def find_rows(galaxies: Galaxies, objids: Sequence[str | int]) -> np.ndarray:

@@ -82,7 +82,7 @@ def available_targets(data: str, crop: int, resize: int | None) -> tuple[list[st
     ok, absent = [], {}
     for t in TARGETS:
         try:
-            load_dataset(DataConfig(data=data, target=t, crop=crop, resize=resize))
+            load_dataset(DataConfig(path=data, target=t, crop=crop, resize=resize))
             ok.append(t)
         except DataError as e:
             absent[t] = str(e)
@@ -95,7 +95,7 @@ def compare_config(data: str, targets: list[str], quick: bool, **overrides: Any)
     if quick:
         given.setdefault("probe_trees", QUICK_PROBE_TREES)
     given.setdefault("recipe", "paper")  # the published recipe (sfnet train's default is stable)
-    cfg = CompareConfig.create(quick=quick, data=data, targets=tuple(targets), **given)
+    cfg = CompareConfig.create(quick=quick, path=data, targets=tuple(targets), **given)
     if PAPER_MODEL_K not in cfg.ks:
         cfg.ks = tuple(sorted({*cfg.ks, PAPER_MODEL_K}))
     return cfg
