@@ -108,7 +108,7 @@ def test_one_cycle_schedule_trains(toy_npz, tmp_path):
     assert np.isfinite(list(res.val_rmse.values())).all()
 
 
-def _wait_for(path: Path, lines: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+def _wait_for(path: Path, lines: int, proc: subprocess.Popen, timeout: float = 600) -> None:
     t0 = time.time()
     while time.time() - t0 < timeout:
         if path.exists() and len(path.read_text().splitlines()) >= lines:
