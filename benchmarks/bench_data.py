@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 from sfnet.config import TrainConfig
-from sfnet.data.batches import Normalization, iter_batches, random_flips
+from sfnet.data.batches import Normalization, augment, draw_flips, iter_batches
 from sfnet.data.store import FolderImages, PackedImages, open_images, prepare
 from sfnet.model import SparseFeatureNet
 from sfnet.optim import ranger
@@ -67,7 +67,7 @@ def loader_rate(images, batch: int, passes: int, transforms: bool, seed: int = 0
             rows = rng.permutation(len(images))
             for _, xb in iter_batches(images, rows, batch, prefetch=0):
                 if transforms:
-                    xb = norm.apply(random_flips(xb, gen))
+                    xb = augment(xb, norm, draw_flips(len(xb), gen))
                 n += xb.shape[0]
         return n / (time.perf_counter() - t0)
     finally:

@@ -3,8 +3,11 @@
 One step = forward + backward + Ranger step on a batch of 64 images of 3x144x144 (the paper's
 sizes). The two models are timed interleaved (A B A B ...) in one process so that machine load
 affects both alike. Last line: ``topk_overhead_ratio=<SFNet median / dense median>``.
+``--backbone`` takes every trunk sfnet trains (resnet18, a timm name such as resnet50 or
+convnext_nano, hf_hub:ORG/NAME from the hub cache); the TopK layer acts on its d pooled features.
 
-    python benchmarks/bench_topk_overhead.py [--reps 15] [--size 144] [--batch 64] [--device cpu]
+    python benchmarks/bench_topk_overhead.py [--backbone resnet18] [--reps 15] [--size 144] \
+        [--batch 64] [--device cpu]
 """
 
 from __future__ import annotations
@@ -21,9 +24,17 @@ from sfnet.optim import ranger
 from sfnet.train import rmse_loss
 
 
-def make_step(k: int | None, batch: int, size: int, device: torch.device, amp: bool, cl: bool):
+def make_step(
+    k: int | None,
+    batch: int,
+    size: int,
+    device: torch.device,
+    amp: bool,
+    cl: bool,
+    backbone: str = "resnet18",
+):
     torch.manual_seed(0)
-    net = SparseFeatureNet(k, n_targets=4).to(device)
+    net = SparseFeatureNet(k, n_targets=4, backbone=backbone).to(device)
     if cl:
         net = net.to(memory_format=torch.channels_last)
     opt = ranger(net.parameters(), TrainConfig())
@@ -56,6 +67,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--size", type=int, default=144)
     ap.add_argument("--k", type=int, default=4)
+    ap.add_argument(
+        "--backbone", default="resnet18", help="resnet18, a timm name or hf_hub:ORG/NAME"
+    )
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument(
         "--amp",
@@ -74,8 +88,8 @@ def main() -> None:
     amp = args.amp if args.amp is not None else device.type == "cuda"
     cl = args.channels_last if args.channels_last is not None else device.type == "cuda"
     steps = {
-        "sfnet": make_step(args.k, args.batch, args.size, device, amp, cl),
-        "dense": make_step(None, args.batch, args.size, device, amp, cl),
+        "sfnet": make_step(args.k, args.batch, args.size, device, amp, cl, args.backbone),
+        "dense": make_step(None, args.batch, args.size, device, amp, cl, args.backbone),
     }
     for _ in range(args.warmup):
         for step in steps.values():
@@ -86,7 +100,7 @@ def main() -> None:
             times[name].append(step())
     med = {name: statistics.median(t) for name, t in times.items()}
     print(
-        f"device={device} amp={amp} channels_last={cl} batch={args.batch} size={args.size} "
+        f"backbone={args.backbone} device={device} amp={amp} channels_last={cl} batch={args.batch} size={args.size} "
         f"threads={torch.get_num_threads()} reps={args.reps}"
     )
     for name in steps:

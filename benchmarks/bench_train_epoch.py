@@ -9,11 +9,12 @@ the same device, batch size and precision in the same process. Prints, last:
 - ``epoch_images_per_s``: training images per second of a whole sfnet epoch (median over the
   epochs after the first, which pays for warm-up);
 - ``bare_images_per_s``: the same for the bare step alone;
-- ``epoch_over_bare=<x>``: bare / epoch throughput (1.0 = sfnet adds nothing to the model);
+- ``epoch_over_bare=<x>``: epoch / bare-step throughput (1.0 = sfnet adds nothing to the
+  model; the input pipeline, validation and checkpoints make it smaller);
 - ``paper_scale_epoch_h`` / ``paper_scale_run_h``: an *estimate* for the paper's 250,207
   galaxies (80 % trained per epoch, 20 epochs) at the measured epoch throughput.
 
-    python benchmarks/bench_train_epoch.py [--n 4096] [--epochs 3] [--device cuda]
+Each ``--batch`` (default 64 and 256) is measured in the same run, at the precision\n``sfnet train`` chooses for it (recorded in its model.json).\n\n    python benchmarks/bench_train_epoch.py [--n 4096] [--epochs 3] [--batch 64 256] [--device cuda]
 """
 
 from __future__ import annotations
@@ -70,15 +71,20 @@ def make_npz(path: Path, n: int, size: int, seed: int = 0) -> None:
     )
 
 
-def bare_images_per_s(args: argparse.Namespace, device: torch.device, amp: bool) -> float:
-    """Median images/s of the bare SFNet step (k=4) at --crop, same batch and precision."""
+def bare_images_per_s(
+    args: argparse.Namespace, device: torch.device, batch: int, amp: bool, channels_last: bool
+) -> float:
+    """Median images/s of the bare SFNet step (k=4) at --crop, at the precision the sfnet run
+    chose (read from its model.json), on a batch already on the device."""
     torch.manual_seed(0)
     net = SparseFeatureNet(4, n_targets=1).to(device)
-    if amp:
+    if channels_last:
         net = net.to(memory_format=torch.channels_last)
     opt = ranger(net.parameters(), TrainConfig())
-    x = torch.randn(args.batch, 3, args.crop, args.crop, device=device)
-    y = torch.randn(args.batch, 1, device=device)
+    x = torch.randn(batch, 3, args.crop, args.crop, device=device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randn(batch, 1, device=device)
     times = []
     for i in range(args.reps + 3):
         if device.type == "cuda":
@@ -94,7 +100,28 @@ def bare_images_per_s(args: argparse.Namespace, device: torch.device, amp: bool)
             torch.cuda.synchronize()
         if i >= 3:
             times.append(time.perf_counter() - t0)
-    return args.batch / statistics.median(times)
+    return batch / statistics.median(times)
+
+
+def epoch_images_per_s(args: argparse.Namespace, npz: Path, out: Path, batch: int) -> dict:
+    """Run ``sfnet train`` on ``npz`` at ``batch``; epoch throughput and what the run chose."""
+    cmd = [sys.executable, "-m", "sfnet", "train", "--data", str(npz), "--k", "4"]
+    cmd += ["--epochs", str(args.epochs), "--crop", str(args.crop), "--no-progress"]
+    cmd += ["--batch-size", str(batch), "--device", args.device, "--out", str(out)]
+    cmd += ["--workers", str(args.workers), "--overwrite"]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, env=os.environ.copy())
+    wall = time.perf_counter() - t0
+    recs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    meta = json.loads((out / "model.json").read_text())
+    steady = recs[1:] or recs  # the first epoch pays for warm-up (allocator, cuDNN autotuning)
+    epoch_s = statistics.median(r["seconds"] for r in steady)
+    return {
+        "ips": round(args.n * 0.8) / epoch_s,
+        "seconds": [round(r["seconds"], 2) for r in recs],
+        "wall": wall,
+        "precision": meta.get("precision", {}),
+    }
 
 
 def main() -> None:
@@ -103,43 +130,39 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--size", type=int, default=160, help="stored image side (px)")
     ap.add_argument("--crop", type=int, default=144)
-    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--batch", type=int, nargs="+", default=[64, 256])
     ap.add_argument("--reps", type=int, default=20, help="timed bare steps")
     ap.add_argument("--workers", type=int, default=1, help="sfnet train --workers")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--keep", type=Path, default=None, help="keep the run folder here")
     args = ap.parse_args()
     device = torch.device(args.device)
-    amp = device.type == "cuda"
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(
+        f"device={name} crop={args.crop} n={args.n} epochs={args.epochs} "
+        f"workers={args.workers} threads={torch.get_num_threads()}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         npz = Path(tmp) / "tiled.npz"
         make_npz(npz, args.n, args.size)
-        out = args.keep or Path(tmp) / "run"
-        cmd = [sys.executable, "-m", "sfnet", "train", "--data", str(npz), "--k", "4"]
-        cmd += ["--epochs", str(args.epochs), "--crop", str(args.crop), "--quiet"]
-        cmd += ["--batch-size", str(args.batch), "--device", device.type, "--out", str(out)]
-        cmd += ["--workers", str(args.workers), "--overwrite"]
-        t0 = time.perf_counter()
-        subprocess.run(cmd, check=True, env=os.environ.copy())
-        wall = time.perf_counter() - t0
-        recs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    n_train = round(args.n * 0.8)
-    steady = recs[1:] or recs  # the first epoch pays for warm-up (allocator, cuDNN autotuning)
-    epoch_s = statistics.median(r["seconds"] for r in steady)
-    epoch_ips = n_train / epoch_s
-    bare_ips = bare_images_per_s(args, device, amp)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(
-        f"device={name} amp={amp} batch={args.batch} crop={args.crop} n={args.n} "
-        f"epochs={args.epochs} workers={args.workers} threads={torch.get_num_threads()}"
-    )
-    print(f"epoch_seconds={[round(r['seconds'], 2) for r in recs]} train_wall_s={wall:.1f}")
-    print(f"epoch_images_per_s={epoch_ips:.1f}")
-    print(f"bare_images_per_s={bare_ips:.1f}")
-    print(f"epoch_over_bare={bare_ips / epoch_ips:.3f}")
-    per_epoch_h = PAPER_N * 0.8 / epoch_ips / 3600
-    print(f"paper_scale_epoch_h={per_epoch_h:.3f} (estimate, training images only)")
-    print(f"paper_scale_run_h={20 * per_epoch_h:.2f} (estimate, 20 epochs)")
+        for batch in args.batch:
+            run = epoch_images_per_s(args, npz, Path(tmp) / f"run{batch}", batch)
+            prec = run["precision"]
+            amp = prec.get("autocast") == "bfloat16"
+            cl = bool(prec.get("channels_last"))
+            bare = bare_images_per_s(args, device, batch, amp, cl)
+            print(
+                f"batch={batch} precision={prec.get('autocast')}"
+                f"{'+channels_last' if cl else ''} epoch_seconds={run['seconds']} "
+                f"train_wall_s={run['wall']:.1f}"
+            )
+            print(f"batch={batch} epoch_images_per_s={run['ips']:.1f}")
+            print(f"batch={batch} bare_images_per_s={bare:.1f}")
+            print(
+                f"batch={batch} epoch_over_bare={run['ips'] / bare:.3f} (1.0: sfnet adds nothing)"
+            )
+            per_epoch_h = PAPER_N * 0.8 / run["ips"] / 3600
+            print(f"batch={batch} paper_scale_epoch_h={per_epoch_h:.3f} (estimate, training only)")
+            print(f"batch={batch} paper_scale_run_h={20 * per_epoch_h:.2f} (estimate, 20 epochs)")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ torch.set_num_threads(2)
 
 def toy_train_args(epochs: int) -> list[str]:
     """``sfnet train`` options for the toy set: 32 px, k=4, batch 32, lr 0.01, CPU, quiet."""
-    args = "--crop 32 --k 4 --batch-size 32 --lr 0.01 --device cpu --quiet"
+    args = "--crop 32 --k 4 --batch-size 32 --lr 0.01 --device cpu --no-progress"
     return [*args.split(), "--epochs", str(epochs)]
 
 

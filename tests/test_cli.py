@@ -1,10 +1,13 @@
-"""The ``sfnet`` command line: every subcommand parses and documents itself; old spellings warn;
-disk and permission failures are one line naming the path."""
+"""The ``sfnet`` command line: every subcommand parses and documents itself; one spelling of
+progress control and of --device; options generated from settings; disk and permission
+failures are one line naming the path."""
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import errno
-import logging
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +16,7 @@ from sfnet.cli import COMMAND_MODULES, build_parser, main
 SUBCOMMANDS = [
     "train",
     "predict",
+    "embed",
     "prepare",
     "download",
     "fetch-paper-data",
@@ -35,10 +39,15 @@ def test_parser_lists_every_subcommand_once_in_order():
     assert _subcommands(build_parser()) == SUBCOMMANDS
 
 
-def test_one_module_per_subcommand_group():
-    # a subcommand named like a module lives in that module (predict, demo, report included)
-    for name in ("train", "predict", "synth", "demo", "analyze", "report", "explain", "compare", "reproduce"):  # fmt: skip
-        assert name in COMMAND_MODULES
+def test_each_command_runs_from_the_module_named_after_it():
+    # 'sfnet NAME' is implemented in sfnet/cli/NAME.py (prepare/download in data.py)
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    for name, parser in sub.choices.items():
+        module = parser.get_default("func").__module__
+        want = name.replace("-", "_") if name.replace("-", "_") in COMMAND_MODULES else "data"
+        if name == "fetch-paper-data":
+            want = "paper_data"
+        assert module == f"sfnet.cli.{want}", (name, module)
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS)
@@ -52,38 +61,12 @@ def test_every_subcommand_has_help(command, capsys):
 
 
 @pytest.mark.parametrize("command", ["analyze", "report"])
-def test_new_spellings_and_help_hides_old_ones(command, capsys):
+def test_analysis_options_and_no_old_spellings(command, capsys):
     args = build_parser().parse_args([command, "RUN", "--n-features", "3", "--dense-run", "D"])
     assert (args.features, args.dense) == (3, "D")
-    with pytest.raises(SystemExit):
-        main([command, "--help"])
-    out = capsys.readouterr().out
-    assert "--n-features" in out and "--dense-run" in out
-    assert "--features" not in out.replace("--n-features", "")
-    assert "--dense " not in out and "--dense\n" not in out
-
-
-@pytest.mark.parametrize("command", ["analyze", "report"])
-def test_deprecated_spellings_still_work_and_warn(command, caplog):
-    with caplog.at_level(logging.WARNING, logger="sfnet.cli"):
-        args = build_parser().parse_args([command, "RUN", "--features", "3", "--dense", "D"])
-    assert (args.features, args.dense) == (3, "D")
-    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert "--features is deprecated and will be removed; use --n-features" in warned
-    assert "--dense is deprecated and will be removed; use --dense-run" in warned
-
-
-def test_new_spellings_do_not_warn(caplog):
-    with caplog.at_level(logging.WARNING, logger="sfnet.cli"):
-        build_parser().parse_args(["analyze", "RUN", "--n-features", "2"])
-    assert not caplog.records
-
-
-def test_deprecated_count_is_still_type_checked(capsys):
-    with pytest.raises(SystemExit) as e:
-        build_parser().parse_args(["analyze", "RUN", "--features", "many"])
-    assert e.value.code == 2
-    assert "invalid int value: 'many'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # the pre-0.1 spellings are gone
+        build_parser().parse_args([command, "RUN", "--features", "3"])
+    assert "unrecognized arguments: --features" in capsys.readouterr().err
 
 
 def test_train_dense_is_still_a_switch():
@@ -123,7 +106,7 @@ def test_train_disk_failure_is_one_line_naming_the_path(toy_npz, tmp_path, monke
 
     monkeypatch.setattr(RunConfig, "save", lambda self, path: _fail(code)(path))
     out = tmp_path / "run"
-    argv = ["train", "--data", str(toy_npz), "--out", str(out), "--crop", "32", "--quiet"]
+    argv = ["train", "--data", str(toy_npz), "--out", str(out), "--crop", "32", "--no-progress"]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "config.toml" in err and advice in err, err
@@ -147,3 +130,112 @@ def test_predict_write_failure_is_one_line(tmp_path, monkeypatch, capsys):
     assert main(["predict", str(run), "--data", str(data), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("sfnet predict: error:") and str(out) in err and "space" in err
+
+
+def _options(command: str) -> dict[str, argparse.Action]:
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    return {s: a for a in sub.choices[command]._actions for s in a.option_strings}
+
+
+#: Commands that show progress bars, and those that run a model.
+PROGRESS = ["train", "prepare", "download", "synth", "demo", "analyze", "report", "compare", "reproduce"]  # fmt: skip
+MODEL = ["train", "predict", "demo", "analyze", "report", "explain", "compare", "reproduce"]
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_progress_is_spelled_one_way_and_device_is_everywhere_a_model_runs(command):
+    opts = _options(command)
+    assert not [o for o in opts if "quiet" in o]
+    assert ("--progress" in opts and "--no-progress" in opts) == (command in PROGRESS)
+    if command in PROGRESS:
+        assert opts["--progress"].default is None  # unset: decided by the terminal check
+    assert ("--device" in opts) == (command in MODEL)
+    if command in MODEL:
+        assert opts["--device"].metavar == "auto|cpu|cuda"
+        assert opts["--device"].default in ("auto", None)
+
+
+def test_progress_bars_follow_the_terminal_unless_asked(monkeypatch):
+    import io
+
+    from sfnet.progress import show_progress
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr("sys.stderr", Tty())
+    assert show_progress(None) and show_progress(True) and not show_progress(False)
+    monkeypatch.setattr("sys.stderr", io.StringIO())  # a log file or pipe
+    assert not show_progress(None) and show_progress(True)
+
+
+@pytest.mark.parametrize(
+    ("command", "target"),
+    [
+        ("analyze", "sfnet.workflows.analyze.analyze_run"),
+        ("explain", "sfnet.workflows.explain.write_explanations"),
+        ("report", "sfnet.outputs.report.write_report"),
+    ],  # fmt: skip
+)
+def test_device_reaches_the_library(command, target, tmp_path, monkeypatch, capsys):
+    import torch
+
+    seen = {}
+
+    def fake(*args, **kwargs):
+        seen.update(kwargs)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(target, fake)
+    argv = [command, str(tmp_path), "--device", "cpu"] + (["--objid", "1"] if command == "explain" else [])  # fmt: skip
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert seen["device"] == torch.device("cpu")
+    if not torch.cuda.is_available():  # asking for a GPU that is not there: one clear line
+        assert main([*argv[:-1], "cuda"] if command != "explain" else [*argv[:3], "cuda", *argv[4:]]) == 2  # fmt: skip
+        assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_demo_options_are_the_demo_settings(capsys):
+    from sfnet.cli.demo import demo_config_from_args
+    from sfnet.workflows.demo import DemoConfig
+
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    out = capsys.readouterr().out
+    assert "DemoConfig" not in out
+    assert "[default: 6000]" in out and "[default: demo-output]" in out
+    opts = _options("demo")
+    for f in dataclasses.fields(DemoConfig):
+        assert (("--" + f.name.replace("_", "-")) in opts) == f.metadata["cli"], f.name
+    args = build_parser().parse_args(["demo", "--n", "10", "--epochs", "1", "--root", "R"])
+    assert demo_config_from_args(args) == DemoConfig(root=Path("R"), n=10, epochs=1)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["demo", "--n", "0"])
+    assert "--n: must be an integer >= 1" in capsys.readouterr().err
+
+
+def test_download_options_are_the_download_settings(capsys):
+    from sfnet.cli.data import download_config_from_args
+    from sfnet.data.download import DownloadConfig
+
+    opts = _options("download")
+    for f in dataclasses.fields(DownloadConfig):
+        assert (("--" + f.name.replace("_", "-")) in opts) == f.metadata["cli"], f.name
+    argv = ["download", "--catalog", "c.csv", "--out", "o", "--rate", "2", "--workers", "3"]
+    cfg = download_config_from_args(build_parser().parse_args(argv))
+    assert cfg == DownloadConfig(rate=2.0, workers=3)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*argv, "--retries", "-1"])
+    assert "--retries: must be an integer >= 0" in capsys.readouterr().err
+
+
+def test_reproduce_options_are_the_comparison_and_run_settings():
+    from sfnet.config import CompareConfig, DataConfig, TrainConfig
+
+    opts = _options("reproduce")
+    for klass, names in [(CompareConfig, ("ks", "repeats", "features", "probe_trees", "nproc")), (DataConfig, ("crop", "resize")), (TrainConfig, ("epochs", "batch_size", "device"))]:  # fmt: skip
+        for f in dataclasses.fields(klass):
+            if f.name in names:  # the declared help (and range), not a second hand-written one
+                assert opts["--" + f.name.replace("_", "-")].help.startswith(f.metadata["help"])

@@ -95,7 +95,7 @@ def test_compare_hands_each_training_to_torchrun(tmp_path, monkeypatch):
     out = tmp_path / "cmp"
     args = ["compare", str(data), "--out", str(out), "--quick", "--ks", "2", "--epochs", "1"]
     args += ["--crop", "32", "--targets", "bpt_lines", "--nproc", "2", "--device", "cpu"]
-    assert main([*args, "--quiet"]) == 0
+    assert main([*args, "--no-progress"]) == 0
     runs = sorted(p.name for p in (out / "runs").iterdir())
     assert runs == ["bpt_lines_dense", "bpt_lines_k2_r0"]
     assert all(is_finished(out / "runs" / r) for r in runs)

@@ -95,3 +95,63 @@ def test_lock_file_is_removed_after_a_normal_exit(tmp_path):
     with folder_lock(folder):
         assert lock_path(folder).is_file()
     assert list(tmp_path.iterdir()) == []  # nothing beside the run folders
+
+
+SWAP = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from sfnet.errors import UserError
+    from sfnet.io import replace_dir
+    from sfnet.lock import folder_lock
+    out = Path(sys.argv[1])
+    try:
+        with folder_lock(out, "sfnet train"):
+            staging = out.parent / f".{out.name}.staging"
+            staging.mkdir()
+            replace_dir(staging, out)  # what a new run's first checkpoint does
+            print("swapped", flush=True)
+            time.sleep(60)
+    except UserError as e:
+        print("refused", e, flush=True)
+    """
+)
+
+
+def test_symlinked_run_folder_cannot_bypass_the_lock(tmp_path):
+    """Two writers of one run folder through a symbolic link: at most one holds its lock."""
+    from sfnet.errors import UserError
+    from sfnet.lock import folder_lock
+
+    (tmp_path / "target").mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "target")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1] / "src"))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SWAP, str(link)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        first = proc.stdout.readline().strip()
+        holders = [first == "swapped"]
+        try:
+            with folder_lock(link, "sfnet train"):
+                holders.append(True)
+        except UserError:
+            holders.append(False)
+        assert sum(holders) <= 1, "two processes held the lock of one run folder"
+        if first.startswith("refused"):
+            assert "symbolic link" in first and str(tmp_path / "target") in first
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_train_into_a_symlinked_out_is_refused_in_one_line(tmp_path, toy_npz, capsys):
+    (tmp_path / "elsewhere").mkdir()
+    link = tmp_path / "run"
+    link.symlink_to(tmp_path / "elsewhere")
+    argv = ["train", "--data", str(toy_npz), "--out", str(link), "--crop", "32"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "symbolic link" in err and "elsewhere" in err
+    assert link.is_symlink() and list((tmp_path / "elsewhere").iterdir()) == []

@@ -65,6 +65,18 @@ def test_cuda_auto_is_bf16_channels_last_as_before():
     assert choose_precision("cuda", amp=False).autocast_dtype is None
 
 
+def test_cuda_auto_runs_small_batches_in_fp32_and_says_why():
+    small = choose_precision("cuda", batch_size=64)  # launch-bound: bf16 casts cost more
+    assert (small.autocast_dtype, small.channels_last) == (None, False)
+    assert "batch 64" in small.reason and "small" in small.reason
+    large = choose_precision("cuda", batch_size=256)
+    assert (large.autocast_dtype, large.channels_last) == (torch.bfloat16, True)
+    forced = choose_precision("cuda", amp=True, channels_last=True, batch_size=64)
+    assert (forced.autocast_dtype, forced.channels_last) == (torch.bfloat16, True)
+    # on the CPU the batch does not matter (oneDNN is not launch-bound)
+    assert choose_precision("cpu", batch_size=8) == choose_precision("cpu", batch_size=512)
+
+
 @pytest.mark.parametrize("value", ["maybe", 1, "yes"])
 def test_amp_setting_must_be_unset_true_or_false(value):
     cfg = TrainConfig(amp=value)

@@ -136,3 +136,38 @@ def test_predict_batch_size_zero_is_one_line(tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert "--batch-size" in err and len(err.splitlines()) == 1
+
+
+def test_predict_never_writes_over_its_input_or_an_existing_file(tmp_path, capsys):
+    data = _dataset(tmp_path / "D")
+    run = _run_folder(tmp_path / "run", data)
+    catalog = (data / "galaxies.csv").read_bytes()
+    argv = ["predict", str(run), "--data", str(data), "--out"]
+    for extra in ([], ["--overwrite"]):  # the catalog being predicted: never
+        assert main([*argv, str(data / "galaxies.csv"), *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "input of this command" in err and len(err.splitlines()) == 1
+    assert (data / "galaxies.csv").read_bytes() == catalog
+    out = tmp_path / "pred.csv"
+    out.write_text("someone's table")
+    assert main([*argv, str(out)]) == 2
+    assert "use --overwrite" in capsys.readouterr().err and out.read_text() == "someone's table"
+    assert main([*argv, str(out), "--overwrite"]) == 0
+    assert "pred_oh_p50" in out.read_text()
+
+
+def test_predict_on_a_full_disk_is_one_line_naming_the_file(tmp_path, capsys, monkeypatch):
+    import errno
+
+    data = _dataset(tmp_path / "D")
+    run = _run_folder(tmp_path / "run", data)
+
+    def full(self, *a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", full)
+    out = tmp_path / "pred.csv"
+    assert main(["predict", str(run), "--data", str(data), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{out}: no space left" in err and len(err.splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["D", "run"]

@@ -127,7 +127,7 @@ def test_out_that_is_a_file_is_one_clear_line(tmp_path, capsys):
     data = _small_npz(tmp_path / "toy.npz")
     out = tmp_path / "run.txt"
     out.write_text("x")
-    argv = ["train", "--data", str(data), "--out", str(out), "--crop", "16", "--quiet"]
+    argv = ["train", "--data", str(data), "--out", str(out), "--crop", "16", "--no-progress"]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert "is a file" in err and str(out) in err and len(err.splitlines()) == 1
@@ -198,3 +198,129 @@ def test_predict_refuses_a_batch_size_below_one(trained):
     run = load_run(trained)
     with pytest.raises(ConfigError, match="batch size must be an integer >= 1"):
         predict(run, run.load_data().images, batch_size=0)
+
+
+# ------------------------------------- a run folder is recognised by what sfnet wrote in it
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        {  # a static site: its config.toml is not sfnet's, the thesis must survive
+            "config.toml": 'baseURL = "https://example.org"\ntitle = "Me"\n[params]\nx = 1\n',
+            "thesis.pdf": "%PDF precious",
+        },
+        {  # a Hugging Face model folder
+            "config.json": '{"model_type": "bert"}',
+            "model.safetensors": "weights",
+            "README.md": "card",
+        },
+        {  # common names, someone else's content
+            "model.json": '{"name": "x"}',
+            "metrics.jsonl": '{"acc": 1}\n',
+            "checkpoint.pt": "x",
+        },
+        {  # sfnet-shaped config.toml, but a model.json sfnet did not write
+            "config.toml": '[data]\ntarget = "metallicity"\n[model]\nk = 2\n[train]\nepochs = 1\n',
+            "model.json": '["not", "sfnet"]',
+        },
+    ],
+)
+def test_overwrite_refuses_folders_that_only_share_file_names(tmp_path, files):
+    data = _small_npz(tmp_path / "toy.npz")
+    out = tmp_path / "site"
+    out.mkdir()
+    for name, text in files.items():
+        (out / name).write_text(text)
+    with pytest.raises(RunFolderError, match="not an sfnet run folder"):
+        fit(_cfg(data), out, overwrite=True)
+    assert {p.name: p.read_text() for p in out.iterdir()} == files
+
+
+def test_a_run_is_marked_as_sfnet_and_recognised(small_run):
+    import json
+
+    from sfnet.runs import is_run_folder
+
+    out, _ = small_run
+    assert json.loads((out / "model.json").read_text())["format"] == "sfnet-run"
+    assert is_run_folder(out)
+
+
+def test_out_dot_is_refused_before_any_training(tmp_path, monkeypatch, capsys):
+    import sfnet.train
+
+    data = _small_npz(tmp_path / "toy.npz")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+
+    def no_training(*a, **k):
+        raise AssertionError("trained before refusing --out")
+
+    monkeypatch.setattr(sfnet.train, "_fit", no_training)
+    for out in (".", str(work), ".."):
+        argv = ["train", "--data", str(data), "--out", out, "--crop", "16", "--no-progress"]
+        assert main([*argv, "--overwrite"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "cannot be a run folder" in err and len(err.splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["toy.npz", "work"]
+
+
+def test_resume_after_a_kill_during_the_swap_leaves_no_old_run_behind(small_run, tmp_path):
+    import shutil
+
+    out, data = small_run
+    # a kill between the exchange and the removal: .run.staging holds the previous run
+    shutil.copytree(out, tmp_path / ".run.staging")
+    (tmp_path / ".run.old").mkdir()
+    fit(_cfg(data), out, resume=True)
+    assert is_finished(out)
+    assert not (tmp_path / ".run.staging").exists() and not (tmp_path / ".run.old").exists()
+
+
+def test_a_junk_line_in_metrics_is_one_line_naming_file_and_line(small_run, capsys):
+    out, _ = small_run
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write("garbage{\n")
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{out / 'metrics.jsonl'}: line 2 is not a JSON record" in err
+    assert len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("option", ["--seed", "--split-seed"])
+@pytest.mark.parametrize("value", ["1e14", str(2**64), "-1"])
+def test_out_of_range_seeds_are_one_line(tmp_path, capsys, option, value):
+    data = _small_npz(tmp_path / "toy.npz")
+    argv = ["train", "--data", str(data), "--out", str(tmp_path / "r"), option, value]
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--crop", "16", "--no-progress"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"argument {option}: must be an integer >= 0 and <= 4294967295" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_train_on_a_full_disk_is_one_line_and_keeps_the_old_run(small_run, capsys, monkeypatch):
+    import errno
+
+    import torch
+
+    import sfnet.io
+
+    out, data = small_run
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def full(obj, f, *a, **k):  # what torch.save raises when the disk fills mid-write
+        raise RuntimeError("[enforce fail at inline_container.cc:595] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(torch, "save", full)
+    monkeypatch.setattr(sfnet.io, "_disk_full", lambda folder: True)
+    argv = ["train", "--data", str(data), "--out", str(out), "--crop", "16", "--no-progress"]
+    argv += ["--k", "2", "--epochs", "1", "--batch-size", "16", "--device", "cpu"]
+    assert main([*argv, "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "checkpoint.pt: no space left" in err and len(err.splitlines()) == 1
+    assert "unexpected pos" not in err and errno.ENOSPC
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

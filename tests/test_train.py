@@ -161,7 +161,7 @@ def test_resume_after_sigkill_reaches_same_weights(toy_npz, tmp_path, precision)
     assert (killed / "checkpoint.pt").exists()
 
     subprocess.run(
-        [sys.executable, "-m", "sfnet", "train", "--resume", str(killed), "--quiet"],
+        [sys.executable, "-m", "sfnet", "train", "--resume", str(killed), "--no-progress"],
         check=True,
         env=env,
         capture_output=True,
@@ -202,7 +202,7 @@ TINY_ARGS = [
     "0.01",
     "--device",
     "cpu",
-    "--quiet",
+    "--no-progress",
 ]
 
 
@@ -337,8 +337,8 @@ def test_resume_works_from_another_directory_and_after_moving_the_data(
     images, y = make_toy_images(40, seed=9)
     save_npz(other, images, y, np.arange(40), ["radius", "redness"])
     run = str(work / "run")
-    assert main(["train", "--resume", run, "--data", str(other), "--quiet"]) == 2
-    assert main(["train", "--resume", run, "--data", "moved.npz", "--quiet"]) == 0
+    assert main(["train", "--resume", run, "--data", str(other), "--no-progress"]) == 2
+    assert main(["train", "--resume", run, "--data", "moved.npz", "--no-progress"]) == 0
     assert (work / "run" / "model.safetensors").exists()
     assert RunConfig.load(work / "run" / "config.toml").data.path == str(elsewhere / "moved.npz")
 

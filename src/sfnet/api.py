@@ -92,9 +92,9 @@ def _native_size(path: Path, resize: int | None) -> int:
 
     if not path.is_dir():
         return DEFAULT_CROP  # load_dataset names the problem
-    idx = store._read_index(path)
-    if idx is not None:
-        return int(idx.get("crop") or min(idx["height"], idx["width"]))
+    side = store.stored_side(path, None)
+    if side is not None:
+        return side
     first = next(iter(sorted(store.image_index(path).values())), None)
     if first is None:
         return DEFAULT_CROP

@@ -38,12 +38,15 @@ EVAL_WEIGHTS = ("fast", "slow")
 #: The remedies' defaults (the ``stable`` recipe) and their values under the ``paper`` recipe.
 STABLE_REMEDIES = {"bn_recompute": 2048, "warmup_epochs": 0.0, "eval_weights": "fast"}
 PAPER_REMEDIES = {"bn_recompute": 0, "warmup_epochs": 0.0, "eval_weights": "fast"}
+#: torchvision trunks; any other backbone is a timm encoder (sfnet.model.encoder_spec).
 BACKBONES = ("resnet18",)
 #: How TOML (which has no null) spells an explicit None, e.g. ``k = "none"`` for the dense baseline.
 NONE = "none"
 #: Smallest crop: resnet18 halves the image five times; below 16 px its last stages see only
 #: padding (the tests train at 16 px).
 MIN_CROP = 16
+#: Largest seed (seeds must fit every generator they feed, with room for per-run offsets).
+MAX_SEED = 2**32 - 1
 
 
 class ConfigError(UserError, ValueError):
@@ -81,7 +84,13 @@ def setting(
 
 
 _PLURAL = {bool: "booleans", int: "integers", float: "finite numbers", str: "strings"}
-_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}
+_TYPE_WORDS = {
+    bool: "true or false",
+    int: "an integer",
+    float: "a finite number",
+    str: "a string",
+    Path: "a path",
+}
 
 
 def _expected(hint: Any, meta: dict[str, Any]) -> str:
@@ -133,6 +142,8 @@ def check_value(key: str, value: Any, hint: Any, meta: dict[str, Any]) -> Any:
             raise bad from None
     if base is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
+    if base is Path and isinstance(value, str):
+        value = Path(value)
     if base in (int, float) and isinstance(value, bool) or not isinstance(value, base):
         raise bad
     if base is float and not math.isfinite(value):
@@ -145,12 +156,12 @@ def check_value(key: str, value: Any, hint: Any, meta: dict[str, Any]) -> Any:
     return value
 
 
-def check_fields(obj: Any, section: str) -> None:
+def check_fields(obj: Any, section: str, skip: tuple[str, ...] = ()) -> None:
     """Check (and normalize in place) every field of dataclass ``obj`` against its declared
-    type and range; errors name ``section.field``."""
+    type and range (except ``skip``, checked by the caller); errors name ``section.field``."""
     hints = typing.get_type_hints(type(obj))
     for f in dataclasses.fields(obj):
-        if dataclasses.is_dataclass(hints[f.name]):
+        if f.name in skip or dataclasses.is_dataclass(hints[f.name]):
             continue
         value = check_value(f"{section}.{f.name}", getattr(obj, f.name), hints[f.name], f.metadata)
         setattr(obj, f.name, value)
@@ -177,7 +188,7 @@ class DataConfig:
     val_fraction: float = setting(
         0.2, "share of galaxies held out for validation (seeded split)", gt=0.0, le=0.5
     )
-    split_seed: int = setting(0, "seed of the train/validation split", ge=0)
+    split_seed: int = setting(0, "seed of the train/validation split", ge=0, le=MAX_SEED)
 
     def validate(self) -> None:
         check_fields(self, "data")
@@ -196,17 +207,32 @@ class ModelConfig:
     """The network (see each field's help)."""
 
     k: int | None = setting(
-        4, "active features per galaxy, top-k of 512 (none: the dense baseline)", ge=1, le=511
+        4,
+        "active features per galaxy, top-k of d (512 for resnet18; none: the dense baseline)",
+        ge=1,
     )
-    backbone: str = setting("resnet18", "torchvision trunk (resnet18 only)", choices=BACKBONES)
+    backbone: str = setting(
+        "resnet18",
+        "trunk: resnet18 (torchvision, the paper's), a timm model name (resnet50, convnext_nano) "
+        "or a hub encoder hf_hub:ORG/NAME (e.g. hf_hub:mwalmsley/zoobot-encoder-resnet18)",
+    )
     pretrained: str | None = setting(
         None,
-        "'imagenet' (torchvision weights; torch hub cache) or a path to a torchvision resnet18 "
-        "state dict (none: random initialisation)",
+        "resnet18: 'imagenet' (torchvision weights, hash-checked; torch hub cache) or a path to a "
+        "resnet18 state dict; timm/hub trunks: 'hub' (published model.safetensors via the "
+        "Hugging Face cache) or a .safetensors path (none: random initialisation)",
     )
 
     def validate(self) -> None:
         check_fields(self, "model")
+        if self.backbone in BACKBONES and self.k is not None and self.k >= 512:
+            raise ConfigError(f"model.k ({self.k}) must be smaller than resnet18's d = 512")
+        from sfnet.model import BackboneError, check_backbone_name
+
+        try:
+            check_backbone_name(self.backbone)
+        except BackboneError as e:
+            raise ConfigError(f"model.backbone: {e}") from None
 
 
 @dataclass
@@ -254,7 +280,7 @@ class TrainConfig:
         choices=EVAL_WEIGHTS,
     )
     flips: bool = setting(True, "random horizontal and vertical flips")
-    seed: int = setting(0, "seed of weight init, shuffling and flips", ge=0)
+    seed: int = setting(0, "seed of weight init, shuffling and flips", ge=0, le=MAX_SEED)
     device: str = setting("auto", "auto (CUDA when present), cpu or cuda", choices=DEVICES)
     amp: bool | None = setting(
         None,
@@ -399,8 +425,9 @@ class CompareConfig:
     )
     features: str | None = setting(
         None,
-        "extra features to probe: .parquet (objID + columns), .npz (objID, features) or "
-        "structured .npy, keyed by objID",
+        "extra features to probe: .parquet (objID + columns, e.g. from 'sfnet embed'), .npz "
+        "(objID, features) or structured .npy, keyed by objID; reproduce also takes 'zoobot' "
+        "(computed from the cached hf_hub:mwalmsley/zoobot-encoder-resnet18)",
     )
     agn_top: int = setting(4, "most frequent SFNet features for the small AGN classifier", ge=1)
     probe_trees: int = setting(300, "boosting rounds of the XGBoost probes", ge=1)

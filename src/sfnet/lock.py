@@ -4,8 +4,14 @@ The lock is an ``fcntl.flock`` on a small file beside the folder, ``PARENT/.NAME
 (beside, not inside, so it survives the folder being swapped for a freshly trained one). It is
 held for the life of the holder and released by the operating system when the holder exits or
 is killed, so a killed run never leaves a stale lock. The holder removes the file when it is
-done; after a kill the file stays behind, unlocked and harmless. The holder writes its PID and command into the file, so a second process can say who
-holds it. Locks are re-entrant within one process (``report`` running ``analyze``).
+done; after a kill the file stays behind, unlocked and harmless. The holder writes its PID
+and command into the file, so a second process can say who holds it. Locks are re-entrant
+within one process (``report`` running ``analyze``).
+
+The lock belongs to the folder's *name* in its (resolved) parent, the entry that a staged run
+is swapped into, so it is the same lock before and after the swap. A run folder that is a
+symbolic link is refused: it would have two names (two locks), and the swap would replace the
+link by a real folder.
 """
 
 from __future__ import annotations
@@ -29,9 +35,10 @@ class FolderBusyError(RunFolderError):
 
 
 def lock_path(folder: Path) -> Path:
-    """The lock file of ``folder``: ``PARENT/.NAME.lock``."""
-    folder = Path(folder).resolve()
-    return folder.parent / f".{folder.name}.lock"
+    """The lock file of ``folder``: ``PARENT/.NAME.lock`` (``PARENT`` resolved, ``NAME`` not:
+    a symbolic link is not followed)."""
+    folder = Path(os.path.abspath(folder))
+    return folder.parent.resolve() / f".{folder.name}.lock"
 
 
 def holder(folder: Path) -> str:
@@ -44,16 +51,24 @@ def holder(folder: Path) -> str:
 
 
 @contextlib.contextmanager
-def folder_lock(folder: Path, command: str = "") -> Iterator[Path]:
+def folder_lock(folder: Path, command: str = "", follow_symlink: bool = False) -> Iterator[Path]:
     """Hold the exclusive lock of ``folder`` inside the ``with`` block.
 
     Args:
         folder: run or comparison folder (it need not exist yet; its parent is created).
         command: what the holder does, shown to a second process (e.g. ``"sfnet train"``).
+        follow_symlink: accept a ``folder`` that is a symbolic link (locked under the link's
+            name); for folders that are never swapped (``DATA/packed``).
 
     Raises:
         FolderBusyError: another process holds it; the message names its PID.
+        RunFolderError: ``folder`` is a symbolic link (and not ``follow_symlink``).
     """
+    if not follow_symlink and Path(folder).is_symlink():
+        raise RunFolderError(
+            f"{folder}: is a symbolic link (to {os.path.realpath(folder)}); sfnet locks and "
+            "replaces run folders by name - give the real folder instead"
+        )
     path = lock_path(folder)
     if path in _HELD:
         _HELD[path][1] += 1

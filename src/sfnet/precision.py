@@ -2,7 +2,9 @@
 
 :func:`choose_precision` decides once per run from what the device offers:
 
-- CUDA: bf16 autocast and channels-last on (the ``auto`` default), as they always were.
+- CUDA: bf16 autocast and channels-last on (the ``auto`` default) from
+  :data:`CUDA_BF16_MIN_BATCH` images per device and step; fp32 below, where a step is
+  launch-bound and autocast's casts make it slower (measured on an H200).
 - CPU: channels-last on vectorised CPUs (torch capability AVX2/AVX512/AMX) and fp32. bf16
   autocast is opt-in (``amp = true``) and runs where the processor computes bf16 natively
   (AVX512-BF16 or AMX, as torch reports them; oneDNN then runs a training step ~2x faster than
@@ -109,22 +111,43 @@ def cpu_bf16_support() -> tuple[bool, str]:
     return ok, capability
 
 
+#: On CUDA, ``auto`` turns bf16 autocast + channels-last on from this many images per device
+#: and per step. Measured on an H200 (docs/results/gpu-h200.md): at batch 64 a resnet18 step
+#: is launch-bound and bf16's cast kernels make it slower than fp32 (4,399 vs 5,736 images/s);
+#: at batch 256 bf16 + channels-last is 1.56x faster (17,335 vs 11,101).
+CUDA_BF16_MIN_BATCH = 128
+
+
 def choose_precision(
-    device: torch.device | str, amp: Any = "auto", channels_last: Any = "auto"
+    device: torch.device | str,
+    amp: Any = "auto",
+    channels_last: Any = "auto",
+    batch_size: int | None = None,
 ) -> Precision:
     """The precision to train or run a model with on ``device``.
 
     Args:
         device: where the model runs.
-        amp: ``auto`` (bf16 on CUDA, fp32 on CPUs), True (bf16; a CPU without native bf16
-            support logs a warning and runs fp32) or False (fp32).
-        channels_last: ``auto``, True or False, likewise.
+        amp: ``auto`` (bf16 on CUDA from :data:`CUDA_BF16_MIN_BATCH` images per step; fp32
+            on CPUs), True (force it; a CPU without native bf16 support logs a warning and
+            runs fp32) or False (fp32).
+        channels_last: ``auto``, True or False, likewise (``auto`` follows ``amp`` on CUDA).
+        batch_size: images per step on this device (the per-process batch); None (unknown,
+            e.g. inference) counts as large.
     """
     device_type = torch.device(device).type
     amp, channels_last = parse_choice(amp, "amp"), parse_choice(channels_last, "channels_last")
     if device_type != "cpu":
-        use_amp, use_cl = amp in ("auto", True), channels_last in ("auto", True)
+        large = batch_size is None or batch_size >= CUDA_BF16_MIN_BATCH
+        use_amp = amp is True or (amp == "auto" and large)
+        use_cl = channels_last is True or (channels_last == "auto" and use_amp)
         reason = f"{device_type}: amp={amp}, channels_last={channels_last}"
+        if batch_size is not None and "auto" in (amp, channels_last):
+            size = "large" if large else "small"
+            reason += (
+                f"; batch {batch_size} per device is {size} (bf16 + channels-last from "
+                f"{CUDA_BF16_MIN_BATCH}, measured)"
+            )
         return Precision(torch.bfloat16 if use_amp else None, use_cl, reason, device_type)
     supported, capability = cpu_bf16_support()
     if amp is True and not supported:

@@ -192,7 +192,7 @@ def prediction_input(dcfg) -> PredictionInput:
         except DataError as e:
             log.warning("no quality flags: %s", e)
     keys = table["objID"].astype(str).to_numpy()
-    have = set(store.image_index(path)) - set(store.skipped_objids(path))
+    have = set(store.image_index(path)) - set(store.skipped_objids(path, dcfg.crop, dcfg.resize))
     usable = np.array([k in have for k in keys], dtype=bool)
     objid = table["objID"].to_numpy()[usable]
     fp = store.fingerprint(path)

@@ -7,7 +7,20 @@ for ``None``.
 
 from __future__ import annotations
 
+import sys
+
 from tqdm.auto import tqdm
+
+
+def show_progress(requested: bool | None = None) -> bool:
+    """Whether to draw progress bars: ``requested`` when given (``--progress`` /
+    ``--no-progress``), else only when stderr is a terminal (not in logs, pipes or CI).
+
+    The one terminal check of sfnet; every command's progress option resolves here.
+    """
+    if requested is not None:
+        return bool(requested)
+    return bool(getattr(sys.stderr, "isatty", lambda: False)())
 
 
 def progress_bar(

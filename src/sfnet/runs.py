@@ -31,11 +31,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import tomllib
 
 from sfnet import __version__
 from sfnet.config import ConfigError, RunConfig
@@ -65,6 +67,9 @@ REPORT = "report.html"
 EXPLAIN = "explain"
 #: In-memory galaxies a run was trained on (:func:`sfnet.api.train_run` keeps them with the run).
 RUN_DATA = "data.npz"
+
+#: ``model.json``'s ``"format"``: marks a folder as written by sfnet (:func:`is_run_folder`).
+RUN_FORMAT = "sfnet-run"
 
 #: Train settings a run may continue with different values (hardware only, not the result).
 HARDWARE_FIELDS = ("device", "amp", "channels_last", "num_workers")
@@ -118,6 +123,8 @@ class RunMeta:
         data_fingerprint: hash of the catalog + images the model was trained on.
         precision: how it was trained (:meth:`sfnet.precision.Precision.to_dict`: autocast
             dtype, channels_last, reason); None in runs of sfnet before it was recorded.
+        encoder: a timm trunk's architecture, normalisation and pretrained weights' identity
+            (:meth:`sfnet.model.EncoderSpec.record`); None for torchvision's resnet18.
     """
 
     k: int | None
@@ -139,6 +146,7 @@ class RunMeta:
     epochs_completed: int = 0
     sfnet_version: str = __version__
     precision: dict | None = None
+    encoder: dict | None = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -152,7 +160,7 @@ class RunMeta:
         return np.asarray(standardized) * np.asarray(self.target_std) + np.asarray(self.target_mean)
 
     def save(self, path: Path) -> None:
-        atomic_write_json(path, dataclasses.asdict(self))
+        atomic_write_json(path, {"format": RUN_FORMAT, **dataclasses.asdict(self)})
 
     @classmethod
     def load(cls, path: Path) -> RunMeta:
@@ -167,11 +175,29 @@ class RunMeta:
 
 
 def read_metrics(path: Path) -> list[dict]:
-    """The records of a ``metrics.jsonl`` file (empty when it does not exist)."""
+    """The records of a ``metrics.jsonl`` file (empty when it does not exist).
+
+    Raises:
+        RunFolderError: a line that is not a JSON object, naming the file and line number.
+    """
     path = Path(path)
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError as e:
+            raise RunFolderError(
+                f"{path}: line {n} is not a JSON record ({getattr(e, 'msg', e)}); remove or "
+                "fix that line (sfnet writes one JSON object per epoch)"
+            ) from None
+        if not isinstance(rec, dict):
+            raise RunFolderError(f"{path}: line {n} is not a JSON object: {line[:80]!r}")
+        records.append(rec)
+    return records
 
 
 def final_val_rmse(run_dir: Path) -> dict[str, float]:
@@ -191,7 +217,9 @@ def build_model(meta: RunMeta) -> SparseFeatureNet:
     """An untrained network of the architecture recorded in ``meta``."""
     from sfnet.model import SparseFeatureNet
 
-    return SparseFeatureNet(meta.k, len(meta.target_names), backbone=meta.backbone)
+    return SparseFeatureNet(
+        meta.k, len(meta.target_names), backbone=meta.backbone, encoder=meta.encoder
+    )
 
 
 def save_weights(model: torch.nn.Module, path: Path) -> None:
@@ -291,8 +319,6 @@ def load_run(run_dir: Path, device: str | torch.device = "cpu") -> Run:
 
 # ------------------------------------------------------------------ replacing a run folder
 
-#: Files only sfnet writes into a run folder; one of them marks a folder as an sfnet run.
-RUN_MARKERS = (CONFIG, META, METRICS, CHECKPOINT, WEIGHTS)
 #: Names that mark a folder as data (never deleted by ``--overwrite``).
 DATA_MARKERS = ("galaxies.csv", "galaxies.parquet", "galaxies.fits", "images", "packed")
 _STAGING = "staging"
@@ -331,12 +357,72 @@ def staging_path(out: Path) -> Path:
     return _sibling(Path(out), _STAGING)
 
 
+def remove_leftovers(out: Path) -> None:
+    """Remove ``.NAME.staging`` / ``.NAME.old`` beside ``out`` left by a killed start or swap
+    (after a kill during :meth:`StagedRun.commit` the staging folder holds the *old* run).
+    The caller holds ``out``'s lock and continues ``out`` itself (``--resume``)."""
+    for kind in (_STAGING, _OLD):
+        remove_tree(_sibling(Path(out), kind))
+
+
+def is_run_folder(folder: Path) -> bool:
+    """True when ``folder`` holds what sfnet writes into a run folder, judged by content, never
+    by a file name alone: a ``config.toml`` with exactly sfnet's ``[data]``, ``[model]`` and
+    ``[train]`` tables (each with a field sfnet knows), and a ``model.json`` (when present)
+    that is an sfnet run's (``"format": "sfnet-run"``, or the fields of runs written before
+    the marker)."""
+    from sfnet.config import SECTIONS
+
+    folder = Path(folder)
+    try:
+        with open(folder / CONFIG, "rb") as f:
+            cfg = tomllib.load(f)
+    except (OSError, ValueError):
+        return False
+    if set(cfg) != set(SECTIONS):
+        return False
+    for name, klass in SECTIONS.items():
+        known = {f.name for f in dataclasses.fields(klass)}
+        if not isinstance(cfg[name], dict) or not set(cfg[name]) & known:
+            return False
+    meta_path = folder / META
+    if meta_path.exists():
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            return False
+        if not isinstance(meta, dict):
+            return False
+        legacy = {"target_names", "data_fingerprint", "backbone", "epochs_completed"} <= set(meta)
+        if meta.get("format") != RUN_FORMAT and not ("format" not in meta and legacy):
+            return False
+    return True
+
+
+def _unswappable(out: Path) -> str | None:
+    """Why ``out`` cannot be replaced by renaming a sibling onto it (None when it can)."""
+    if out.name in ("", ".", ".."):
+        return "it is '.' or '..'"
+    target = out.resolve()
+    cwd = Path.cwd().resolve()
+    if target == cwd or target in cwd.parents:
+        return "it is the current folder or holds it"
+    if target.exists() and os.path.ismount(target):
+        return "it is a mount point"
+    parent = out.parent if out.parent != Path("") else Path(".")
+    if parent.is_dir() and not os.access(parent, os.W_OK | os.X_OK):
+        return f"its parent folder {parent} is not writable"
+    return None
+
+
 def check_replaceable(out: Path, overwrite: bool, data_path: str | Path | None = None) -> None:
     """Refuse (before anything is written) a ``--out`` that must not be replaced.
 
-    Refused: a file; the data being trained on or a folder containing it; a non-empty folder
-    without ``overwrite``; with ``overwrite``, a folder that is not an sfnet run folder (none of
-    :data:`RUN_MARKERS`) or that holds data (:data:`DATA_MARKERS`, ``*.npz``).
+    Refused: a file; a folder that cannot be swapped with a sibling (``.``, ``..``, the
+    current folder or one holding it, a mount point, a folder whose parent is read-only); the
+    data being trained on or a folder containing it; a non-empty folder without
+    ``overwrite``; with ``overwrite``, a folder that is not an sfnet run folder by content
+    (:func:`is_run_folder`) or that holds data (:data:`DATA_MARKERS`, ``*.npz``).
 
     Raises:
         RunFolderError: naming the folder and what to do.
@@ -344,6 +430,12 @@ def check_replaceable(out: Path, overwrite: bool, data_path: str | Path | None =
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"{out}: is a file, not a run folder; choose another --out")
+    why = _unswappable(out)
+    if why:
+        raise RunFolderError(
+            f"{out}: cannot be a run folder ({why}); a new run is trained beside it and swapped "
+            "in - give --out a named subfolder such as runs/NAME"
+        )
     if data_path:
         data = Path(data_path).resolve()
         target = out.resolve()
@@ -361,8 +453,12 @@ def check_replaceable(out: Path, overwrite: bool, data_path: str | Path | None =
     names = {p.name for p in out.iterdir()}
     data_like = sorted(n for n in names if n in DATA_MARKERS or n.endswith(".npz"))
     data_like = [n for n in data_like if n not in (ACTIVATIONS, RUN_DATA)]
-    if not names & set(RUN_MARKERS) or data_like:
-        why = f"it holds {', '.join(data_like)}" if data_like else "no " + ", ".join(RUN_MARKERS)
+    if data_like or not is_run_folder(out):
+        why = (
+            f"it holds {', '.join(data_like)}"
+            if data_like
+            else f"no {CONFIG} with sfnet's [data], [model] and [train] tables and no sfnet {META}"
+        )
         raise RunFolderError(
             f"{out}: not an sfnet run folder ({why}); --overwrite only replaces run folders - "
             "choose another --out or remove it yourself"

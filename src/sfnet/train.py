@@ -26,13 +26,13 @@ from torch import nn
 
 from sfnet.config import ConfigError, RunConfig
 from sfnet.data.batches import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     Normalization,
+    augment,
     channel_stats,
+    device_batches,
+    draw_flips,
     epoch_order,
-    iter_batches,
-    random_flips,
+    eval_batch_size,
     split_indices,
 )
 from sfnet.data.dataset import GalaxyData, load_dataset
@@ -40,7 +40,7 @@ from sfnet.distributed import DistContext, init_distributed
 from sfnet.errors import RunFolderError, UserError
 from sfnet.io import append_jsonl, atomic_write, atomic_write_bytes
 from sfnet.lock import folder_lock
-from sfnet.model import BACKBONE_DIMS, SparseFeatureNet
+from sfnet.model import SparseFeatureNet, backbone_dim, encoder_record, pretrained_normalization
 from sfnet.optim import make_scheduler, ranger
 from sfnet.precision import Precision, choose_precision
 from sfnet.progress import progress_bar
@@ -56,6 +56,7 @@ from sfnet.runs import (
     final_val_rmse,
     is_finished,
     read_metrics,
+    remove_leftovers,
     save_weights,
     stage_run_dir,
     staging_path,
@@ -106,6 +107,7 @@ def _prepare_folder(
             )
         if saved.data.path != config.data.path:
             log.info("data moved: %s -> %s", saved.data.path, config.data.path)
+        remove_leftovers(out)  # e.g. the old run left in .NAME.staging by a kill mid-swap
         return config, None
     staged = stage_run_dir(out, overwrite, config.data.path)
     config.save(staged.path / CONFIG)
@@ -290,7 +292,7 @@ def _describe_run(
     t_mean = y[train_idx].mean(axis=0)
     t_std = np.maximum(y[train_idx].std(axis=0), MIN_TARGET_STD)
     if mcfg.pretrained is not None:
-        norm = Normalization(IMAGENET_MEAN, IMAGENET_STD)
+        norm = Normalization(*pretrained_normalization(mcfg.backbone, mcfg.pretrained))
     else:
         norm = channel_stats(data.images, train_idx)
         log.info(
@@ -298,8 +300,9 @@ def _describe_run(
         )
     meta = RunMeta(
         k=mcfg.k,
-        d=BACKBONE_DIMS[mcfg.backbone],
+        d=backbone_dim(mcfg.backbone, mcfg.pretrained),
         backbone=mcfg.backbone,
+        encoder=encoder_record(mcfg.backbone, mcfg.pretrained),
         target=dcfg.target,
         target_names=list(data.target_names),
         target_mean=t_mean.tolist(),
@@ -338,7 +341,12 @@ def _build(
         torch.use_deterministic_algorithms(True, warn_only=True)
     torch.manual_seed(tcfg.seed)
     model = SparseFeatureNet(mcfg.k, len(data.target_names), mcfg.backbone, mcfg.pretrained)
-    precision = choose_precision(device, tcfg.amp, tcfg.channels_last)
+    local_batch = tcfg.batch_size // ctx.world_size
+    if local_batch < 1:
+        raise ConfigError(
+            f"train.batch_size ({tcfg.batch_size}) is smaller than the number of processes ({ctx.world_size})"
+        )
+    precision = choose_precision(device, tcfg.amp, tcfg.channels_last, batch_size=local_batch)
     meta.precision = precision.to_dict()
     if ctx.is_main:
         log.info("precision: %s (%s)", precision.name, precision.reason)
@@ -347,11 +355,6 @@ def _build(
     if ctx.enabled:
         net = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    local_batch = tcfg.batch_size // ctx.world_size
-    if local_batch < 1:
-        raise ConfigError(
-            f"train.batch_size ({tcfg.batch_size}) is smaller than the number of processes ({ctx.world_size})"
         )
     shard = math.ceil(len(train_idx) / ctx.world_size)  # DistributedSampler pads to equal shards
     # A last batch of one galaxy is dropped: batch norm cannot train on a single sample.
@@ -416,15 +419,16 @@ def _train_epoch(tr: Trainer, epoch: int, progress: bool) -> tuple[float, int]:
     # first step (1-based) with a non-finite loss; checked once per epoch (no per-step sync)
     no_step = torch.tensor(tr.steps_per_epoch + 1, dtype=torch.int64, device=device)
     bad_step = no_step.clone()
-    batches = iter_batches(tr.data.images, order, tr.local_batch, prefetch=tcfg.num_workers)
+    batches = device_batches(
+        tr.data.images, order, tr.local_batch, device, prefetch=tcfg.num_workers
+    )
     show = progress and ctx.is_main
     bar = progress_bar(show, tr.steps_per_epoch, f"epoch {epoch + 1}/{tcfg.epochs}", leave=False)
     for step, (rows, xb) in enumerate(batches, start=1):
-        x = tr.norm.apply(xb.to(device, non_blocking=True))
-        if tcfg.flips:
-            x = random_flips(x, gen)
+        flips = draw_flips(len(rows), gen) if tcfg.flips else None
+        x = augment(xb, tr.norm, flips, tr.precision.channels_last)
         with tr.precision.autocast():
-            outp = tr.net(tr.precision.images(x))
+            outp = tr.net(x)
         loss = rmse_loss(outp.predictions, tr.y_std[torch.from_numpy(rows).to(device)])
         tr.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -506,10 +510,10 @@ def _validate(tr: Trainer, model: nn.Module | None = None) -> np.ndarray:
     mean = torch.tensor(meta.target_mean, dtype=torch.float64, device=device)
     sq = torch.zeros(len(meta.target_names), dtype=torch.float64, device=device)
     count = torch.tensor(float(len(rows)), dtype=torch.float64, device=device)
-    for r, xb in iter_batches(tr.data.images, rows, tr.local_batch * 2):
-        x = tr.norm.apply(xb.to(device))
+    for r, xb in device_batches(tr.data.images, rows, eval_batch_size(tr.local_batch), device):
+        x = augment(xb, tr.norm, None, tr.precision.channels_last)
         with tr.precision.autocast():
-            p = model(tr.precision.images(x)).predictions.double() * std + mean
+            p = model(x).predictions.double() * std + mean
         t = torch.from_numpy(tr.y[r]).to(device)
         sq += ((p - t) ** 2).sum(dim=0)
     ctx.all_reduce_sum(sq)
@@ -556,10 +560,10 @@ def recompute_bn(
     if len(rows) % batch_size == 1:
         rows = rows[:-1]
     try:
-        for _, xb in iter_batches(images, rows, batch_size, prefetch=0):
-            x = norm.apply(xb.to(device))
+        for _, xb in device_batches(images, rows, batch_size, device, prefetch=0):
+            x = augment(xb, norm, None, precision.channels_last)
             with precision.autocast():
-                model(precision.images(x))
+                model(x)
     finally:
         for m in bns:
             m.momentum = momenta[m]

@@ -124,10 +124,10 @@ def test_paper_agn_svm_scores_only_sf_and_agn():
 
 
 def test_rank_by_frequency_breaks_pre_topk_ties_by_post_topk_use():
-    from sfnet.analysis.paper import rank_by_frequency
+    from sfnet.analysis.activations import rank_features
 
     pre = np.array([1.0, 1.0, 1.0, 0.5, 0.0])
     post = np.array([0.1, 0.0, 0.7, 0.9, 0.0])
     # all of 0..2 fire before TopK; the head mostly uses 2, then 0; 4 never fires: dropped
-    assert rank_by_frequency(pre, post).tolist() == [2, 0, 1, 3]
-    assert rank_by_frequency(post).tolist() == [3, 2, 0]
+    assert rank_features(pre, tie_break=post).tolist() == [2, 0, 1, 3]
+    assert rank_features(post).tolist() == [3, 2, 0]

@@ -219,3 +219,31 @@ def test_corrupt_fits_catalog_is_one_short_message(tmp_path):
     msg = str(err.value)
     assert str(path) in msg and "FITS" in msg
     assert len(msg) < 300 and msg.count("\n") == 0, msg
+
+
+def test_objids_keep_the_spelling_of_the_catalog(tmp_path):
+    from sfnet.data.catalog import read_catalog
+
+    path = tmp_path / "galaxies.csv"
+    path.write_text("objID,oh_p50\n+5,8.7\n-0,8.8\n7,9.0\n")
+    ids = read_catalog(path)["objID"].tolist()
+    assert ids == ["+5", "-0", "7"]
+    # "nan" is named as written (not as an empty objID)
+    path.write_text("objID,oh_p50\n5,8.7\nnan,8.8\n")
+    with pytest.raises(DataError, match="'nan'"):
+        read_catalog(path)
+    # canonical integers still become int64
+    path.write_text("objID,oh_p50\n5,8.7\n-3,8.8\n")
+    assert read_catalog(path)["objID"].dtype == "int64"
+
+
+def test_a_target_beyond_float32_is_out_of_range_with_its_row(tmp_path):
+    from sfnet.data.catalog import read_catalog, select_target
+
+    path = tmp_path / "galaxies.csv"
+    path.write_text("objID,oh_p50\n11,8.7\n12,1e300\n13,8.9\n")
+    with pytest.raises(DataError) as e:
+        select_target(read_catalog(path), "metallicity", str(path))
+    msg = str(e.value)
+    assert "row 1 (objID 12): oh_p50 = 1e+300 is out of range" in msg
+    assert "non-finite" not in msg

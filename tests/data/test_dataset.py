@@ -61,7 +61,7 @@ def test_predict_new_galaxies_without_targets(tmp_path, capsys):
                 "16",
                 "--out",
                 str(run),
-                "--quiet",
+                "--no-progress",
             ]
         )
         == 0

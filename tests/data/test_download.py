@@ -165,6 +165,11 @@ def test_permanent_failures_are_summarised_and_never_written(tmp_path):
     assert res.failures_file == out / "download_failures.tsv"
     table = pd.read_csv(res.failures_file, sep="\t", dtype={"objID": str})
     assert table["objID"].tolist() == [f"123764870404394210{i}" for i in range(3)]
+    # ra/dec read back as numbers (not "np.float64(1.0)"), equal to the catalog's
+    cat = _catalog(4)
+    assert table["ra"].dtype == np.float64 and table["dec"].dtype == np.float64
+    np.testing.assert_array_equal(table["ra"], cat["ra"][:3])
+    np.testing.assert_array_equal(table["dec"], cat["dec"][:3])
     assert [p.name for p in out.iterdir() if p.suffix == ".jpg"] == ["1237648704043942103.jpg"]
 
 
@@ -233,10 +238,39 @@ def test_cli_download(tmp_path, capsys):
             "0",
             "--backoff",
             "0.01",
-            "--quiet",
+            "--no-progress",
         ]
         assert main(argv) == 1
         assert "2 downloaded, 0 already present, 1 failed of 3" in capsys.readouterr().out
         srv.plan = {}
         assert main(argv) == 0
     assert "1 downloaded, 2 already present, 0 failed" in capsys.readouterr().out
+
+
+def test_a_full_disk_stops_the_download_in_one_line(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import sfnet.io
+
+    def full(path, data, **kw):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(sfnet.io, "atomic_write_bytes", full)
+    catalog = tmp_path / "cat.csv"
+    _catalog(40).to_csv(catalog, index=False)
+    with FakeCutoutServer({}) as server:
+        argv = ["download", "--catalog", str(catalog), "--out", str(tmp_path / "img")]
+        argv += [
+            "--url-template",
+            server.template,
+            "--rate",
+            "0",
+            "--workers",
+            "2",
+            "--no-progress",
+        ]
+        assert main(argv) == 2
+        hits = sum(server.hits.values())
+    err = capsys.readouterr().err.strip()
+    assert "no space left" in err and ".jpg" in err and len(err.splitlines()) == 1
+    assert hits <= 4  # stopped at once: not every galaxy tried (and none retried)

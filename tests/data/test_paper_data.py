@@ -57,9 +57,13 @@ class FakeZenodo:
     ``truncate``: names whose first response sends only half the body, then closes.
     """
 
-    def __init__(self, bodies, checksums=None, truncate=()):
+    def __init__(self, bodies, checksums=None, truncate=(), flood=(), record=None, links=None):
         self.bodies, self.checksums, self.truncate = bodies, checksums or {}, set(truncate)
+        self.flood = set(flood)  # names sent with no length, followed by endless junk
+        self.record_json, self.links = record, links or {}  # raw record document; link overrides
         self.ranges: list[str | None] = []
+        self.requests: list[str] = []
+        self.flood_sent = 0
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -76,12 +80,19 @@ class FakeZenodo:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def record(self, h):
+        if self.record_json is not None:
+            body = json.dumps(self.record_json).encode()
+            h.send_response(200)
+            h.send_header("Content-Length", str(len(body)))
+            h.end_headers()
+            h.wfile.write(body)
+            return
         files = [
             {
                 "key": name,
                 "size": len(body),
                 "checksum": self.checksums.get(name, "md5:" + hashlib.md5(body).hexdigest()),
-                "links": {"self": self.api.replace("/api", "/files/") + name},
+                "links": {"self": self.links.get(name, self.api.replace("/api", "/files/") + name)},
             }
             for name, body in self.bodies.items()
         ]
@@ -93,7 +104,19 @@ class FakeZenodo:
 
     def file(self, h):
         name = h.path.rsplit("/", 1)[1]
+        self.requests.append(name)
         body = self.bodies[name]
+        if name in self.flood:  # the declared body, then up to 64 MiB more (bounded)
+            h.send_response(200)
+            h.end_headers()
+            h.close_connection = True
+            junk = b"\0" * (64 << 10)
+            with contextlib.suppress(OSError):
+                h.wfile.write(body)
+                for _ in range(1024):
+                    h.wfile.write(junk)
+                    self.flood_sent += len(junk)
+            return
         rng = h.headers.get("Range")
         self.ranges.append(rng)
         start = int(rng.split("=")[1].rstrip("-")) if rng else 0
@@ -170,3 +193,147 @@ def test_malicious_tar_member_is_refused_before_writing(tmp_path, member):
         fetch_paper_data(out, api=srv.api, backoff=0.0)
     assert not (out / "images").exists() and not list(out.glob(".*unpacking*"))
     assert not (tmp_path / "evil.jpg").exists()
+
+
+# ------------------------------------------------- a hostile or broken record, a full disk
+
+
+BODIES = {"galaxies.csv": CATALOG, "images-sdss.tar.gz": GOOD_TAR}
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    return err
+
+
+def test_download_stops_at_the_declared_size(tmp_path, capsys):
+    with fake(bodies=BODIES, flood={"galaxies.csv"}) as srv:
+        assert main(["fetch-paper-data", str(tmp_path), "--api", srv.api, "--retries", "0"]) == 2
+        sent = srv.flood_sent
+    assert "more than the record's size" in _one_line(capsys)
+    assert sent < 32 << 20  # the client hung up: not 64 MiB (socket buffers hold a few MiB)
+    assert not any(p.stat().st_size > len(CATALOG) for p in tmp_path.iterdir() if p.is_file())
+
+
+def test_only_http_links_are_followed(tmp_path, capsys):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("objID\n1\n")
+    out = tmp_path / "out"
+    with fake(bodies=BODIES, links={"galaxies.csv": secret.as_uri()}) as srv:
+        assert main(["fetch-paper-data", str(out), "--api", srv.api]) == 2
+    assert "not an http(s) link" in _one_line(capsys)
+    assert not (out / "galaxies.csv").exists()
+    assert main(["fetch-paper-data", str(out), "--api", tmp_path.as_uri()]) == 2
+    assert "not an http(s) link" in _one_line(capsys)
+
+
+def _entry(**kw):
+    e = {"key": "galaxies.csv", "size": 3, "checksum": "md5:" + "0" * 32}
+    e["links"] = {"self": "http://127.0.0.1:1/files/galaxies.csv"}
+    return {**e, **kw}
+
+
+@pytest.mark.parametrize(
+    "record, says",
+    [
+        ({"files": [_entry(checksum="sha999:abc")]}, "unknown checksum algorithm 'sha999'"),
+        ({"files": [_entry(size="many")]}, "non-numeric size 'many'"),
+        ({"files": [_entry(size=[1])]}, "non-numeric size"),
+        ([{"files": []}], "expected a JSON object"),
+    ],
+)
+def test_a_malformed_record_is_one_line(tmp_path, capsys, record, says):
+    with fake(bodies=BODIES, record=record) as srv:
+        assert main(["fetch-paper-data", str(tmp_path / "o"), "--api", srv.api]) == 2
+    assert says in _one_line(capsys)
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--timeout", "-1"], "--timeout must be"),
+        (["--timeout", "0"], "--timeout must be"),
+        (["--timeout", "nan"], "--timeout must be"),
+        (["--retries", "-1"], "--retries must be"),
+    ],
+)
+def test_fetch_option_ranges(tmp_path, capsys, args, says):
+    with fake(bodies=BODIES) as srv:
+        assert main(["fetch-paper-data", str(tmp_path / "o"), "--api", srv.api, *args]) == 2
+        assert srv.requests == []
+    assert says in _one_line(capsys)
+
+
+def test_an_archive_made_with_tar_c_dot_unpacks(tmp_path):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:  # tar -C imgs -czf x.tar.gz .
+        root = tarfile.TarInfo("./")
+        root.type = tarfile.DIRTYPE
+        tar.addfile(root)
+        for j, i in enumerate(IDS):
+            info = tarfile.TarInfo(f"./{i}.jpg")
+            body = _jpeg(j)
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+    bodies = {"galaxies.csv": CATALOG, "images-sdss.tar.gz": buf.getvalue()}
+    with fake(bodies=bodies) as srv:
+        fetch_paper_data(tmp_path, api=srv.api, backoff=0.0)
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == sorted(
+        f"{i}.jpg" for i in IDS
+    )
+
+
+def test_an_existing_images_folder_is_verified_not_trusted(tmp_path, capsys):
+    out = tmp_path / "paper"
+    (out / "images").mkdir(parents=True)  # empty: unpacked into
+    with fake(bodies=BODIES) as srv:
+        fetch_paper_data(out, api=srv.api, backoff=0.0)
+        assert len(list((out / "images").iterdir())) == 3
+        # someone's own images folder: refused, never deleted, never reported as success
+        other = tmp_path / "other"
+        (other / "images").mkdir(parents=True)
+        (other / "images" / "mine.jpg").write_bytes(b"mine")
+        assert main(["fetch-paper-data", str(other), "--api", srv.api]) == 2
+        assert "does not hold images-sdss.tar.gz's images" in _one_line(capsys)
+        assert (other / "images" / "mine.jpg").read_bytes() == b"mine"
+        # a complete images/ without the marker (a kill after the rename) is accepted
+        (out / ".images.unpacked.json").unlink()
+        fetch_paper_data(out, api=srv.api, backoff=0.0)
+        assert (out / ".images.unpacked.json").is_file()
+
+
+def test_a_users_catalog_is_never_replaced_without_overwrite(tmp_path, capsys):
+    (tmp_path / "galaxies.csv").write_text("objID\n42\n")
+    with fake(bodies=BODIES) as srv:
+        assert main(["fetch-paper-data", str(tmp_path), "--api", srv.api]) == 2
+        assert "--overwrite" in _one_line(capsys)
+        assert (tmp_path / "galaxies.csv").read_text() == "objID\n42\n"
+        assert main(["fetch-paper-data", str(tmp_path), "--api", srv.api, "--overwrite"]) == 0
+    assert (tmp_path / "galaxies.csv").read_bytes() == CATALOG
+
+
+def test_a_full_disk_is_not_retried_as_a_network_error(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import sfnet.data.paper_data as pd_mod
+
+    class Full:
+        def __init__(self, *a, **k):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            pass
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pd_mod, "open", Full, raising=False)
+    with fake(bodies=BODIES) as srv:
+        assert main(["fetch-paper-data", str(tmp_path), "--api", srv.api]) == 2
+        assert srv.requests == ["galaxies.csv"]  # one attempt, no retries
+    err = _one_line(capsys)
+    assert "galaxies.csv.part: no space left" in err

@@ -122,7 +122,7 @@ def test_prepare_matches_folder_decode_and_crops_on_read(tmp_path):
     folder, ids = make_folder(tmp_path / "d", n=7, size=31)
     res = prepare(folder, workers=1, chunk_size=3)
     assert (res.n_images, res.n_bad, res.height, res.width) == (7, 0, 31, 31)
-    assert (folder / "packed" / "images.u8").stat().st_size == 7 * 3 * 31 * 31
+    assert (folder / "packed" / "native" / "images.u8").stat().st_size == 7 * 3 * 31 * 31
     sub = [ids[5], ids[0], ids[3]]
     imgs = open_images(folder, sub, crop=20)
     assert isinstance(imgs, PackedImages) and imgs.shape == (3, 3, 20, 20)
@@ -143,10 +143,11 @@ def test_prepare_with_worker_processes_and_stored_crop(tmp_path):
     assert (res.height, res.width, res.crop) == (16, 16, 16)
     imgs = open_images(folder, ids, crop=16)
     assert all(np.array_equal(imgs[i], _expected(i, 24, 16)) for i in range(9))
-    with pytest.raises(DataError, match="holds 16 px crops but crop 12"):
-        open_images(folder, ids, crop=12)
-    with pytest.raises(DataError, match="resize=None but resize=20"):
-        open_images(folder, ids, crop=16, resize=20)
+    # another geometry than the store's is decoded from the images, not refused
+    other = open_images(folder, ids, crop=12)
+    assert isinstance(other, FolderImages)
+    assert np.array_equal(other[4], _expected(4, 24, 12))
+    assert isinstance(open_images(folder, ids, crop=16, resize=20), FolderImages)
 
 
 def test_stale_store_is_refused(tmp_path):
@@ -159,7 +160,7 @@ def test_stale_store_is_refused(tmp_path):
     assert fingerprint(folder) != fp
     with pytest.raises(DataError, match=r"stale.*re-run `sfnet prepare"):
         open_images(folder, ids, crop=16)
-    (folder / "packed" / "index.json").write_text("{not json")
+    (folder / "packed" / "native" / "index.json").write_text("{not json")
     with pytest.raises(DataError, match="unreadable packed-store index"):
         open_images(folder, ids, crop=16)
     prepare(folder, workers=1)  # replaces a broken or stale store
@@ -182,12 +183,13 @@ def test_prepare_resumes_after_interruption(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         prepare(folder, workers=1, chunk_size=3, on_chunk=stop_after_two)
     assert calls == [(1, 4), (2, 4)]
-    packed = folder / "packed"
+    packed = folder / "packed" / "native"
     assert not (packed / "images.u8").exists() and not (packed / "index.json").exists()
     with pytest.raises(DataError, match="incomplete"):
         open_images(folder, ids, crop=16)
     res = prepare(folder, workers=1, chunk_size=3)
     assert res.resumed_chunks == 2 and not res.up_to_date
+    assert not (folder / "packed" / "native.new").exists()
     assert not (packed / "progress.json").exists() and not (packed / "images.u8.partial").exists()
     imgs = open_images(folder, ids, crop=16)
     assert all(np.array_equal(imgs[i], _expected(i, 16, 16)) for i in range(10))
@@ -202,7 +204,7 @@ def test_prepare_refuses_missing_and_corrupt_images(tmp_path):
     (folder / "images" / f"{ids[4]}.png").write_bytes(b"\x89PNG not really")
     with pytest.raises(DataError, match=rf"1 bad image\(s\): {ids[4]} \(cannot decode"):
         prepare(folder, workers=1)
-    assert not (folder / "packed" / "index.json").exists()
+    assert not (folder / "packed" / "native" / "index.json").exists()
 
 
 def test_skip_bad_drops_counts_and_lists(tmp_path):
@@ -212,7 +214,8 @@ def test_skip_bad_drops_counts_and_lists(tmp_path):
     Image.fromarray(_image(5, 20)).save(folder / "images" / f"{ids[5]}.png")  # wrong size
     res = prepare(folder, workers=1, skip_bad=True)
     assert (res.n_images, res.n_bad) == (3, 3)
-    text = (folder / "bad_images.txt").read_text()
+    assert res.bad_file == folder / "packed" / "native" / "bad_images.txt"
+    text = res.bad_file.read_text()
     assert all(str(ids[i]) in text for i in (1, 4, 5)) and "--resize" in text
     assert sorted(skipped_objids(folder)) == sorted(str(ids[i]) for i in (1, 4, 5))
     with pytest.raises(DataError, match="dropped by --skip-bad"):
@@ -241,14 +244,14 @@ def test_cli_prepare(tmp_path, capsys):
     from sfnet.cli import main
 
     folder, ids = make_folder(tmp_path / "d", n=4, size=16)
-    assert main(["prepare", str(folder), "--workers", "1", "--quiet"]) == 0
+    assert main(["prepare", str(folder), "--workers", "1", "--no-progress"]) == 0
     assert "packed 4 images (16x16 px)" in capsys.readouterr().out
-    assert main(["prepare", str(folder), "--quiet"]) == 0
+    assert main(["prepare", str(folder), "--no-progress"]) == 0
     assert "up to date" in capsys.readouterr().out
     (folder / "images" / f"{ids[0]}.png").unlink()
-    assert main(["prepare", str(folder), "--quiet"]) == 2
+    assert main(["prepare", str(folder), "--no-progress"]) == 2
     assert f"no image for 1 objID(s): {ids[0]}" in capsys.readouterr().err
-    assert main(["prepare", str(folder), "--quiet", "--skip-bad", "--workers", "1"]) == 0
+    assert main(["prepare", str(folder), "--no-progress", "--skip-bad", "--workers", "1"]) == 0
     assert "dropped 1 bad image(s)" in capsys.readouterr().out
 
 
@@ -261,7 +264,7 @@ def test_odd_first_image_does_not_set_the_store_size(tmp_path):
     res = prepare(folder, workers=1, skip_bad=True)
     assert (res.height, res.width, res.n_images, res.n_bad) == (16, 16, 5, 1)
     assert skipped_objids(folder) == [str(ids[0])]
-    assert "64x64" in (folder / "bad_images.txt").read_text()
+    assert "64x64" in res.bad_file.read_text()
 
 
 def test_images_of_another_scale_are_not_silently_cropped(tmp_path):
@@ -383,9 +386,166 @@ def test_store_index_with_duplicated_objids_is_refused(tmp_path):
 
     folder, ids = make_folder(tmp_path / "d", n=3, size=16)
     prepare(folder, workers=1)
-    path = folder / "packed" / "index.json"
+    path = folder / "packed" / "native" / "index.json"
     idx = json.loads(path.read_text())
     idx["objids"][2] = idx["objids"][0]
     path.write_text(json.dumps(idx))
     with pytest.raises(DataError, match="duplicated objIDs"):
         open_images(folder, ids[:2], crop=16)
+
+
+# -------------------------------------------------- stores per geometry, locks, hostile files
+
+
+def test_stores_of_several_geometries_coexist_and_each_reader_picks_its_own(tmp_path):
+    folder, ids = make_folder(tmp_path / "d", n=6, size=24)
+    whole = prepare(folder, workers=1)
+    small = prepare(folder, resize=16, workers=1)  # adds a store, keeps the first
+    assert whole.store == folder / "packed" / "native"
+    assert small.store == folder / "packed" / "resize16"
+    assert prepare(folder, workers=1).up_to_date and prepare(folder, resize=16).up_to_date
+    a = open_images(folder, ids, crop=20)
+    b = open_images(folder, ids, crop=12, resize=16)
+    assert isinstance(a, PackedImages) and a.path.parent == whole.store
+    assert isinstance(b, PackedImages) and b.path.parent == small.store
+    assert all(np.array_equal(a[i], _expected(i, 24, 20)) for i in range(6))
+    direct = FolderImages([folder / "images" / f"{o}.png" for o in ids], 12, 16)
+    assert np.array_equal(b[np.arange(6)], direct[np.arange(6)])
+    # training on either geometry reads its own store
+    cfg = DataConfig(path=str(folder), target="metallicity", crop=16, resize=16)
+    assert load_dataset(cfg).images.path.parent == small.store
+
+
+def test_without_a_matching_store_images_are_decoded_and_prepare_is_suggested(tmp_path, caplog):
+    import logging
+
+    folder, ids = make_folder(tmp_path / "d", n=5, size=24)
+    prepare(folder, workers=1)  # whole 24 px images
+    caplog.set_level(logging.INFO, logger="sfnet.data.store")
+    data = load_dataset(DataConfig(path=str(folder), target="metallicity", crop=16, resize=16))
+    assert isinstance(data.images, FolderImages)  # decoded, not refused
+    assert data.images.shape == (5, 3, 16, 16)
+    hint = [r.getMessage() for r in caplog.records if "would make it faster" in r.getMessage()]
+    assert len(hint) == 1 and f"sfnet prepare {folder} --resize 16" in hint[0]
+    load_dataset(DataConfig(path=str(folder), target="metallicity", crop=16, resize=16))
+    assert sum("would make it faster" in r.getMessage() for r in caplog.records) == 1  # once
+
+
+def test_old_single_store_layout_is_read_when_its_geometry_matches(tmp_path, caplog):
+    import logging
+
+    folder, ids = make_folder(tmp_path / "d", n=4, size=16)
+    res = prepare(folder, workers=1)
+    for f in res.store.iterdir():  # the layout of earlier versions: packed/images.u8
+        f.rename(folder / "packed" / f.name)
+    res.store.rmdir()
+    imgs = open_images(folder, ids, crop=12)
+    assert isinstance(imgs, PackedImages) and imgs.path == folder / "packed" / "images.u8"
+    assert np.array_equal(imgs[3], _expected(3, 16, 12))
+    assert prepare(folder, workers=1).up_to_date
+    caplog.set_level(logging.INFO, logger="sfnet.data.store")
+    other = open_images(folder, ids, crop=12, resize=20)  # another geometry: decoded
+    assert isinstance(other, FolderImages)
+    assert any("older layout" in r.getMessage() for r in caplog.records)
+    added = prepare(folder, resize=20, workers=1)
+    assert isinstance(open_images(folder, ids, crop=12, resize=20), PackedImages)
+    assert (folder / "packed" / "images.u8").is_file() and added.store.is_dir()
+
+
+HOLD_PREPARE = (
+    "import sys, time\n"
+    "from pathlib import Path\n"
+    "from sfnet.data.store import prepare\n"
+    "go = Path(sys.argv[2])\n"
+    "def wait(done, total):\n"
+    "    if done == 1:\n"
+    "        print('chunk', flush=True)\n"
+    "        while not go.exists(): time.sleep(0.05)\n"
+    "prepare(sys.argv[1], resize=16, workers=1, chunk_size=2, on_chunk=wait)\n"
+    "print('done', flush=True)\n"
+)
+
+
+def test_second_prepare_stops_at_once_naming_the_holder(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    from sfnet.cli import main
+
+    folder, ids = make_folder(tmp_path / "d", n=6, size=24)
+    go = tmp_path / "go"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2] / "src"))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD_PREPARE, str(folder), str(go)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout.readline().strip() == "chunk"  # the first prepare is mid-way
+        for argv in (["--resize", "20"], ["--resize", "16"], []):  # other and same geometry
+            assert main(["prepare", str(folder), "--workers", "1", "--no-progress", *argv]) == 2
+            err = capsys.readouterr().err
+            assert f"PID {proc.pid}" in err and "sfnet prepare" in err, err
+            assert len(err.strip().splitlines()) == 1
+        go.touch()
+        assert proc.stdout.readline().strip() == "done"  # the first one finishes unharmed
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    imgs = open_images(folder, ids, crop=16, resize=16)
+    direct = FolderImages([folder / "images" / f"{o}.png" for o in ids], 16, 16)
+    assert np.array_equal(imgs[np.arange(6)], direct[np.arange(6)])  # no black rows
+    assert not (folder / "packed" / "resize20").exists()
+    assert not (folder / ".packed.lock").exists()
+
+
+def _png16(path: Path, arr: np.ndarray) -> None:
+    Image.fromarray(arr.astype(np.uint16)).save(path)
+
+
+def test_16bit_png_is_scaled_to_8_bits_not_clipped(tmp_path):
+    grey = (np.arange(32)[None, :] * 2114).repeat(32, axis=0)  # 0 .. 65534
+    path = tmp_path / "g16.png"
+    _png16(path, grey)
+    assert Image.open(path).mode.startswith("I;16")
+    img = decode_image(path, None)
+    assert img.shape == (3, 32, 32) and img.dtype == np.uint8
+    assert np.abs(img[0].astype(int) - np.round(grey / 257)).max() <= 1
+    assert (img == 255).mean() < 0.05  # Pillow's convert("RGB") put 97 % at 255
+
+
+def test_fits_decompression_bomb_is_refused_from_its_header(tmp_path):
+    import gzip
+    import time
+
+    def bomb(path: Path, shape: tuple[int, ...], data: bool) -> None:
+        hdr = fits.Header(
+            [("SIMPLE", True), ("BITPIX", -32), ("NAXIS", len(shape))]
+            + [(f"NAXIS{k + 1}", n) for k, n in enumerate(reversed(shape))]
+        )
+        nbytes = int(np.prod(shape)) * 4
+        with gzip.open(path, "wb", compresslevel=1) as f:
+            f.write(hdr.tostring().encode())
+            block = bytes(1 << 22)
+            left = nbytes + (-nbytes) % 2880 if data else 0
+            while left:
+                f.write(block[: min(left, len(block))])
+                left -= min(left, len(block))
+
+    huge = tmp_path / "huge.fits.gz"  # declares 3 x 8000^2 float32 (768 MB), holds 1 header
+    bomb(huge, (3, 8000, 8000), data=False)
+    real = tmp_path / "real.fits.gz"  # 53 MB of zeros in a 52 kB file: decodable, too big
+    bomb(real, (3, 2100, 2100), data=True)
+    assert real.stat().st_size < 300_000
+    for path in (huge, real):
+        t0 = time.perf_counter()
+        with pytest.raises(store.BadImage, match=rf"{path.name}: FITS headers declare 3 x "):
+            decode_image(path, 32)
+        assert time.perf_counter() - t0 < 0.5  # not decompressed
+    folder, ids = make_folder(tmp_path / "d", n=3, size=16)
+    (folder / "images" / f"{ids[1]}.png").unlink()
+    real.rename(folder / "images" / f"{ids[1]}.fits.gz")
+    with pytest.raises(DataError, match=rf"{ids[1]}.fits.gz: FITS headers declare"):
+        prepare(folder, workers=1)

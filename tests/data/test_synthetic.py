@@ -209,3 +209,55 @@ def test_bptclass_uses_mpa_jhu_coding(big_catalog: pd.DataFrame) -> None:
     agn = big_catalog["true_agn"].to_numpy() == 1
     strong = np.isin(cls, [1, 3, 4])
     assert np.isin(cls[agn & strong], [3, 4]).mean() > np.isin(cls[~agn & strong], [3, 4]).mean()
+
+
+def test_preview_never_writes_over_a_file_unless_told(survey: Path, tmp_path: Path, capsys):
+    import shutil
+
+    from sfnet.cli import main
+
+    data = tmp_path / "D"
+    shutil.copytree(survey, data)
+    catalog = (data / "galaxies.csv").read_bytes()
+    argv = ["synth", "--preview", "true_cos_inc", "--data", str(data), "--preview-n", "4"]
+    # the dataset's own catalog: refused, even with --overwrite
+    for extra in ([], ["--overwrite"]):
+        assert main([*argv, "--out", str(data / "galaxies.csv"), *extra]) == 2
+        assert "input of this command" in capsys.readouterr().err
+    assert (data / "galaxies.csv").read_bytes() == catalog
+    # someone's file: only with --overwrite
+    mine = tmp_path / "mine.png"
+    mine.write_bytes(b"my figure")
+    assert main([*argv, "--out", str(mine)]) == 2
+    assert "--overwrite" in capsys.readouterr().err and mine.read_bytes() == b"my figure"
+    assert main([*argv, "--out", str(mine), "--overwrite"]) == 0
+    assert mine.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--seed", "-1"], "--seed must be"),
+        (["--seed", str(2**64)], "--seed must be"),
+        (["--size", "40000"], "GiB of memory"),
+        (["--n", "0"], "--n must be"),
+    ],
+)
+def test_synth_refuses_bad_settings_up_front_in_one_line(tmp_path, capsys, args, says):
+    from sfnet.cli import main
+
+    out = tmp_path / "s"
+    assert main(["synth", "--out", str(out), "--n", "3", "--workers", "1", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert says in err and len(err.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_preview_n_must_be_positive(survey: Path, tmp_path: Path, capsys):
+    from sfnet.cli import main
+
+    argv = ["synth", "--preview", "true_cos_inc", "--data", str(survey), "--out"]
+    assert main([*argv, str(tmp_path / "g.png"), "--preview-n", "-5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--preview-n must be >= 1" in err and len(err.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []

@@ -70,8 +70,8 @@ def test_to_rgb_checks_shape():
         to_rgb(np.zeros((5, 7, 3), np.uint8))
 
 
-def test_training_curves_figure_and_file(tmp_path):
-    from sfnet.outputs.plots import plot_training_curves, training_curves_figure
+def test_training_curves_figure():
+    from sfnet.outputs.plots import training_curves_figure
 
     metrics = [
         {"epoch": e, "train_loss": 1 / e, "val_rmse": {"a": 0.2 / e, "b": 0.3 / e}, "lr": 0.1 / e}
@@ -82,4 +82,3 @@ def test_training_curves_figure_and_file(tmp_path):
     assert list(loss.lines[0].get_xdata()) == [1, 2, 3]
     assert [line.get_label() for line in rmse.lines] == ["a", "b"]
     np.testing.assert_allclose(lr.lines[0].get_ydata(), [0.1, 0.05, 0.1 / 3])
-    _assert_png(plot_training_curves(tmp_path / "curves.png", metrics))

@@ -32,6 +32,7 @@ def test_frame_marks_inactive_features():
     f = _frame()
     assert list(f["feature_2"]) == [-1, 9] and list(f["activation_2"]) == [0.0, pytest.approx(0.2)]
     assert target_unit("pred_oh_p50") == u.dex and target_unit("pred_x") is None
+    assert target_unit("measured_oh_p50") == u.dex
     assert target_unit("log_h_beta_flux") == LOGFLUX
 
 
@@ -73,3 +74,70 @@ def test_cli_predict_writes_fits_with_units(tmp_path, capsys):
     np.testing.assert_allclose(
         pd.read_csv(csv)["pred_oh_p50"], np.asarray(t["pred_oh_p50"]), rtol=1e-6
     )
+
+
+#: The unit every column of a table sfnet writes must carry (None: a plain number or label).
+LOGFLUX_UNIT = "dex(1e-17 erg / (s cm2))"
+UNITS = {
+    "oh_p50": "dex",
+    "log_nii_6584_flux": LOGFLUX_UNIT,
+    "log_h_alpha_flux": LOGFLUX_UNIT,
+    "log_oiii_5007_flux": LOGFLUX_UNIT,
+    "log_h_beta_flux": LOGFLUX_UNIT,
+    "h_alpha_flux": "1e-17 erg / (s cm2)",
+    "h_alpha_flux_err": "1e-17 erg / (s cm2)",
+    "ra": "deg",
+    "dec": "deg",
+    "sfnet_mean": "dex",
+    "sfnet_se": "dex",
+    "pca_rmse": "dex",
+}
+UNITLESS = ("objID", "split", "passes_cuts", "feature_", "activation_", "f", "target", "k", "repeats")  # fmt: skip
+
+
+def _expected_unit(column: str) -> str | None:
+    for prefix in ("pred_", "measured_", "true_"):
+        column = column.removeprefix(prefix)
+    if column in UNITS:
+        return UNITS[column]
+    assert column.startswith(UNITLESS), f"column {column!r}: which unit?"
+    return None
+
+
+def _walk_units(frame: pd.DataFrame, tmp_path, name: str) -> None:
+    units = {}
+    for ext in (".fits", ".ecsv"):
+        t = Table.read(write_table(frame, tmp_path / f"{name}{ext}"))
+        assert t.colnames == list(frame.columns)
+        units[ext] = {c: None if t[c].unit is None else t[c].unit.to_string() for c in t.colnames}
+        for c in t.colnames:
+            assert units[ext][c] == _expected_unit(c), (name, ext, c, units[ext][c])
+    assert units[".fits"] == units[".ecsv"]  # the same unit strings in both formats
+
+
+def test_every_column_of_every_written_table_has_its_unit(tmp_path, capsys):
+    from tests.test_predict import _dataset, _run_folder
+
+    # predictions as `sfnet predict` writes them (measured values, cuts, features)
+    data = _dataset(tmp_path / "D")
+    run = _run_folder(tmp_path / "run", data)
+    for ext in (".fits", ".ecsv"):
+        assert main(["predict", str(run), "--out", str(tmp_path / f"p{ext}")]) == 0
+    pred = Table.read(tmp_path / "p.fits").to_pandas()
+    assert "measured_oh_p50" in pred and "activation_2" in pred
+    _walk_units(pred, tmp_path, "pred")
+    assert Table.read(tmp_path / "p.ecsv")["measured_oh_p50"].unit == u.dex
+    # a bpt_lines prediction table with measured line fluxes and catalog columns
+    lines = _frame().drop(columns=["pred_x"])
+    for c in ("log_nii_6584_flux", "log_h_alpha_flux", "log_oiii_5007_flux", "log_h_beta_flux"):
+        lines[f"measured_{c}"] = [1.0, 2.0]
+    lines["h_alpha_flux"], lines["h_alpha_flux_err"] = [100.0, 50.0], [3.0, 2.0]
+    lines["ra"], lines["dec"] = [150.1, 20.0], [2.2, -1.0]
+    _walk_units(lines, tmp_path, "lines")
+    # the comparison's RMSE table and the API's feature activations
+    rmse = pd.DataFrame(
+        {"target": ["metallicity"], "k": [4], "sfnet_mean": [0.1], "sfnet_se": [0.01],
+         "repeats": [3], "pca_rmse": [0.12]}
+    )  # fmt: skip
+    _walk_units(rmse, tmp_path, "rmse")
+    _walk_units(pd.DataFrame({"objID": [1, 2], "f0": [0.0, 1.5], "f1": [2.0, 0.0]}), tmp_path, "f")

@@ -12,9 +12,9 @@ from sfnet.workflows.compare import (
     CompareConfig,
     mean_se,
     plan_runs,
+    rmse_table_markdown,
     run_comparison,
     sweep_table,
-    table_markdown,
     torchrun_command,
 )
 
@@ -94,7 +94,7 @@ def test_quick_comparison_end_to_end_and_resume(survey, tmp_path, monkeypatch, o
         str(feats),
         "--probe-trees",
         "20",
-        "--quiet",
+        "--no-progress",
     ]
     assert main(argv) == 0
 
@@ -169,7 +169,7 @@ def test_torchrun_launcher_command(tmp_path):
 
     for c in (cmd, resumed):
         args = build_parser().parse_args(c[c.index("sfnet", 3) + 1 :])
-        assert args.command == "train" and args.quiet
+        assert args.command == "train" and args.progress is False
     assert (
         build_parser().parse_args(resumed[resumed.index("sfnet", 3) + 1 :]).resume
         == tmp_path / "run"
@@ -239,7 +239,7 @@ def test_sweep_table_and_markdown():
     m = t[t["target"] == "metallicity"].iloc[0]
     assert m["sfnet_mean"] == pytest.approx(0.2)
     assert m["sfnet_se"] == pytest.approx(0.1 / np.sqrt(3))
-    md = table_markdown(t)
+    md = rmse_table_markdown(t)
     assert "| 2 | 0.2000 ± 0.0577 | 0.5000 | 0.2500 | 0.4000 |" in md
     assert np.isnan(mean_se([1.0])[1])
 
@@ -291,3 +291,39 @@ def test_dense_cnn_never_shares_its_initial_weights_with_an_sfnet():
     seeds = {s.config.train.seed for s in plan_runs(cfg) if s.k is not None}
     dense = [s.config.train.seed for s in plan_runs(cfg) if s.k is None]
     assert len(dense) == 2 and not set(dense) & seeds
+
+
+def test_a_refused_rerun_keeps_compare_toml_and_a_missing_features_file_fails_first(
+    tmp_path, monkeypatch
+):
+    import sfnet.train
+    from sfnet.errors import DataError
+    from sfnet.workflows.reproduce import run_reproduce
+
+    def no_training(*a, **k):
+        raise AssertionError("trained before refusing")
+
+    monkeypatch.setattr(sfnet.train, "fit", no_training)
+    base = dict(path="d.npz", targets=("metallicity",), ks=(2,), repeats=1, epochs=1, crop=16)
+    first = CompareConfig.create(**base)
+    first.save(tmp_path / "compare.toml")
+    before = (tmp_path / "compare.toml").read_bytes()
+    dense = plan_runs(first)[0]
+    (tmp_path / "runs" / dense.name).mkdir(parents=True)
+    dense.config.save(tmp_path / "runs" / dense.name / "config.toml")
+    # a rerun asking for other settings: refused, and compare.toml still describes the runs
+    other = CompareConfig.create(**{**base, "epochs": 3})
+    with pytest.raises(RunFolderError, match="different settings"):
+        run_comparison(tmp_path, other)
+    assert (tmp_path / "compare.toml").read_bytes() == before
+    # --features that does not exist: refused before any training, nothing written
+    missing = CompareConfig.create(**base, features=str(tmp_path / "missing.parquet"))
+    with pytest.raises(DataError, match="missing.parquet: no such features file"):
+        run_comparison(tmp_path / "new", missing)
+    assert not (tmp_path / "new").exists()
+    survey = _tiny_survey(tmp_path / "survey", n=8, size=16)
+    with pytest.raises(DataError, match="no such features file"):
+        run_reproduce(
+            tmp_path / "rep", str(survey), features=str(tmp_path / "missing.parquet"), crop=16
+        )
+    assert not (tmp_path / "rep").exists()

@@ -31,7 +31,7 @@ def test_cli_synth_train_predict_analyze(tmp_path: Path, capsys) -> None:
 
     run = tmp_path / "runs" / "lines"
     args = ["train", "--data", str(data), "--target", "bpt_lines", "--k", "4", "--crop", "32"]
-    args += ["--epochs", "1", "--batch-size", "16", "--out", str(run), "--quiet"]
+    args += ["--epochs", "1", "--batch-size", "16", "--out", str(run), "--no-progress"]
     assert main(args) == 0
     assert (run / "model.safetensors").is_file()
 

@@ -239,16 +239,25 @@ def feature_stats(acts: SparseActivations) -> FeatureStats:
     )
 
 
-def rank_features(frequency: np.ndarray, n: int | None = None) -> np.ndarray:
-    """Feature indices by descending f_activated (ties by index), never-active ones dropped.
+def rank_features(
+    frequency: np.ndarray, n: int | None = None, tie_break: np.ndarray | None = None
+) -> np.ndarray:
+    """Feature indices by descending f_activated, ties by descending ``tie_break`` (if given),
+    then by index; never-active features dropped.
+
+    Pre-TopK frequencies often tie (every pooled feature of a young network is non-zero:
+    f_activated = 1 for all 512); the post-TopK frequency as ``tie_break`` then decides which
+    of them the model actually uses.
 
     Args:
         frequency: (d,) f_activated.
         n: keep at most this many (None: all active features).
+        tie_break: (d,) secondary key (optional).
     """
-    frequency = np.asarray(frequency, dtype=np.float64)
-    order = np.lexsort((np.arange(len(frequency)), -frequency))
-    order = order[frequency[order] > 0]
+    f = np.asarray(frequency, dtype=np.float64)
+    t = np.zeros_like(f) if tie_break is None else np.asarray(tie_break, dtype=np.float64)
+    order = np.lexsort((np.arange(len(f)), -t, -f))
+    order = order[f[order] > 0]
     return order if n is None else order[:n]
 
 

@@ -146,22 +146,6 @@ def pre_topk_activations(
     )
 
 
-def rank_by_frequency(frequency: np.ndarray, tie_break: np.ndarray | None = None) -> np.ndarray:
-    """Feature indices by descending ``frequency``, ties by descending ``tie_break``, then index.
-
-    Pre-TopK frequencies often tie (every pooled feature of a young network is non-zero:
-    f_activated = 1 for all 512); the post-TopK frequency then decides which of them the
-    model actually uses. Features with zero frequency are dropped.
-
-    Args:
-        frequency: (d,) primary f_activated. tie_break: (d,) secondary key (optional).
-    """
-    f = np.asarray(frequency, dtype=np.float64)
-    t = np.zeros_like(f) if tie_break is None else np.asarray(tie_break, dtype=np.float64)
-    order = np.lexsort((np.arange(len(f)), -t, -f))
-    return order[f[order] > 0]
-
-
 def agn_classes(catalog: pd.DataFrame) -> tuple[np.ndarray, str]:
     """MPA-JHU ``bptclass`` of each catalog row, and where it came from.
 
@@ -271,6 +255,5 @@ __all__ = [
     "paper_agn_labels",
     "paper_agn_svm",
     "pre_topk_activations",
-    "rank_by_frequency",
     "variance_share",
 ]

@@ -21,6 +21,7 @@ from sfnet.errors import UserError
 COMMAND_MODULES = (
     "train",
     "predict",
+    "embed",
     "data",
     "paper_data",
     "synth",

@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sfnet.cli.deprecated import add_deprecated_alias
+from sfnet.cli.options import (
+    add_device_option,
+    add_progress_option,
+    device_wanted,
+    progress_wanted,
+)
 from sfnet.errors import UserError
 
 
@@ -56,10 +61,8 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
         "post-TopK activations the head sees [default], or from the pooled features before "
         "TopK, non-zero = activated (the paper's notebooks)",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    # old spellings, one release: --dense is a switch in 'train', --features a file in 'compare'
-    add_deprecated_alias(p, "--dense", "--dense-run")
-    add_deprecated_alias(p, "--features", "--n-features")
+    add_device_option(p)
+    add_progress_option(p)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -116,7 +119,12 @@ def _analyze(args: argparse.Namespace) -> int:
     from sfnet.workflows.analyze import analyze_run
 
     with folder_lock(Path(args.run), "sfnet analyze"):
-        s = analyze_run(Path(args.run), analysis_options(args), progress=not args.no_progress)
+        s = analyze_run(
+            Path(args.run),
+            analysis_options(args),
+            progress=progress_wanted(args),
+            device=device_wanted(args),
+        )
     print(f"analysed {s['n_analysed']} galaxies of {args.run} in {s['seconds']:.1f} s")
     print(f"frequent features ({s['stats']} statistics): {', '.join(s['frequent_features'])}")
     for rec in s["variance_explained"]:

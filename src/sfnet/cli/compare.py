@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sfnet.cli.options import add_field_options, add_run_options, given_options
+from sfnet.cli.options import (
+    add_field_options,
+    add_progress_option,
+    add_run_options,
+    given_options,
+    progress_wanted,
+)
 from sfnet.config import SECTIONS, CompareConfig
 
 
@@ -30,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_field_options(p, CompareConfig, "compare")
     # the run template: every training option except those the comparison sets per run
     add_run_options(p, skip=("data.path", "data.target", "model.k"))
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_progress_option(p)
     p.set_defaults(func=_compare)
 
 
@@ -51,7 +57,7 @@ def _compare(args: argparse.Namespace) -> int:
     from sfnet.lock import folder_lock
 
     with folder_lock(args.out, "sfnet compare"):
-        res = run_comparison(args.out, cfg, progress=not args.quiet)
+        res = run_comparison(args.out, cfg, progress=progress_wanted(args))
     print(f"trained {len(res.trained)} run(s), reused {len(res.reused)} finished run(s)")
     print((args.out / "table_rmse.md").read_text(), end="")
     if not res.agn.empty:

@@ -6,7 +6,13 @@ import argparse
 import os
 from pathlib import Path
 
-from sfnet.data.download import DEFAULT_URL_TEMPLATE, FAILURES_FILE, DownloadConfig
+from sfnet.cli.options import (
+    add_field_options,
+    add_progress_option,
+    given_options,
+    progress_wanted,
+)
+from sfnet.data.download import FAILURES_FILE, DownloadConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,8 +26,11 @@ def _register_prepare(sub: argparse._SubParsersAction) -> None:
         help="decode a dataset folder's images once into a packed uint8 store",
         description=(
             "Decode every catalog image of DATA (images/{objID}.jpg|png|fits) once into "
-            "DATA/packed/ (raw N x 3 x H x W uint8, memory-mapped, with the objID index and a "
-            "fingerprint of catalog + images). Training then reads bytes, not JPEGs. Resumes "
+            "DATA/packed/KEY/, one store per geometry (KEY: native, resize64, resize64-crop48; "
+            "raw N x 3 x H x W uint8, memory-mapped, with the objID index and a fingerprint of "
+            "catalog + images); stores of other geometries are kept. Training, prediction and "
+            "explain at that --resize/--crop then read bytes, not JPEGs. One prepare at a time "
+            "per folder. Resumes "
             "after interruption; a stale store (catalog or images changed) is refused until "
             "prepare is run again. Missing or corrupt images stop it, listing their objIDs, "
             "unless --skip-bad."
@@ -50,15 +59,14 @@ def _register_prepare(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--skip-bad",
         action="store_true",
-        help="drop missing/corrupt images (counted, listed in DATA/bad_images.txt) instead of "
+        help="drop missing/corrupt images (counted, listed in the store's bad_images.txt) instead of "
         "stopping",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_progress_option(p)
     p.set_defaults(func=_prepare)
 
 
 def _register_download(sub: argparse._SubParsersAction) -> None:
-    d = DownloadConfig()
     q = sub.add_parser(
         "download",
         help="fetch {objID}.jpg cutouts from the Legacy Survey (resumable)",
@@ -71,52 +79,11 @@ def _register_download(sub: argparse._SubParsersAction) -> None:
     )
     q.add_argument("--catalog", type=Path, required=True, help="catalog with objID, ra, dec")
     q.add_argument("--out", type=Path, required=True, help="image folder, e.g. DATA/images")
-    q.add_argument(
-        "--layer",
-        default=d.layer,
-        help=f"Legacy Survey viewer layer: sdss (SDSS gri, the paper's images) or e.g. "
-        f"ls-dr10 (grz) [default {d.layer}]",
-    )
-    q.add_argument(
-        "--pixscale", type=float, default=d.pixscale, help=f"arcsec/pixel [default {d.pixscale}]"
-    )
-    q.add_argument("--size", type=int, default=d.size, help=f"cutout side, px [default {d.size}]")
-    q.add_argument(
-        "--url-template",
-        default=DEFAULT_URL_TEMPLATE,
-        help="URL with {ra} {dec} {layer} {pixscale} {size} {objid} [default: Legacy Survey viewer]",
-    )
-    q.add_argument(
-        "--workers",
-        type=int,
-        default=d.workers,
-        help=f"concurrent connections [default {d.workers}]",
-    )
-    q.add_argument(
-        "--rate",
-        type=float,
-        default=d.rate,
-        help=f"max requests per second, all connections (0: no limit) [default {d.rate:g}]",
-    )
-    q.add_argument(
-        "--retries", type=int, default=d.retries, help=f"retries per cutout [default {d.retries}]"
-    )
-    q.add_argument(
-        "--backoff",
-        type=float,
-        default=d.backoff,
-        help=f"first retry delay in s, doubled each retry [default {d.backoff:g}]",
-    )
-    q.add_argument(
-        "--timeout",
-        type=float,
-        default=d.timeout,
-        help=f"request timeout, s [default {d.timeout:g}]",
-    )
+    add_field_options(q, DownloadConfig, "download")
     q.add_argument(
         "--failures", type=Path, default=None, help=f"failure list [default OUT/{FAILURES_FILE}]"
     )
-    q.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_progress_option(q)
     q.set_defaults(func=_download)
 
 
@@ -129,7 +96,7 @@ def _prepare(args: argparse.Namespace) -> int:
         resize=args.resize,
         workers=args.workers,
         skip_bad=args.skip_bad,
-        progress=not args.quiet,
+        progress=progress_wanted(args),
     )
     geom = f"{res.width}x{res.height} px"
     if res.up_to_date:
@@ -147,22 +114,19 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def download_config_from_args(args: argparse.Namespace) -> DownloadConfig:
+    """The :class:`DownloadConfig` of the typed options (validated)."""
+    cfg = DownloadConfig(**given_options(args, "download"))
+    cfg.validate()
+    return cfg
+
+
 def _download(args: argparse.Namespace) -> int:
     from sfnet.data.download import download_cutouts
 
-    cfg = DownloadConfig(
-        url_template=args.url_template,
-        layer=args.layer,
-        pixscale=args.pixscale,
-        size=args.size,
-        workers=args.workers,
-        rate=args.rate,
-        retries=args.retries,
-        backoff=args.backoff,
-        timeout=args.timeout,
-    )
+    cfg = download_config_from_args(args)
     res = download_cutouts(
-        args.catalog, args.out, cfg, failures_file=args.failures, progress=not args.quiet
+        args.catalog, args.out, cfg, failures_file=args.failures, progress=progress_wanted(args)
     )
     print(
         f"{args.out}: {res.downloaded} downloaded, {res.skipped} already present, "

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
+
+from sfnet.cli.options import add_field_options, add_progress_option, given_options, progress_wanted
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from sfnet.workflows.demo import DemoConfig
+
     d = sub.add_parser(
         "demo",
         help="synthesize a survey, train SFNets on it and report (minutes on a laptop CPU)",
@@ -17,28 +19,23 @@ def register(sub: argparse._SubParsersAction) -> None:
             "predicting the mean and the oracle (true factors). Results stay under --root."
         ),
     )
-    d.add_argument(
-        "--root", default="demo-output", help="folder for the data and runs [default ./demo-output]"
-    )
-    d.add_argument("--n", type=int, default=None, help="survey size [default: DemoConfig.n]")
-    d.add_argument(
-        "--epochs", type=int, default=None, help="epochs per training [default: DemoConfig]"
-    )
+    add_field_options(d, DemoConfig, "demo")
     d.add_argument("--overwrite", action="store_true", help="retrain runs that already exist")
-    d.add_argument("--no-progress", action="store_true", help="do not show progress bars")
+    add_progress_option(d)
     d.set_defaults(func=_demo)
 
 
+def demo_config_from_args(args: argparse.Namespace):
+    """The :class:`~sfnet.workflows.demo.DemoConfig` of the typed options (validated)."""
+    from sfnet.workflows.demo import DemoConfig
+
+    cfg = DemoConfig(**given_options(args, "demo"))
+    cfg.validate()
+    return cfg
+
+
 def _demo(args: argparse.Namespace) -> int:
-    import dataclasses
+    from sfnet.workflows.demo import run_demo
 
-    from sfnet.workflows.demo import DemoConfig, run_demo
-
-    cfg = DemoConfig(root=Path(args.root))
-    if args.n is not None:
-        cfg = dataclasses.replace(cfg, n=args.n)
-    if args.epochs is not None:
-        cfg = dataclasses.replace(cfg, epochs=args.epochs)
-    progress = not args.no_progress and sys.stderr.isatty()
-    run_demo(cfg, progress=progress, overwrite=args.overwrite)
+    run_demo(demo_config_from_args(args), progress=progress_wanted(args), overwrite=args.overwrite)
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sfnet.cli.options import add_device_option, device_wanted
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -28,13 +30,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--data", help="dataset folder or .npz [default: the run's own data]")
     src.add_argument("--images", help="folder of cutouts named {objID}.jpg|png|fits")
     p.add_argument("--out", type=Path, default=None, help="output folder [default RUN/explain]")
+    add_device_option(p)
     p.set_defaults(func=_explain)
 
 
 def _explain(args: argparse.Namespace) -> int:
     from sfnet.workflows.explain import write_explanations
 
-    paths = write_explanations(args.run, args.objid, args.data, args.images, args.out)
+    paths = write_explanations(
+        args.run, args.objid, args.data, args.images, args.out, device=device_wanted(args)
+    )
     for png, js in paths:
         print(f"{png}  {js.name}")
     return 0

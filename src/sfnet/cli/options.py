@@ -50,15 +50,18 @@ def add_field_options(
     section: str,
     *,
     skip: Iterable[str] = (),
+    only: Iterable[str] | None = None,
     defaults: Any = None,
 ) -> None:
     """Add one option per field of dataclass ``klass`` (dest ``section.field``), except ``skip``
-    and fields declared with ``cli=False``. ``defaults`` (an instance) supplies the defaults
-    shown in the help."""
+    and fields declared with ``cli=False`` (only those in ``only`` when given). ``defaults``
+    (an instance) supplies the defaults shown in the help."""
     hints = typing.get_type_hints(klass)
     shown = defaults if defaults is not None else klass()
     for f in dataclasses.fields(klass):
         if f.name in skip or not f.metadata.get("cli", True) or "help" not in f.metadata:
+            continue
+        if only is not None and f.name not in only:
             continue
         hint, meta = hints[f.name], f.metadata
         default = getattr(shown, f.name)
@@ -83,6 +86,48 @@ def _show(value: Any) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
     return str(value)
+
+
+def add_progress_option(parser: argparse.ArgumentParser) -> None:
+    """``--progress/--no-progress`` (dest ``progress``; unset: bars only on a terminal, see
+    :func:`sfnet.progress.show_progress`). The one spelling of progress control."""
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bars on stderr [default: on when stderr is a terminal]",
+    )
+
+
+def progress_wanted(args: argparse.Namespace) -> bool:
+    """The ``--progress/--no-progress`` choice, resolved (terminal check when unset)."""
+    from sfnet.progress import show_progress
+
+    return show_progress(args.progress)
+
+
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    """``--device auto|cpu|cuda`` (dest ``device``), declared by :class:`TrainConfig`'s
+    ``device`` setting: where a command runs its model."""
+    from sfnet.config import TrainConfig
+
+    f = next(f for f in dataclasses.fields(TrainConfig) if f.name == "device")
+    parser.add_argument(
+        option_name(f),
+        dest="device",
+        default=f.default,
+        choices=f.metadata["choices"],
+        metavar="|".join(f.metadata["choices"]),
+        help=f"{f.metadata['help']} [default: {f.default}]",
+    )
+
+
+def device_wanted(args: argparse.Namespace) -> Any:
+    """The torch device of ``--device`` (``auto``: CUDA when present); a missing CUDA is a
+    :class:`~sfnet.config.ConfigError`."""
+    from sfnet.runs import default_device
+
+    return default_device(args.device)
 
 
 def add_run_options(

@@ -27,6 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--retries", type=int, default=5, help="resumes per file [default 5]")
     p.add_argument("--timeout", type=float, default=60.0, help="socket timeout, s [default 60]")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace files in OUT that are not the record's (e.g. your own galaxies.csv)",
+    )
     p.set_defaults(func=_fetch)
 
 
@@ -39,6 +44,7 @@ def _fetch(args: argparse.Namespace) -> int:
         api=args.api,
         retries=args.retries,
         timeout=args.timeout,
+        overwrite=args.overwrite,
         log_fn=lambda m: print(m, flush=True),
     )
     print(

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from sfnet.cli.options import add_device_option, device_wanted
 from sfnet.errors import UserError
 
 
@@ -21,22 +22,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument(
         "--out", type=Path, required=True, help="output file (.parquet, .csv, .fits or .ecsv)"
     )
+    q.add_argument(
+        "--overwrite", action="store_true", help="replace --out if it exists (never an input)"
+    )
     q.add_argument("--batch-size", type=int, default=256, help="galaxies per forward pass")
-    q.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device [default cpu]")
+    add_device_option(q)
     q.set_defaults(func=_predict)
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from sfnet.io import check_output_file
     from sfnet.outputs.tables import TABLE_FORMATS, write_table
     from sfnet.predict import predict_dataset
-    from sfnet.runs import load_run
+    from sfnet.runs import CONFIG, META, WEIGHTS, load_run
 
     if args.out.suffix.lower() not in TABLE_FORMATS:  # refused before any work is done
         raise UserError(f"{args.out}: output must end in {', '.join(TABLE_FORMATS)}")
-    run = load_run(args.run, device=args.device)
+    run_files = [args.run / name for name in (CONFIG, META, WEIGHTS)]
+    check_output_file(args.out, overwrite=args.overwrite, inputs=[args.data, *run_files])
+    run = load_run(args.run, device=device_wanted(args))
     dcfg = run.config.data
     if args.data:
         dcfg = dataclasses.replace(dcfg, path=str(args.data))
+    # the run's own data is an input too (known once the run is loaded)
+    check_output_file(args.out, overwrite=args.overwrite, inputs=[dcfg.path])
     table = predict_dataset(run, dcfg, batch_size=args.batch_size)
     write_table(table, args.out)
     print(f"wrote {len(table)} predictions to {args.out}")

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from sfnet.cli.analyze import add_analysis_options, analysis_options, options_given
+from sfnet.cli.options import device_wanted, progress_wanted
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,6 +29,8 @@ def _report(args: argparse.Namespace) -> int:
 
     opts = analysis_options(args) if options_given(args) else None
     with folder_lock(Path(args.run), "sfnet report"):
-        path = write_report(Path(args.run), opts, progress=not args.no_progress)
+        path = write_report(
+            Path(args.run), opts, progress=progress_wanted(args), device=device_wanted(args)
+        )
     print(path)
     return 0

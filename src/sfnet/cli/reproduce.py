@@ -5,6 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sfnet.cli.options import (
+    add_device_option,
+    add_field_options,
+    add_progress_option,
+    given_options,
+    progress_wanted,
+)
+from sfnet.config import CompareConfig, DataConfig, TrainConfig
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -32,47 +41,31 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="'imagenet' (the paper), 'none' (random init) or a resnet18 state-dict path "
         "[default imagenet; fails clearly when the weights are absent]",
     )
-    p.add_argument("--ks", type=int, nargs="+", default=None, help="[default 2 3 4 6 8; 4 always]")
-    p.add_argument("--repeats", type=int, default=None, help="trainings per k [default 3]")
-    p.add_argument("--epochs", type=int, default=None, help="epochs per training [default 20]")
-    p.add_argument("--crop", type=int, default=None, help="centre crop in pixels [default 144]")
-    p.add_argument("--resize", type=int, default=None, help="resize images before cropping")
-    p.add_argument("--batch-size", type=int, default=None, help="galaxies per step [default 64]")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="[default auto]")
-    p.add_argument(
-        "--features",
-        default=None,
-        help="other features to probe (e.g. Zoobot's, as the paper): .parquet/.npz/.npy by objID",
+    # the settings a reproduction may change, generated from their declarations
+    add_field_options(
+        p, CompareConfig, "compare", only=("ks", "repeats", "features", "probe_trees", "nproc")
     )
-    p.add_argument("--probe-trees", type=int, default=None, help="XGBoost rounds [default 300]")
-    p.add_argument(
-        "--nproc", type=int, default=None, help="train each run with torchrun --nproc_per_node N"
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_field_options(p, DataConfig, "data", only=("crop", "resize"))
+    add_field_options(p, TrainConfig, "train", only=("epochs", "batch_size"))
+    add_device_option(p)
+    add_progress_option(p)
     p.set_defaults(func=_reproduce)
 
 
 def _reproduce(args: argparse.Namespace) -> int:
     from sfnet.workflows.reproduce import run_reproduce
 
+    given = {k: v for s in ("compare", "data", "train") for k, v in given_options(args, s).items()}
     pretrained = None if str(args.pretrained).lower() in ("none", "random") else args.pretrained
     res = run_reproduce(
         args.out,
         str(args.data),
         quick=args.quick,
         pretrained=pretrained,
-        progress=not args.quiet,
-        ks=args.ks,
-        repeats=args.repeats,
-        epochs=args.epochs,
-        crop=args.crop,
-        resize=args.resize,
-        batch_size=args.batch_size,
+        progress=progress_wanted(args),
         device=args.device,
-        features=args.features,
-        probe_trees=args.probe_trees,
-        launcher="torchrun" if args.nproc else None,
-        nproc=args.nproc,
+        launcher="torchrun" if given.get("nproc") else None,
+        **given,
     )
     n_val = res.table["sfnet_value"].notna().sum()
     print(f"{n_val} of {len(res.table)} paper numbers have an sfnet value on this data")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from sfnet.cli.options import add_progress_option, progress_wanted
 from sfnet.errors import UserError
 
 
@@ -28,8 +28,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--workers", type=int, default=None, help="rendering processes [default: all cores]"
     )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
-    p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --out folder (a synthetic survey), or --preview's PNG",
+    )
+    add_progress_option(p)
     p.add_argument(
         "--preview",
         metavar="COLUMN",
@@ -49,6 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _synth(args: argparse.Namespace) -> int:
     from sfnet.data import synthetic
+    from sfnet.io import check_output_file
 
     if args.preview or args.oracle:
         if not args.data:
@@ -56,6 +61,9 @@ def _synth(args: argparse.Namespace) -> int:
         if args.preview:
             if not args.out:
                 raise UserError("--preview needs --out FILE.png")
+            if args.preview_n < 1:
+                raise UserError(f"--preview-n must be >= 1, got {args.preview_n}")
+            check_output_file(args.out, overwrite=args.overwrite, inputs=[args.data])
             out = synthetic.preview(Path(args.data), args.preview, Path(args.out), n=args.preview_n)
             print(f"wrote {out}")
         if args.oracle:
@@ -65,8 +73,7 @@ def _synth(args: argparse.Namespace) -> int:
         raise UserError(
             "give --out DATASET_FOLDER (or --preview COLUMN --data DATA --out FILE.png)"
         )
-    if args.n < 1:
-        raise UserError(f"--n must be >= 1, got {args.n}")
+    synthetic.check_synth_args(args.n, args.size, args.seed, args.workers or 1)
     import time
 
     t0 = time.perf_counter()
@@ -76,7 +83,7 @@ def _synth(args: argparse.Namespace) -> int:
         size=args.size,
         seed=args.seed,
         workers=args.workers,
-        progress=not args.no_progress and sys.stderr.isatty(),
+        progress=progress_wanted(args),
         overwrite=args.overwrite,
     )
     dt = time.perf_counter() - t0

@@ -6,7 +6,13 @@ import argparse
 import os
 from pathlib import Path
 
-from sfnet.cli.options import add_run_options, apply_run_options, given_options
+from sfnet.cli.options import (
+    add_progress_option,
+    add_run_options,
+    apply_run_options,
+    given_options,
+    progress_wanted,
+)
 from sfnet.config import NONE, SECTIONS, RunConfig
 from sfnet.errors import RunFolderError, UserError
 
@@ -38,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="RUN",
         help="continue a killed run from its last checkpoint (uses its stored config)",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_progress_option(p)
     p.set_defaults(func=_train)
 
 
@@ -101,7 +107,7 @@ def _train(args: argparse.Namespace) -> int:
         out,
         overwrite=args.overwrite,
         resume=bool(args.resume),
-        progress=not args.quiet,
+        progress=progress_wanted(args),
         on_epoch=report,
     )
     if not main_rank:

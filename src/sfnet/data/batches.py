@@ -1,8 +1,11 @@
 """Batches for training and evaluation: the seeded split, normalization, flips, sharding.
 
 Images are read as uint8 from any :class:`sfnet.data.dataset.ImageArray` (an in-memory array,
-the memory-mapped packed store, or the folder store), one batch at a time, and turned into
-normalized float32 tensors on the training device.
+the memory-mapped packed store, or the folder store), one batch at a time, in background
+threads (:func:`iter_batches`). :func:`device_batches` hands them to the model's device still
+as uint8 (a quarter of the float32 bytes; pinned memory and a non-blocking copy on a side
+stream on CUDA, one batch ahead), and :func:`augment` turns them into the model's input on that
+device in one step: seeded flips, normalization, memory format. The CPU uses the same code.
 """
 
 from __future__ import annotations
@@ -73,19 +76,49 @@ def channel_stats(
     return Normalization(tuple(float(v) for v in mean), tuple(float(v) for v in std))
 
 
-def random_flips(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Independent random horizontal and vertical flips of each image in (N, C, H, W).
+def draw_flips(n: int, generator: torch.Generator) -> torch.Tensor:
+    """(n, 2) bool CPU tensor: per image, flip horizontally (column 0) / vertically (column 1).
 
-    Only the images drawn for a flip are copied (in place on ``x``).
+    Drawn from ``generator`` (a seeded CPU generator), so a resumed epoch draws the same flips
+    whatever the device.
     """
-    flip = torch.rand(x.shape[0], 2, generator=generator) < 0.5
-    h = flip[:, 0].nonzero().flatten().to(x.device)
-    v = flip[:, 1].nonzero().flatten().to(x.device)
-    if len(h):
-        x[h] = x[h].flip(3)
-    if len(v):
-        x[v] = x[v].flip(2)
-    return x
+    return torch.rand(n, 2, generator=generator) < 0.5
+
+
+def augment(
+    x_uint8: torch.Tensor,
+    norm: Normalization,
+    flips: torch.Tensor | None = None,
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """The model's input from a uint8 batch, on the batch's device, in one step.
+
+    Flips are applied to the uint8 images (a quarter of the bytes of float32) with
+    ``torch.where`` on per-image masks (no gather, no host sync), then the images are
+    normalized exactly as :meth:`Normalization.apply` does (the same float operations, so the
+    result is bit-identical to flipping after normalizing).
+
+    Args:
+        x_uint8: (N, 3, H, W) uint8 on the model's device.
+        norm: the run's normalization.
+        flips: None, or the (N, 2) bool draws of :func:`draw_flips` (any device).
+        channels_last: return the batch in channels-last memory format.
+
+    Returns:
+        (N, 3, H, W) float32 normalized tensor on ``x_uint8.device``.
+    """
+    if flips is not None:
+        f = flips.to(x_uint8.device, non_blocking=True)
+        x_uint8 = torch.where(f[:, 0].view(-1, 1, 1, 1), x_uint8.flip(3), x_uint8)
+        x_uint8 = torch.where(f[:, 1].view(-1, 1, 1, 1), x_uint8.flip(2), x_uint8)
+    x = norm.apply(x_uint8)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def eval_batch_size(train_batch: int) -> int:
+    """Galaxies per forward pass when evaluating: no gradients are kept, so at least 256 (and
+    twice the training batch), which keeps a large device busy."""
+    return max(256, 2 * train_batch)
 
 
 def epoch_order(
@@ -108,17 +141,21 @@ def iter_batches(
     rows: np.ndarray,
     batch_size: int,
     prefetch: int = 1,
+    pin_memory: bool = False,
 ) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
     """Yield (row indices, uint8 tensor (n, 3, H, W)) batches of ``images[rows]`` in order.
 
     With ``prefetch > 0`` the next batches are read in background threads while the model
-    works on the current one (reading from a memory map or decoding releases the GIL).
+    works on the current one (reading from a memory map or decoding releases the GIL). With
+    ``pin_memory`` each batch is placed in page-locked memory by its reader thread, so that the
+    copy to a CUDA device can be asynchronous.
     """
     starts = range(0, len(rows), batch_size)
 
     def read(start: int) -> tuple[np.ndarray, torch.Tensor]:
         r = rows[start : start + batch_size]
-        return r, torch.from_numpy(np.ascontiguousarray(images[r]))
+        x = torch.from_numpy(np.ascontiguousarray(images[r]))
+        return r, (x.pin_memory() if pin_memory else x)
 
     if prefetch <= 0:
         for s in starts:
@@ -134,3 +171,42 @@ def iter_batches(
                 pending.append(pool.submit(read, all_starts[nxt]))
                 nxt += 1
             yield fut.result()
+
+
+def device_batches(
+    images,
+    rows: np.ndarray,
+    batch_size: int,
+    device: torch.device | str,
+    prefetch: int = 1,
+) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    """:func:`iter_batches`, with each uint8 batch already on ``device``.
+
+    On CUDA the batches are read into pinned memory and copied on a side stream one batch
+    ahead, so the copy of batch i+1 overlaps the model's work on batch i; the consuming stream
+    waits for the copy before using it. On the CPU this is :func:`iter_batches` itself (no
+    copy at all).
+
+    Yields:
+        (row indices, (n, 3, H, W) uint8 tensor on ``device``).
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        yield from iter_batches(images, rows, batch_size, prefetch=prefetch)
+        return
+    stream = torch.cuda.Stream(device)
+
+    def copy(batch: tuple[np.ndarray, torch.Tensor]) -> tuple[np.ndarray, torch.Tensor]:
+        with torch.cuda.stream(stream):
+            return batch[0], batch[1].to(device, non_blocking=True)
+
+    host = iter_batches(images, rows, batch_size, prefetch=prefetch, pin_memory=True)
+    ahead = next(host, None)
+    ahead = copy(ahead) if ahead is not None else None
+    while ahead is not None:
+        r, x = ahead
+        torch.cuda.current_stream(device).wait_stream(stream)
+        x.record_stream(torch.cuda.current_stream(device))  # keep its memory until used
+        nxt = next(host, None)
+        ahead = copy(nxt) if nxt is not None else None
+        yield r, x

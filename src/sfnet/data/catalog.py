@@ -189,6 +189,9 @@ def _read_csv(path: Path) -> pd.DataFrame:
     name = _objid_name(header, path)
     # objID as text first: the default parser would route 19-digit IDs through float.
     df = pd.read_csv(path, dtype={name: str})
+    # ... and exactly as written: "nan", "NA" or "null" are IDs here, not missing values
+    ids = pd.read_csv(path, usecols=[name], dtype=str, keep_default_na=False)[name]
+    df[name] = ids.where(ids.str.strip() != "", None)
     return df.rename(columns={name: "objID"})
 
 
@@ -235,8 +238,9 @@ def _objid_column(col: pd.Series, path: Path) -> pd.Series:
         rows = np.flatnonzero(missing.to_numpy())
         raise DataError(f"{path}: column 'objID' is empty in row(s) {rows[:20].tolist()}")
     values = text.to_numpy(dtype=object)
-    padded = any(len(v.lstrip("+-")) > 1 and v.lstrip("+-")[0] == "0" for v in values)
-    if not padded and all(_INT_RE.match(v) for v in values):  # zero-padded IDs stay text
+    # only integers written the canonical way become int64: "000123", "+5" and "-0" stay text,
+    # so every message (and image file name) shows the objID as the catalog spells it
+    if all(_INT_RE.match(v) and str(int(v)) == v for v in values):
         try:
             return pd.Series(np.array([int(v) for v in values], dtype=np.int64), index=col.index)
         except OverflowError:
@@ -268,9 +272,17 @@ def select_target(catalog: pd.DataFrame, target: str, source: str = "catalog") -
     """
     names = target_names(target)
     y_all, keep, cuts = quality_flags(catalog, target, source)
-    y = y_all[keep].astype(np.float32)
-    if not np.isfinite(y).all():  # pragma: no cover - the cuts above imply finite targets
-        raise DataError(f"{source}: non-finite targets survived the cuts")
+    with np.errstate(over="ignore"):
+        y = y_all[keep].astype(np.float32)
+    big = ~np.isfinite(y).all(axis=1)
+    if big.any():  # finite in the catalog, beyond float32 (|x| > 3.4e38) as a target
+        row = int(np.flatnonzero(keep)[np.flatnonzero(big)[0]])
+        col = names[int(np.flatnonzero(~np.isfinite(y[np.flatnonzero(big)[0]]))[0])]
+        raise DataError(
+            f"{source}: row {row} (objID {catalog['objID'].iloc[row]}): {col} = "
+            f"{y_all[row, names.index(col)]:g} is out of range (|value| must be < 3.4e38); "
+            f"{int(big.sum())} row(s) like it - fix or remove them"
+        )
     if len(y) == 0:
         summary = "; ".join(c.describe() for c in cuts)
         raise DataError(f"{source}: no galaxy passes the {target} cuts ({summary})")

@@ -188,7 +188,7 @@ def _load_folder(path: Path, cfg: DataConfig, require_targets: bool = True) -> G
     cuts = list(sel.cuts)
     y = sel.y
     # Images that `sfnet prepare --skip-bad` dropped (listed in bad_images.txt) are a counted cut.
-    dropped = set(store.skipped_objids(path))
+    dropped = set(store.skipped_objids(path, cfg.crop, cfg.resize))
     if dropped:
         keep = ~sel.catalog["objID"].astype(str).isin(dropped).to_numpy()
         cuts.append(cat.Cut(name="image usable (prepare --skip-bad)", removed=int((~keep).sum())))

@@ -25,7 +25,9 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from sfnet.config import setting
 from sfnet.errors import DataError, UserError
+from sfnet.io import UnsafeNameError, check_output_file, objid_filename
 from sfnet.progress import progress_bar
 
 #: The public Legacy Survey cutout service (JPEG, gri-like colours from the chosen layer).
@@ -57,17 +59,22 @@ class DownloadConfig:
         user_agent: HTTP User-Agent header.
     """
 
-    url_template: str = DEFAULT_URL_TEMPLATE
-    layer: str = "sdss"
-    pixscale: float = 0.262
-    size: int = 160
-    workers: int = 8
-    rate: float = 10.0
-    retries: int = 5
-    backoff: float = 1.0
-    max_backoff: float = 60.0
-    timeout: float = 30.0
-    user_agent: str = "sfnet-cutout-downloader"
+    url_template: str = setting(
+        DEFAULT_URL_TEMPLATE, "URL with {ra} {dec} {layer} {pixscale} {size} {objid}"
+    )
+    layer: str = setting(
+        "sdss",
+        "Legacy Survey viewer layer: sdss (SDSS gri, the paper's images) or e.g. ls-dr10 (grz)",
+    )
+    pixscale: float = setting(0.262, "arcsec per pixel", gt=0)
+    size: int = setting(160, "cutout side, pixels", ge=1)
+    workers: int = setting(8, "concurrent connections", ge=1)
+    rate: float = setting(10.0, "max requests per second, all connections (0: no limit)", ge=0)
+    retries: int = setting(5, "retries per cutout", ge=0)
+    backoff: float = setting(1.0, "first retry delay in seconds, doubled each retry", ge=0)
+    max_backoff: float = setting(60.0, "cap of one retry delay (and of Retry-After), seconds", gt=0)
+    timeout: float = setting(30.0, "request timeout, seconds", gt=0)
+    user_agent: str = setting("sfnet-cutout-downloader", "HTTP User-Agent header", cli=False)
 
     def validate(self) -> None:
         if self.workers < 1:
@@ -236,7 +243,7 @@ def _download_one(
             if stop.wait(delay):
                 return "interrupted"
             continue
-        atomic_write_bytes(dest, body)
+        atomic_write_bytes(dest, body, clean_stale=False)  # stale temps: removed up front
         return None
     return f"gave up after {cfg.retries + 1} attempts: {last}"
 
@@ -260,7 +267,18 @@ def _catalog_rows(catalog: pd.DataFrame | Path) -> tuple[list[str], np.ndarray, 
             f"{source}: {len(rows)} row(s) without valid ra/dec (degrees), e.g. rows "
             f"{rows[:20].tolist()}"
         )
-    return [str(o) for o in catalog["objID"].to_numpy()], ra, dec, source
+    ids = [str(o) for o in catalog["objID"].to_numpy()]
+    unsafe = []
+    for row, o in enumerate(ids):
+        try:
+            objid_filename(o, ".jpg")
+        except UnsafeNameError as e:
+            unsafe.append((row, e))
+    if unsafe:  # objIDs are data, never paths: refused before anything is fetched
+        row, e = unsafe[0]
+        more = f" (and {len(unsafe) - 1} more row(s))" if len(unsafe) > 1 else ""
+        raise DataError(f"{source}: row {row}: {e}{more}")
+    return ids, ra, dec, source
 
 
 def _fetch_all(
@@ -280,6 +298,7 @@ def _fetch_all(
     lock = threading.Lock()
     failures: dict[int, str] = {}
     state = {"next": 0, "done": 0}
+    fatal: list[OSError] = []
 
     def worker() -> None:
         while not stop.is_set():
@@ -289,9 +308,20 @@ def _fetch_all(
                 i = todo[state["next"]]
                 state["next"] += 1
             o = ids[i]
-            reason = _download_one(
-                o, cfg.url(ra[i], dec[i], o), out / f"{o}.jpg", cfg, limiter, stop
-            )
+            try:
+                reason = _download_one(
+                    o,
+                    cfg.url(ra[i], dec[i], o),
+                    out / objid_filename(o, ".jpg"),
+                    cfg,
+                    limiter,
+                    stop,
+                )
+            except OSError as e:  # a local disk problem (full, read-only): stop, not a retry
+                with lock:
+                    fatal.append(e)
+                stop.set()
+                return
             with lock:
                 if reason is not None:
                     failures[i] = reason
@@ -315,6 +345,8 @@ def _fetch_all(
         for t in threads:
             t.join()
         raise
+    if fatal:
+        raise fatal[0]
     return failures
 
 
@@ -332,7 +364,7 @@ def _write_failures(
     lines = ["objID\tra\tdec\treason\turl"]
     for i in sorted(failures):
         lines.append(
-            f"{ids[i]}\t{ra[i]!r}\t{dec[i]!r}\t{failures[i]}\t{cfg.url(ra[i], dec[i], ids[i])}"
+            f"{ids[i]}\t{float(ra[i])!r}\t{float(dec[i])!r}\t{failures[i]}\t{cfg.url(ra[i], dec[i], ids[i])}"
         )
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
 
@@ -366,11 +398,13 @@ def download_cutouts(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     failures_file = Path(failures_file) if failures_file else out / FAILURES_FILE
+    if not isinstance(catalog, pd.DataFrame):  # the failure list never replaces the catalog
+        check_output_file(failures_file, overwrite=True, inputs=[catalog])
     # Temporary files of a killed run (atomic writes: never under a final name).
     for p in out.glob(".*.jpg.*.tmp"):
         p.unlink(missing_ok=True)
 
-    todo = [i for i, o in enumerate(ids) if not is_complete_jpeg(out / f"{o}.jpg")]
+    todo = [i for i, o in enumerate(ids) if not is_complete_jpeg(out / objid_filename(o, ".jpg"))]
     skipped = len(ids) - len(todo)
     bar = progress_bar(progress, len(todo), "download", "img")
     try:

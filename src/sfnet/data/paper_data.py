@@ -25,6 +25,7 @@ import shutil
 import tarfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ CATALOG_FILE = "galaxies.csv"
 IMAGES_ARCHIVE = "images-sdss.tar.gz"
 PAPER_FILES = (CATALOG_FILE, IMAGES_ARCHIVE)
 IMAGES_DIR = "images"
+#: Written beside ``images/`` once the archive is completely unpacked (names the archive).
+UNPACKED_MARKER = ".images.unpacked.json"
 _CHUNK = 1 << 20
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".fits", ".fit", ".gz")
 
@@ -55,7 +58,25 @@ class RecordFile:
     checksum: str
 
 
+class _LocalWriteError(Exception):
+    """A local file could not be written (full disk, read-only): not retried as a network
+    error; the ``OSError`` (naming the file) is re-raised."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _check_http(url: str, what: str) -> str:
+    """``url`` when it is an http(s) link; a record may not point sfnet at local files."""
+    scheme = urllib.parse.urlsplit(str(url)).scheme.lower()
+    if scheme not in ("http", "https"):
+        raise DataError(f"{what}: {str(url)[:200]!r} is not an http(s) link (refused)")
+    return str(url)
+
+
 def _get_json(url: str, timeout: float) -> dict:
+    _check_http(url, "records API")
     req = urllib.request.Request(url, headers={"Accept": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
@@ -71,19 +92,46 @@ def _get_json(url: str, timeout: float) -> dict:
 def list_record(record: str = PAPER_RECORD, api: str = ZENODO_API, timeout: float = 60.0) -> dict:
     """``{file name: RecordFile}`` of a Zenodo record, from ``{api}/records/{record}``."""
     url = f"{api.rstrip('/')}/records/{record}"
-    files = _get_json(url, timeout).get("files")
+    doc = _get_json(url, timeout)
+    if not isinstance(doc, dict):
+        raise DataError(f"{url}: expected a JSON object (a record), got a {type(doc).__name__}")
+    files = doc.get("files")
     if not isinstance(files, list):
         raise DataError(f"{url}: the record lists no files")
     out = {}
     for f in files:
+        shown = repr(f)[:200]
         try:
             key = str(f["key"])
             link = f["links"].get("self") or f["links"]["content"]
             checksum = str(f["checksum"])
         except (KeyError, TypeError, AttributeError):
-            raise DataError(f"{url}: malformed file entry {f!r}") from None
-        out[key] = RecordFile(key, link, int(f["size"]) if "size" in f else None, checksum)
+            raise DataError(f"{url}: malformed file entry {shown}") from None
+        _check_http(link, f"{url}: file {key!r}")
+        _checksum_algo(checksum, f"{url}: file {key!r}")
+        size = f.get("size")
+        if size is not None:
+            if isinstance(size, bool) or not isinstance(size, int | str):
+                size = "bad"
+            try:
+                size = int(size)
+            except ValueError:
+                raise DataError(
+                    f"{url}: file {key!r} has a non-numeric size {f.get('size')!r}"
+                ) from None
+            if size < 0:
+                raise DataError(f"{url}: file {key!r} has a negative size {size}")
+        out[key] = RecordFile(key, link, size, checksum)
     return out
+
+
+def _checksum_algo(checksum: str, what: str = "checksum") -> str:
+    """The hash algorithm of an ``algo:hex`` checksum (``md5`` when no algorithm is named)."""
+    algo = checksum.split(":", 1)[0].lower() if ":" in checksum else "md5"
+    if algo not in hashlib.algorithms_guaranteed:
+        known = ", ".join(sorted(a for a in hashlib.algorithms_guaranteed if "_" not in a))
+        raise DataError(f"{what}: unknown checksum algorithm {algo[:40]!r} (known: {known})")
+    return algo
 
 
 def file_checksum(path: Path, algo: str = "md5") -> str:
@@ -96,8 +144,7 @@ def file_checksum(path: Path, algo: str = "md5") -> str:
 
 
 def _matches(path: Path, f: RecordFile) -> bool:
-    algo = f.checksum.split(":", 1)[0] if ":" in f.checksum else "md5"
-    return file_checksum(path, algo) == f.checksum
+    return file_checksum(path, _checksum_algo(f.checksum)) == f.checksum
 
 
 def _fetch_range(f: RecordFile, part: Path, timeout: float) -> None:
@@ -106,13 +153,36 @@ def _fetch_range(f: RecordFile, part: Path, timeout: float) -> None:
     headers = {"User-Agent": "sfnet-paper-data"}
     if have:
         headers["Range"] = f"bytes={have}-"
-    req = urllib.request.Request(f.url, headers=headers)
+    req = urllib.request.Request(_check_http(f.url, f.key), headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             mode = "ab" if have and r.status == 206 else "wb"  # 200: the server restarted
-            with open(part, mode) as out:
-                for chunk in iter(lambda: r.read(_CHUNK), b""):
-                    out.write(chunk)
+            start = have if mode == "ab" else 0
+            # never more than the record's declared size: a server that keeps sending
+            # cannot fill the disk
+            left = None if f.size is None else f.size - start
+            try:
+                out = open(part, mode)  # noqa: SIM115 - closed below
+            except OSError as e:
+                raise _LocalWriteError(e) from None
+            with out:
+                while left is None or left > 0:
+                    chunk = r.read(_CHUNK if left is None else min(_CHUNK, left))
+                    if not chunk:
+                        break
+                    try:
+                        out.write(chunk)
+                    except OSError as e:
+                        if e.filename is None:
+                            e = OSError(e.errno, e.strerror or str(e), str(part))
+                        raise _LocalWriteError(e) from None
+                    if left is not None:
+                        left -= len(chunk)
+                if left == 0 and r.read(1):
+                    raise DataError(
+                        f"{f.url}: the server sends more than the record's size of {f.size} "
+                        "bytes; stopped there (refusing the file)"
+                    )
     except urllib.error.HTTPError as e:
         if e.code == 416 and have:  # nothing left to send: the .part is whole
             return
@@ -122,25 +192,44 @@ def _fetch_range(f: RecordFile, part: Path, timeout: float) -> None:
 
 
 def download_file(
-    f: RecordFile, dest: Path, retries: int = 5, timeout: float = 60.0, backoff: float = 1.0
+    f: RecordFile,
+    dest: Path,
+    retries: int = 5,
+    timeout: float = 60.0,
+    backoff: float = 1.0,
+    overwrite: bool = False,
 ) -> bool:
     """Download one record file to ``dest``, resuming ``dest.part``, verified by its checksum.
 
     Returns:
         False when a verified ``dest`` was already there, True when it was downloaded.
 
+    A ``dest`` that exists and does not match is someone else's file: refused unless
+    ``overwrite``. At most the record's declared size is written.
+
     Raises:
-        DataError: the checksum does not match (the partial file is removed), or a permanent
-            HTTP error, or still incomplete after ``retries`` retries.
+        DataError: the checksum does not match (the partial file is removed), a permanent
+            HTTP error, more bytes than declared, or still incomplete after ``retries`` retries.
+        OSError: the local file cannot be written (full disk, read-only): not retried.
     """
     dest = Path(dest)
     if dest.is_file() and _matches(dest, f):
         return False
+    if (dest.exists() or dest.is_symlink()) and not overwrite:
+        raise DataError(
+            f"{dest}: exists and is not the record's {f.key} (checksum differs); sfnet does not "
+            "replace a file it did not write - move it away, or use --overwrite"
+        )
     part = dest.with_name(dest.name + ".part")
     last = ""
     for attempt in range(retries + 1):
         try:
             _fetch_range(f, part, timeout)
+        except _LocalWriteError as e:  # a full or read-only disk: retrying will not help
+            raise e.error from None
+        except DataError:
+            part.unlink(missing_ok=True)
+            raise
         except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
             last = f"{type(e).__name__}: {e}"
             log.warning("%s: attempt %d failed (%s); resuming", f.key, attempt + 1, last)
@@ -151,8 +240,7 @@ def download_file(
             last = f"truncated body ({size} of {f.size} bytes)"
             log.warning("%s: %s; resuming", f.key, last)
             continue
-        algo = f.checksum.split(":", 1)[0] if ":" in f.checksum else "md5"
-        got = file_checksum(part, algo)
+        got = file_checksum(part, _checksum_algo(f.checksum))
         if got != f.checksum:
             part.unlink()
             raise DataError(
@@ -171,6 +259,10 @@ def check_member(m: tarfile.TarInfo, archive: Path) -> None:
         DataError: absolute path, ``..`` component, link, device or FIFO; names the member.
     """
     p = PurePosixPath(m.name)
+    if not p.parts:  # "./" or "" - the archive's root folder (tar -C imgs -czf x.tar.gz .)
+        if not m.isdir():
+            raise DataError(f"{archive}: refusing member {m.name!r} (the archive's root)")
+        return
     if p.is_absolute() or m.name.startswith(("/", "\\")) or ".." in p.parts or ":" in p.parts[0]:
         raise DataError(f"{archive}: unsafe member path {m.name!r} (outside the target folder)")
     if not (m.isfile() or m.isdir()):
@@ -189,19 +281,66 @@ def _image_root(folder: Path) -> Path:
         folder = dirs[0]
 
 
-def unpack_images(archive: Path, out: Path) -> Path:
+def _is_root(m: tarfile.TarInfo) -> bool:
+    return not PurePosixPath(m.name).parts
+
+
+def _member_files(members: list[tarfile.TarInfo]) -> dict[str, int]:
+    """{path relative to the image root: size} of the archive's files, with the leading folders
+    :func:`_image_root` strips (one subfolder holding everything) removed."""
+    files = {PurePosixPath(m.name).parts: m.size for m in members if m.isfile()}
+    files = {k: v for k, v in files.items() if not any(c.startswith(".") for c in k)}
+    while files and all(len(k) > 1 for k in files) and len({k[0] for k in files}) == 1:
+        files = {k[1:]: v for k, v in files.items()}
+    return {"/".join(k): v for k, v in files.items()}
+
+
+def _marker(out: Path) -> Path:
+    return out / UNPACKED_MARKER
+
+
+def _read_marker(out: Path) -> dict | None:
+    try:
+        d = json.loads(_marker(out).read_text())
+    except (OSError, ValueError):
+        return None
+    return d if isinstance(d, dict) else None
+
+
+def _write_marker(out: Path, archive_checksum: str | None, n_files: int) -> None:
+    from sfnet.io import atomic_write_json
+
+    atomic_write_json(_marker(out), {"archive": archive_checksum, "files": n_files})
+
+
+def unpack_images(archive: Path, out: Path, checksum: str | None = None) -> Path:
     """Unpack an image archive safely into ``out/images``, atomically.
 
     Every member is checked (:func:`check_member`) before anything is written; the archive is
-    extracted into a temporary sibling and renamed to ``out/images`` when complete.
+    extracted into a temporary sibling and renamed to ``out/images`` when complete, then the
+    marker ``out/.images.unpacked.json`` records the archive (``checksum``) it came from.
+
+    An existing ``out/images`` is reused only when the marker names this archive, or when it
+    holds every file of the archive at its size (the marker is then written); an empty one is
+    replaced; anything else is refused (it is never deleted).
 
     Returns:
         ``out/images``.
+
+    Raises:
+        DataError: an unsafe or unreadable archive, or an ``out/images`` that is not this
+            archive's images.
     """
     out = Path(out)
     final = out / IMAGES_DIR
     if final.is_dir():
-        return final
+        done = _read_marker(out)
+        if done is not None and done.get("archive") == checksum and checksum is not None:
+            return final
+        if any(final.iterdir()):
+            _verify_unpacked(archive, final, checksum, out)
+            return final
+        final.rmdir()  # an empty folder: unpack into its place
     tmp = out / f".{IMAGES_DIR}.unpacking"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -209,6 +348,7 @@ def unpack_images(archive: Path, out: Path) -> Path:
             members = tar.getmembers()
             for m in members:
                 check_member(m, archive)
+            members = [m for m in members if not _is_root(m)]
             tmp.mkdir(parents=True)
             if hasattr(tarfile, "data_filter"):
                 tar.extractall(tmp, members=members, filter="data")
@@ -220,10 +360,37 @@ def unpack_images(archive: Path, out: Path) -> Path:
     except DataError:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    n_files = len(_member_files(members))
+    if n_files == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DataError(f"{archive}: holds no files")
     root = _image_root(tmp)
     os.replace(root, final)
     shutil.rmtree(tmp, ignore_errors=True)
+    _write_marker(out, checksum, n_files)
     return final
+
+
+def _verify_unpacked(archive: Path, final: Path, checksum: str | None, out: Path) -> None:
+    """Accept an ``images/`` folder without a marker when it holds every file of the archive at
+    its size (e.g. a kill between the rename and the marker); refuse it otherwise."""
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            expected = _member_files(tar.getmembers())
+    except (tarfile.TarError, EOFError, OSError) as e:
+        raise DataError(f"{archive}: cannot read ({e})") from None
+    wrong = [
+        rel
+        for rel, size in expected.items()
+        if not (final / rel).is_file() or (final / rel).stat().st_size != size
+    ]
+    if wrong or not expected:
+        raise DataError(
+            f"{final}: exists but does not hold {archive.name}'s images ({len(wrong)} of "
+            f"{len(expected)} missing or different, e.g. {wrong[:1]}); sfnet does not delete "
+            "it - move it away and rerun"
+        )
+    _write_marker(out, checksum, len(expected))
 
 
 @dataclass
@@ -243,6 +410,7 @@ def fetch_paper_data(
     retries: int = 5,
     timeout: float = 60.0,
     backoff: float = 1.0,
+    overwrite: bool = False,
     log_fn: Callable[[str], None] | None = None,
 ) -> PaperDataResult:
     """Download and unpack the paper's data set into the dataset folder ``out``.
@@ -251,9 +419,19 @@ def fetch_paper_data(
         out: the dataset folder (created): ``galaxies.csv``, ``images/``, and the downloaded
             archive (kept, so a rerun verifies instead of downloading again).
         record: Zenodo record id. api: base URL of the records API (tests use 127.0.0.1).
-        retries, timeout, backoff: per-file retry count, socket timeout (s), first delay (s).
+        retries, timeout, backoff: per-file retry count (>= 0), socket timeout (s, > 0),
+            first delay (s, >= 0).
+        overwrite: replace files in ``out`` that are not the record's (never without it).
         log_fn: called with one line per step (the CLI prints them).
     """
+    import math
+
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise DataError(f"--retries must be an integer >= 0, got {retries!r}")
+    if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
+        raise DataError(f"--timeout must be a number of seconds > 0, got {timeout!r}")
+    if not (isinstance(backoff, int | float) and math.isfinite(backoff) and backoff >= 0):
+        raise DataError(f"backoff must be >= 0 seconds, got {backoff!r}")
     say = log_fn or (lambda _m: None)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -265,10 +443,12 @@ def fetch_paper_data(
     for key in PAPER_FILES:
         f = files[key]
         say(f"{key}: {f.size or '?'} bytes, {f.checksum}")
-        new = download_file(f, out / key, retries=retries, timeout=timeout, backoff=backoff)
+        new = download_file(
+            f, out / key, retries=retries, timeout=timeout, backoff=backoff, overwrite=overwrite
+        )
         (done if new else reused).append(key)
     say(f"unpacking {IMAGES_ARCHIVE} into {out / IMAGES_DIR}")
-    unpack_images(out / IMAGES_ARCHIVE, out)
+    unpack_images(out / IMAGES_ARCHIVE, out, files[IMAGES_ARCHIVE].checksum)
     return PaperDataResult(out, done, reused)
 
 

@@ -5,11 +5,19 @@ Layout of a prepared folder::
 
     DATA/galaxies.csv              catalog (or .parquet / .fits)
     DATA/images/{objID}.jpg        cutouts (JPEG, PNG, or FITS with g, r, i planes)
-    DATA/packed/images.u8          raw (N, 3, H, W) uint8, C order, memory-mapped
-    DATA/packed/index.json         objIDs (row order), geometry, fingerprint, bad rows
-    DATA/packed.new/               a store being built (``images.u8.partial``, ``progress.json``);
-                                   swapped in for ``packed/`` when complete
-    DATA/bad_images.txt            objIDs dropped by ``prepare --skip-bad`` (with reasons)
+    DATA/packed/KEY/images.u8      raw (N, 3, H, W) uint8, C order, memory-mapped
+    DATA/packed/KEY/index.json     objIDs (row order), geometry, fingerprint, bad rows
+    DATA/packed/KEY/bad_images.txt objIDs dropped by ``prepare --skip-bad`` (with reasons)
+    DATA/packed/KEY.new/           a store being built (``images.u8.partial``, ``progress.json``);
+                                   swapped in for ``packed/KEY/`` when complete
+    DATA/.packed.lock              held by a running ``prepare`` (one at a time per folder)
+
+Several stores coexist, one per geometry: ``KEY`` is :func:`geometry_key` of the ``resize``
+and stored ``crop`` (``native``, ``resize64``, ``resize128-crop112``...). Training, prediction
+and ``open_dataset`` pick the store of their geometry (:func:`find_store`); with none they
+decode ``images/`` directly and log once that ``sfnet prepare`` would make it faster. A store
+of the older single-store layout (``DATA/packed/images.u8`` + ``index.json``) is read when
+its geometry matches.
 
 Geometry: every image is resized to ``resize`` x ``resize`` pixels when ``resize`` is set
 (bicubic, Pillow) and then centre-cropped to ``crop`` x ``crop`` (offset ``(size - crop) // 2``).
@@ -29,6 +37,7 @@ import contextlib
 import errno
 import hashlib
 import json
+import logging
 import multiprocessing
 import os
 import shutil
@@ -52,8 +61,9 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".fits", ".fit", ".fits.gz", ".fit.
 #: Sub-folders / files of a dataset folder.
 IMAGES_DIR = "images"
 PACKED_DIR = "packed"
-#: Where ``prepare`` builds a new store before swapping it in for ``packed/``.
-BUILD_DIR = "packed.new"
+#: Suffix of the folder where ``prepare`` builds a store before swapping it in
+#: (``packed/KEY.new`` for ``packed/KEY``).
+BUILD_SUFFIX = ".new"
 PACKED_DATA = "images.u8"
 PACKED_INDEX = "index.json"
 PACKED_PARTIAL = "images.u8.partial"
@@ -70,6 +80,12 @@ LUPTON_Q = 6.0
 LUPTON_MINIMUM = 0.0
 
 _LIST_LIMIT = 20
+log = logging.getLogger(__name__)
+
+#: Largest FITS cutout accepted, in pixels over all image HDUs (3 planes of 2048 x 2048),
+#: checked from the headers before any pixel is read, so a small compressed file declaring a
+#: huge image (a decompression bomb) is refused at once.
+MAX_FITS_PIXELS = 3 * 2048 * 2048
 
 
 # --------------------------------------------------------------------------------- decoding
@@ -123,9 +139,62 @@ def fits_to_rgb(planes: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rgb[::-1])
 
 
+def check_fits_size(path: Path) -> None:
+    """Refuse a FITS file whose headers declare more than :data:`MAX_FITS_PIXELS` pixels.
+
+    Reads the headers one by one from the (possibly gzip-compressed) stream and skips the data
+    they declare, stopping as soon as the declared total is too large: a small ``.fits.gz``
+    declaring a huge image (a decompression bomb) is refused before it is decompressed.
+
+    Raises:
+        BadImage: too large, or a header that cannot be read (the message names the file).
+    """
+    import gzip
+
+    from astropy.io import fits
+
+    path = Path(path)
+    total, shapes = 0, []
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            while True:
+                try:
+                    header = fits.Header.fromfile(f, endcard=True, padding=True)
+                except EOFError:
+                    break
+                z = "Z" if header.get("ZIMAGE") else ""
+                naxis = int(header.get(f"{z}NAXIS", 0))
+                dims = [int(header[f"{z}NAXIS{k}"]) for k in range(1, naxis + 1)]
+                if dims and min(dims) < 0:
+                    raise ValueError(f"negative size {dims}")
+                n = int(np.prod(dims, dtype=object)) if dims else 0
+                total += n
+                shapes.append(" x ".join(str(d) for d in reversed(dims)))
+                if total > MAX_FITS_PIXELS:
+                    raise BadImage(
+                        f"{path.name}: FITS headers declare {' + '.join(shapes)} pixels, more "
+                        f"than the {MAX_FITS_PIXELS:,} a cutout may have; refused before "
+                        "decompressing (cut a smaller cutout)"
+                    )
+                if z or header.get("XTENSION", "IMAGE").strip() != "IMAGE":  # table bytes
+                    rows = [int(header.get(f"NAXIS{k}", 0)) for k in (1, 2)]
+                    nbytes = rows[0] * rows[1] + int(header.get("PCOUNT", 0))
+                else:
+                    nbytes = n * abs(int(header.get("BITPIX", 8))) // 8
+                f.seek(nbytes + (-nbytes) % 2880, 1)
+    except BadImage:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, EOFError) as e:
+        raise BadImage(
+            f"{path.name}: cannot read the FITS headers ({type(e).__name__}: {e})"
+        ) from None
+
+
 def _read_fits_planes(path: Path) -> np.ndarray:
     from astropy.io import fits
 
+    check_fits_size(path)  # headers only: sizes checked before any pixel is read
     with fits.open(path, memmap=False) as hdul:
         cubes = [h for h in hdul if h.data is not None and getattr(h.data, "ndim", 0) == 3]
         if cubes:
@@ -146,6 +215,35 @@ def _read_fits_planes(path: Path) -> np.ndarray:
         if len({p.shape for p in planes[:3]}) != 1:
             raise BadImage("FITS g, r, i planes differ in shape")
         return np.stack(planes[:3])
+
+
+def _to_rgb8(im: Any, path: Path) -> Any:
+    """An 8-bit RGB Pillow image from a JPEG/PNG of any mode.
+
+    16-bit images (PNG grey ``I;16``, which Pillow's ``convert("RGB")`` would clip at 255) are
+    scaled to 8 bits by 65535 -> 255 (divide by 257, rounded); 16-bit RGB PNGs Pillow already
+    reads as 8-bit RGB (the high byte). 32-bit integer or float images are refused.
+
+    Raises:
+        BadImage: a 32-bit integer or float image, or a 16-bit one with values out of range.
+    """
+    from PIL import Image
+
+    if im.mode.startswith("I;16") or im.mode == "I":
+        arr = np.asarray(im).astype(np.int64)
+        if arr.size and (arr.min() < 0 or arr.max() > 65535):
+            raise BadImage(
+                f"{path.name}: {im.mode} image with values {arr.min()}..{arr.max()} outside "
+                "0..65535; save it as 8-bit RGB (or FITS)"
+            )
+        grey = ((arr * 255 + 32767) // 65535).astype(np.uint8)  # 16 -> 8 bits, rounded
+        return Image.fromarray(grey, mode="L").convert("RGB")
+    if im.mode in ("F", "I;32", "I;32B", "I;32L"):
+        raise BadImage(
+            f"{path.name}: {im.mode} (32-bit) image; sfnet reads 8- or 16-bit JPEG/PNG - save it "
+            "as 8-bit RGB (or as FITS with g, r, i planes)"
+        )
+    return im.convert("RGB")
 
 
 def decode_image(
@@ -176,7 +274,7 @@ def decode_image(
             img = Image.fromarray(fits_to_rgb(_read_fits_planes(path)), mode="RGB")
         else:
             with Image.open(path) as im:
-                img = im.convert("RGB")
+                img = _to_rgb8(im, path)
     except BadImage:
         raise
     except Exception as e:  # noqa: BLE001 - any decoder failure means a bad image
@@ -370,12 +468,32 @@ def _format_ids(ids: Sequence[str]) -> str:
     return f"{len(ids)} objID(s): {shown}{more}"
 
 
-def _read_index(folder: Path) -> dict[str, Any] | None:
-    p = Path(folder) / PACKED_DIR / PACKED_INDEX
+def geometry_key(resize: int | None, crop: int | None) -> str:
+    """Name of the store folder ``packed/KEY`` of one geometry: ``native``, ``resize64``,
+    ``native-crop144``, ``resize128-crop112``."""
+    key = f"resize{int(resize)}" if resize is not None else "native"
+    return key + (f"-crop{int(crop)}" if crop is not None else "")
+
+
+def store_dir(folder: Path, resize: int | None, crop: int | None) -> Path:
+    """Where ``prepare(folder, crop, resize)`` puts its store: ``folder/packed/KEY``."""
+    return Path(folder) / PACKED_DIR / geometry_key(resize, crop)
+
+
+def _read_index(store: Path) -> dict[str, Any] | None:
+    """The index of the store folder ``store`` (``packed/KEY`` or an old-layout ``packed``),
+    None when it has none.
+
+    Raises:
+        DataError: unreadable or inconsistent index.
+    """
+    p = Path(store) / PACKED_INDEX
     if not p.is_file():
         return None
     try:
         idx = json.loads(p.read_text())
+        if not isinstance(idx, dict):
+            raise ValueError("not a JSON object")
         if idx.get("version") != STORE_VERSION:
             raise ValueError(f"store version {idx.get('version')} (expected {STORE_VERSION})")
         for key in ("n", "height", "width", "fingerprint", "objids", "bad_rows"):
@@ -390,12 +508,79 @@ def _read_index(folder: Path) -> dict[str, Any] | None:
     return idx
 
 
-def skipped_objids(folder: Path) -> list[str]:
-    """objIDs (as text) that ``prepare --skip-bad`` dropped from the packed store; [] if none."""
-    idx = _read_index(folder)
+def _old_layout(folder: Path, crop: int, resize: int | None) -> tuple[Path, dict] | None:
+    """The store of the older single-store layout (``packed/index.json``) when its geometry
+    serves (``resize``, ``crop``); logs why not otherwise."""
+    packed = Path(folder) / PACKED_DIR
+    idx = _read_index(packed)
     if idx is None:
+        return None
+    if idx.get("resize") == resize and idx.get("crop") in (None, crop):
+        return packed, idx
+    _log_once(
+        (str(packed), "old"),
+        "%s: a packed store of the older layout, made with resize=%s crop=%s, does not serve "
+        "resize=%s crop=%s; `sfnet prepare %s%s` adds one that does",
+        packed,
+        idx.get("resize"),
+        idx.get("crop"),
+        resize,
+        crop,
+        folder,
+        f" --resize {resize}" if resize else "",
+    )
+    return None
+
+
+def find_store(
+    folder: Path, crop: int | None, resize: int | None
+) -> tuple[Path, dict[str, Any]] | None:
+    """The packed store of ``folder`` that serves images resized to ``resize`` and
+    centre-cropped to ``crop`` (None: whole images), and its index; None when there is none.
+
+    Preference: the store of exactly that crop (``packed/resizeR-cropC``), then the store of
+    whole images (``packed/resizeR``, cropped on read), then an old-layout ``packed/`` of that
+    geometry. Freshness is not checked here (:func:`open_images` does).
+
+    Raises:
+        DataError: the chosen store's index is unreadable.
+    """
+    folder = Path(folder)
+    keys = [geometry_key(resize, crop)] + ([geometry_key(resize, None)] if crop else [])
+    for key in keys:
+        path = folder / PACKED_DIR / key
+        idx = _read_index(path)
+        if idx is not None:
+            return path, idx
+    return _old_layout(folder, crop, resize)
+
+
+def stored_side(folder: Path, resize: int | None = None) -> int | None:
+    """Side in pixels of the whole images in the store for ``resize`` (None when none)."""
+    found = find_store(folder, None, resize)
+    if found is None:
+        return None
+    idx = found[1]
+    return int(idx.get("crop") or min(idx["height"], idx["width"]))
+
+
+def skipped_objids(folder: Path, crop: int | None = None, resize: int | None = None) -> list[str]:
+    """objIDs (as text) that ``prepare --skip-bad`` dropped from the store that serves
+    (``resize``, ``crop``) (:func:`find_store`); [] if none."""
+    found = find_store(folder, crop, resize)
+    if found is None:
         return []
+    idx = found[1]
     return [idx["objids"][r] for r in idx["bad_rows"]]
+
+
+_LOGGED: set[tuple[str, str]] = set()
+
+
+def _log_once(key: tuple[str, str], msg: str, *args: Any) -> None:
+    if key not in _LOGGED:
+        _LOGGED.add(key)
+        log.info(msg, *args)
 
 
 def open_images(
@@ -407,9 +592,9 @@ def open_images(
 ) -> Any:
     """Images of ``objids`` (in that order) from a dataset folder, centre-cropped to ``crop``.
 
-    Uses the packed store (``packed/``) when present; it must be fresh (fingerprint of catalog
-    + images unchanged) and of compatible geometry (same ``resize``; stored crop equal to
-    ``crop`` or the whole image). Otherwise decodes from ``images/`` on access.
+    Uses the packed store of this geometry (:func:`find_store`) when there is one; it must be
+    fresh (fingerprint of catalog + images unchanged). Without one, decodes from ``images/``
+    on access (and logs once that ``sfnet prepare`` would make it faster).
 
     ``folder_fingerprint``: the folder's :func:`fingerprint` when the caller already has it
     (it stats every image file, so it is computed once per load).
@@ -419,21 +604,22 @@ def open_images(
         ``[idx] -> (n, 3, crop, crop) uint8``.
 
     Raises:
-        DataError: stale, incomplete or mismatched packed store; missing images; crop larger
-            than the images.
+        DataError: stale or incomplete packed store of this geometry; missing images; crop
+            larger than the images.
     """
     folder = Path(folder)
     keys = [str(o) for o in objids]
-    packed = folder / PACKED_DIR
-    idx = _read_index(folder)
-    if idx is not None:
+    found = find_store(folder, crop, resize)
+    if found is not None:
         fp = folder_fingerprint or fingerprint(folder)
-        return _open_packed(folder, idx, keys, crop, resize, fp)
-    for partial in (packed, folder / BUILD_DIR):
-        if (partial / PACKED_PROGRESS).exists() or (partial / PACKED_PARTIAL).exists():
+        return _open_packed(folder, found[0], found[1], keys, crop, resize, fp)
+    for key in {geometry_key(resize, crop), geometry_key(resize, None)}:
+        build = folder / PACKED_DIR / (key + BUILD_SUFFIX)
+        if (build / PACKED_PROGRESS).exists() or (build / PACKED_PARTIAL).exists():
             raise DataError(
-                f"{partial}: the packed store is incomplete (an interrupted `sfnet prepare`); "
-                f"re-run `sfnet prepare {folder}` to finish it, or delete {partial}"
+                f"{build}: the packed store is incomplete (an interrupted `sfnet prepare`); "
+                f"re-run `sfnet prepare {folder}{_flags(resize, None)}` to finish it, or "
+                f"delete {build}"
             )
     index = image_index(folder)
     missing = [k for k in keys if k not in index]
@@ -446,7 +632,21 @@ def open_images(
             decode_image(paths[0], crop, resize, expect)
         except BadImage as e:
             raise DataError(f"{paths[0]}: {e}") from None
+    _log_once(
+        (str(folder.resolve()), geometry_key(resize, crop)),
+        "%s: no packed store for resize=%s crop=%s, decoding the images on every read; "
+        "`sfnet prepare %s%s` would make it faster",
+        folder,
+        resize,
+        crop,
+        folder,
+        _flags(resize, None),
+    )
     return FolderImages(paths, crop, resize, expect)
+
+
+def _flags(resize: int | None, crop: int | None) -> str:
+    return (f" --resize {resize}" if resize else "") + (f" --crop {crop}" if crop else "")
 
 
 def _folder_size(paths: list[Path], resize: int | None, folder: Path) -> tuple[int, int] | None:
@@ -465,44 +665,41 @@ def _folder_size(paths: list[Path], resize: int | None, folder: Path) -> tuple[i
 
 
 def _open_packed(
-    folder: Path, idx: dict[str, Any], keys: list[str], crop: int, resize: int | None, fp: str
+    folder: Path,
+    packed: Path,
+    idx: dict[str, Any],
+    keys: list[str],
+    crop: int,
+    resize: int | None,
+    fp: str,
 ) -> PackedImages:
-    packed = folder / PACKED_DIR
+    redo = f"re-run `sfnet prepare {folder}{_flags(idx.get('resize'), idx.get('crop'))}`"
     if idx["fingerprint"] != fp:
-        flags = "".join(f" --{k} {idx[k]}" for k in ("resize", "crop") if idx.get(k))
         raise DataError(
             f"{packed}: the packed store is stale (catalog or images changed since "
-            f"`sfnet prepare`); re-run `sfnet prepare {folder}{flags}` (or delete {packed} to "
-            "read the image folder directly)"
+            f"`sfnet prepare`); {redo} (or delete {packed} to read the image folder directly)"
         )
-    h, w, stored_crop = int(idx["height"]), int(idx["width"]), idx.get("crop")
-    redo = f"re-run `sfnet prepare {folder}" + (f" --resize {resize}" if resize else "")
-    if idx.get("resize") != resize:
-        raise DataError(
-            f"{packed}: the packed store was made with resize={idx.get('resize')} but "
-            f"resize={resize} is requested; {redo}` (it keeps whole images unless --crop is given)"
-        )
+    h, w = int(idx["height"]), int(idx["width"])
     if crop > h or crop > w:
         raise DataError(
             f"{packed}: crop {crop} is larger than the stored {w}x{h} px images; ask for a "
             f"crop <= {min(h, w)} or re-run `sfnet prepare {folder} --resize N` with N >= {crop}"
         )
-    if stored_crop is not None and stored_crop != crop:
-        raise DataError(
-            f"{packed}: the packed store holds {stored_crop} px crops but crop {crop} is "
-            f"requested; {redo}` without --crop to keep whole images (any crop then works)"
-        )
     data = packed / PACKED_DATA
     n = int(idx["n"])
     if not data.is_file() or data.stat().st_size != n * 3 * h * w:
-        raise DataError(f"{data}: missing or wrong size for {n} x 3 x {h} x {w}; {redo}`")
+        raise DataError(f"{data}: missing or wrong size for {n} x 3 x {h} x {w}; {redo}")
     bad = set(idx["bad_rows"])
     row_of = {k: r for r, k in enumerate(idx["objids"]) if r not in bad}
     missing = [k for k in keys if k not in row_of]
     if missing:
         stored = set(idx["objids"])
         dropped = [k for k in missing if k in stored]
-        why = f" ({len(dropped)} dropped by --skip-bad, see {BAD_IMAGES_FILE})" if dropped else ""
+        why = (
+            f" ({len(dropped)} dropped by --skip-bad, see {packed / BAD_IMAGES_FILE})"
+            if dropped
+            else ""
+        )
         raise DataError(f"{packed}: not in the packed store: {_format_ids(missing)}{why}")
     rows = np.array([row_of[k] for k in keys], dtype=np.int64)
     # A stored crop equal to ``crop`` is used as is; a whole image is cropped with the same
@@ -518,10 +715,10 @@ class PrepareResult:
     """What ``prepare`` did.
 
     Attributes:
-        store: the ``packed/`` folder.
+        store: the store folder (``packed/KEY``, :func:`geometry_key`).
         n_images: images in the store (bad ones excluded).
         n_bad: images dropped (``skip_bad``), listed in ``bad_file``.
-        bad_file: ``bad_images.txt`` or None.
+        bad_file: the store's ``bad_images.txt`` or None.
         height, width: stored image size (pixels).
         crop, resize: the geometry asked for (None = whole image / stored size).
         fingerprint: of catalog + images.
@@ -546,7 +743,7 @@ class PrepareResult:
 
 @dataclass
 class _Plan:
-    """What one ``prepare`` builds: rows, geometry and where (``folder/packed.new``)."""
+    """What one ``prepare`` builds: rows, geometry and where (``packed/KEY.new``)."""
 
     folder: Path
     keys: list[str]
@@ -561,8 +758,12 @@ class _Plan:
     chunk_size: int
 
     @property
+    def store(self) -> Path:
+        return store_dir(self.folder, self.resize, self.crop)
+
+    @property
     def build(self) -> Path:
-        return self.folder / BUILD_DIR
+        return self.store.with_name(self.store.name + BUILD_SUFFIX)
 
     @property
     def nbytes(self) -> int:
@@ -596,14 +797,16 @@ def prepare(
     chunk_size: int = 256,
     on_chunk: Callable[[int, int], None] | None = None,
 ) -> PrepareResult:
-    """Decode every catalog image once into the packed store ``folder/packed``.
+    """Decode every catalog image once into the packed store of this geometry,
+    ``folder/packed/KEY`` (:func:`geometry_key`); stores of other geometries are kept.
 
     The store is (N, 3, H, W) uint8 in catalog row order (H = W = ``crop``, else ``resize``,
     else the size most images have; images of another size are bad, never silently cropped).
-    It is built beside the old store, in ``folder/packed.new`` (chunks decoded by ``workers``
-    processes, default all cores; progress saved after each chunk so an interrupted or failed
-    run resumes), and swapped in atomically when complete: until then the previous complete
-    store stays usable. Free disk space is checked before anything is written.
+    It is built in ``packed/KEY.new`` (chunks decoded by ``workers`` processes, default all
+    cores; progress saved after each chunk so an interrupted or failed run resumes), and swapped
+    in atomically when complete: until then the previous complete store of that geometry stays
+    usable. Free disk space is checked before anything is written. One ``prepare`` at a time
+    per dataset folder: it holds the lock ``folder/.packed.lock`` (:mod:`sfnet.lock`).
 
     Args:
         folder: dataset folder (catalog + ``images/``).
@@ -611,7 +814,7 @@ def prepare(
         resize: resize side (pixels) before cropping; None keeps the images' size.
         workers: decoding processes; 1 decodes in this process.
         skip_bad: drop missing/corrupt/odd-sized images (counted, listed in
-            ``bad_images.txt``) instead of failing.
+            the store's ``bad_images.txt``) instead of failing.
         progress: show a tqdm progress bar.
         chunk_size: images per work unit (and per progress checkpoint).
         on_chunk: called as ``on_chunk(done_chunks, total_chunks)`` after each chunk.
@@ -619,6 +822,7 @@ def prepare(
     Raises:
         DataError: missing or bad images without ``skip_bad`` (first 20 objIDs and the count),
             no decodable image, not enough disk space (before or while writing).
+        FolderBusyError: another ``prepare`` is running on this folder (named in the message).
     """
     t0 = time.perf_counter()
     folder = Path(folder)
@@ -626,23 +830,28 @@ def prepare(
         raise DataError(f"crop and resize must be positive (got crop={crop}, resize={resize})")
     if crop is not None and resize is not None and crop > resize:
         raise DataError(f"crop ({crop}) must not exceed resize ({resize})")
-    keys, index, fp, cat_name = _scan(folder, skip_bad)
-    done_already = _existing_store(folder, fp, crop, resize, skip_bad)
-    if done_already is not None:
-        done_already.seconds = time.perf_counter() - t0
-        return done_already
-    source = _source_size(keys, index, resize, folder)
-    h, w = (crop, crop) if crop is not None else source
-    plan = _Plan(folder, keys, index, fp, cat_name, crop, resize, source, h, w, chunk_size)
-    done, bad = _start_or_resume(plan)
-    resumed = len(done)
-    _decode_chunks(plan, done, bad, workers, progress, on_chunk)
-    bad_rows = _finish(plan, bad, skip_bad)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such dataset folder")
+    from sfnet.lock import folder_lock
+
+    with folder_lock(folder / PACKED_DIR, "sfnet prepare", follow_symlink=True):
+        keys, index, fp, cat_name = _scan(folder, skip_bad)
+        done_already = _existing_store(folder, fp, crop, resize, skip_bad)
+        if done_already is not None:
+            done_already.seconds = time.perf_counter() - t0
+            return done_already
+        source = _source_size(keys, index, resize, folder)
+        h, w = (crop, crop) if crop is not None else source
+        plan = _Plan(folder, keys, index, fp, cat_name, crop, resize, source, h, w, chunk_size)
+        done, bad = _start_or_resume(plan)
+        resumed = len(done)
+        _decode_chunks(plan, done, bad, workers, progress, on_chunk)
+        bad_rows = _finish(plan, bad, skip_bad)
     return PrepareResult(
-        store=folder / PACKED_DIR,
+        store=plan.store,
         n_images=len(keys) - len(bad_rows),
         n_bad=len(bad_rows),
-        bad_file=folder / BAD_IMAGES_FILE if bad_rows else None,
+        bad_file=plan.store / BAD_IMAGES_FILE if bad_rows else None,
         height=h,
         width=w,
         crop=crop,
@@ -672,27 +881,31 @@ def _scan(folder: Path, skip_bad: bool) -> tuple[list[str], dict[str, Path], str
 def _existing_store(
     folder: Path, fp: str, crop: int | None, resize: int | None, skip_bad: bool
 ) -> PrepareResult | None:
-    """The result for a fresh store of this geometry that already exists, else None."""
-    try:
-        old = _read_index(folder)
-    except DataError:  # an unreadable index is simply replaced
-        return None
-    packed = folder / PACKED_DIR
-    if (
-        old is None
-        or old["fingerprint"] != fp
-        or old.get("crop") != crop
-        or old.get("resize") != resize
-        or (old["bad_rows"] and not skip_bad)
-        or not (packed / PACKED_DATA).is_file()
-    ):
+    """The result for a fresh store of this geometry that already exists (also one of the
+    older single-store layout), else None."""
+    for packed in (store_dir(folder, resize, crop), folder / PACKED_DIR):
+        try:
+            old = _read_index(packed)
+        except DataError:  # an unreadable index is simply replaced
+            continue
+        if (
+            old is not None
+            and old["fingerprint"] == fp
+            and old.get("crop") == crop
+            and old.get("resize") == resize
+            and not (old["bad_rows"] and not skip_bad)
+            and (packed / PACKED_DATA).is_file()
+        ):
+            break
+    else:
         return None
     n_bad = len(old["bad_rows"])
+    bad_file = packed / BAD_IMAGES_FILE
     return PrepareResult(
         store=packed,
         n_images=int(old["n"]) - n_bad,
         n_bad=n_bad,
-        bad_file=folder / BAD_IMAGES_FILE if n_bad else None,
+        bad_file=(bad_file if bad_file.is_file() else folder / BAD_IMAGES_FILE) if n_bad else None,
         height=int(old["height"]),
         width=int(old["width"]),
         crop=crop,
@@ -827,13 +1040,10 @@ def _finish(plan: _Plan, bad: dict[int, str], skip_bad: bool) -> list[int]:
     index.update(catalog=plan.catalog, bad_rows=bad_rows, objids=keys)
     atomic_write_json(build / PACKED_INDEX, index)
     (build / PACKED_PROGRESS).unlink(missing_ok=True)
-    replace_dir(build, folder / PACKED_DIR)
-    bad_file = folder / BAD_IMAGES_FILE
     if bad_rows:
         text = "".join(f"{keys[r]}\t{bad[r]}\n" for r in bad_rows)
-        atomic_write_bytes(bad_file, ("# objID\treason\n" + text).encode())
-    else:
-        bad_file.unlink(missing_ok=True)
+        atomic_write_bytes(build / BAD_IMAGES_FILE, ("# objID\treason\n" + text).encode())
+    replace_dir(build, plan.store)
     return bad_rows
 
 

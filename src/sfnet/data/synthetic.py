@@ -695,7 +695,13 @@ def _render_chunk(args: tuple) -> int:
 
     for p, i, oid in zip(params, indices, objids, strict=True):
         rgb = render_galaxy(p, size, seed, int(i))
-        Image.fromarray(rgb).save(Path(img_dir) / f"{oid}.png")
+        path = Path(img_dir) / f"{oid}.png"
+        try:
+            Image.fromarray(rgb).save(path)
+        except OSError as e:  # a full disk reports no file name: name it (one line, no trace)
+            if e.filename is None:
+                raise OSError(e.errno, e.strerror or str(e), str(path)) from None
+            raise
     return len(indices)
 
 
@@ -728,6 +734,45 @@ def _mp_context():
         )
         return ctx
     return mp.get_context("spawn")
+
+
+#: Peak memory of rendering one galaxy, bytes per pixel of the stamp (about 30 float64 planes:
+#: three bands and GalSim's scratch images; measured at 1024 px).
+RENDER_BYTES_PER_PIXEL = 256
+#: Largest survey seed (the same bound as the training seeds).
+MAX_SEED = 2**32 - 1
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available now (Linux/macOS), or None where unknown."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_synth_args(n: int, size: int, seed: int, workers: int = 1) -> None:
+    """Refuse, before anything is drawn or written, settings that cannot work: ``n < 1``, a
+    seed outside 0..2^32-1, a size below 16 px, or a size whose rendering (``workers`` galaxies
+    at a time) would not fit in the memory available.
+
+    Raises:
+        UserError: naming the setting and the allowed range.
+    """
+    if n < 1:
+        raise UserError(f"--n must be >= 1, got {n}")
+    if not 0 <= seed <= MAX_SEED:
+        raise UserError(f"--seed must be an integer from 0 to {MAX_SEED}, got {seed}")
+    if size < 16:
+        raise UserError(f"image size must be >= 16 px, got {size}")
+    need = RENDER_BYTES_PER_PIXEL * size * size * max(1, workers)
+    avail = _available_memory()
+    if avail is not None and need > avail:
+        raise UserError(
+            f"--size {size}: rendering {max(1, workers)} galaxy(ies) at a time needs about "
+            f"{need / 2**30:.1f} GiB of memory, {avail / 2**30:.1f} GiB is available; use a "
+            "smaller --size (the paper's cutouts are 64-160 px) or fewer --workers"
+        )
 
 
 def _check_synth_out(out: Path, size: int, overwrite: bool) -> None:
@@ -835,6 +880,7 @@ def synthesize(
     if workers is None:  # all cores, unless starting processes costs more than it saves
         workers = _default_workers() if n >= 64 else 1
     workers = max(1, int(workers))
+    check_synth_args(n, size, seed, workers)
     cat = draw_catalog(n, seed)
     params = _render_params(cat)
     objids = cat["objID"].to_numpy()
@@ -905,7 +951,9 @@ def _preview_pick(
 
 def _image_file(data: Path, oid: str, row: int) -> Path:
     """``data/images/{oid}.png|jpg|jpeg``, the first that exists; DataError naming the row if none."""
-    cands = [data / "images" / f"{oid}.{e}" for e in ("png", "jpg", "jpeg")]
+    from sfnet.io import objid_filename
+
+    cands = [data / "images" / objid_filename(oid, f".{e}") for e in ("png", "jpg", "jpeg")]
     path = next((c for c in cands if c.is_file()), None)
     if path is None:
         raise DataError(f"{data / 'images'}: no image for objID {oid} (catalog row {row})")
@@ -936,6 +984,8 @@ def preview(
     from matplotlib.figure import Figure
     from PIL import Image
 
+    if n < 1:
+        raise UserError(f"the preview shows n >= 1 galaxies, got {n}")
     data = Path(data)
     cat, vals, pick = _preview_pick(data, column, n, rows)
     nrows = int(np.ceil(len(pick) / ncols))

@@ -7,9 +7,10 @@
 - :func:`plot_feature_maps` — the top-activating grid with the feature's spatial map overlaid.
 - :func:`plot_activation_histograms` — A_f where each feature fires.
 - :func:`plot_explanation` — one galaxy: contribution maps, waterfall, its active features.
-- :func:`plot_training_curves` — train loss, validation RMSE and learning rate per epoch.
+- :func:`training_curves_figure` — train loss, validation RMSE and learning rate per epoch
+  (the report embeds it).
 
-``plot_feature``, ``plot_correlation_matrix``, ``plot_equations`` and ``plot_training_curves``
+``plot_feature``, ``plot_correlation_matrix`` and ``plot_equations``
 save the Figure that the matching ``*_figure(...)`` returns (for notebooks, where a returned
 Figure displays inline); the map, histogram and explanation figures are written directly.
 
@@ -424,8 +425,3 @@ def training_curves_figure(metrics: Sequence[dict]) -> Figure:
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
-
-
-def plot_training_curves(path: Path, metrics: Sequence[dict]) -> Path:
-    """Write :func:`training_curves_figure` to ``path``."""
-    return save_figure(training_curves_figure(metrics), path)

@@ -75,13 +75,9 @@ def _training_html(run_dir: Path) -> str:
 
 
 def _fmt(v: Any, spec: str = ".4f") -> str:
-    if v is None:
-        return "–"
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return _esc(v)
-    return "–" if not np.isfinite(f) else format(f, spec)
+    from sfnet.outputs.tables import format_number
+
+    return _esc(format_number(v, spec, missing="–"))
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], numeric: set[int]) -> str:
@@ -402,8 +398,10 @@ def write_report(
     options: AnalysisOptions | None = None,
     *,
     progress: bool = False,
+    device: Any = "cpu",
 ) -> Path:
-    """Write ``report.html`` into the run folder (analysing it first if needed); return its path.
+    """Write ``report.html`` into the run folder (analysing it first if needed, on ``device``,
+    a torch device or its name); return its path.
 
     This is the one call for "analysis + atlas" on a trained sparse run folder.
     """
@@ -411,7 +409,7 @@ def write_report(
 
     run_dir = Path(run_dir)
     if options is not None or not is_analysed(run_dir):
-        analyze_run(run_dir, options, progress=progress)
+        analyze_run(run_dir, options, progress=progress, device=device)
     out = run_dir / REPORT
     atomic_write_bytes(out, render_report(run_dir).encode("utf-8"))
     return out

@@ -12,8 +12,11 @@ block of COMMENT cards, which ``Table.read`` restores; other FITS readers see pl
 
 from __future__ import annotations
 
+import math
 import warnings
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -22,47 +25,61 @@ from sfnet.errors import UserError
 #: Output formats of :func:`write_table`, by file extension.
 TABLE_FORMATS = (".parquet", ".csv", ".fits", ".ecsv")
 
-#: Human-readable unit of a target column (also written as the column description).
-_DESCRIPTIONS = {
-    "oh_p50": "12 + log10(O/H), dex",
-    "log_": "log10 of the line flux in 1e-17 erg/s/cm^2",
-}
+#: Prefixes of columns derived from a target or catalog column (same unit as the column).
+_PREFIXES = ("pred_", "measured_", "true_")
+#: Columns of RMSE values (comparison tables): dex for both target groups.
+_RMSE_COLUMNS = {"rmse", "val_rmse", "sfnet_mean", "sfnet_se", "pca_rmse"}
+
+
+def _base(name: str) -> str:
+    for prefix in _PREFIXES:
+        name = name.removeprefix(prefix)
+    return name
 
 
 def target_unit(name: str):
-    """The astropy unit of a target (or ``pred_<target>``) column, or None if unknown.
+    """The astropy unit of a column of a table sfnet writes, or None for a plain number.
 
-    ``oh_p50`` -> ``dex``; ``log_<line>_flux`` -> ``dex(1e-17 erg / (s cm2))``.
+    ``oh_p50`` -> ``dex``; ``log_<line>_flux`` -> ``dex(1e-17 erg / (s cm2))``; a line flux
+    ``<line>_flux`` (or ``_flux_err``) -> ``1e-17 erg / (s cm2)``; ``ra``/``dec`` -> ``deg``;
+    RMSE columns -> ``dex``. The same unit for ``pred_``, ``measured_`` and ``true_`` columns.
 
     Example:
-        >>> target_unit("pred_oh_p50")
+        >>> target_unit("measured_oh_p50")
         Unit("dex")
     """
     import astropy.units as u
 
-    name = name.removeprefix("pred_")
-    if name == "oh_p50":
+    name = _base(str(name))
+    flux = 1e-17 * u.erg / u.s / u.cm**2
+    if name == "oh_p50" or name in _RMSE_COLUMNS:
         return u.dex
     if name.startswith("log_") and name.endswith("_flux"):
-        return u.dex(1e-17 * u.erg / u.s / u.cm**2)
+        return u.dex(flux)
+    if name.endswith(("_flux", "_flux_err")):
+        return u.Unit(flux)
+    if name in ("ra", "dec"):
+        return u.deg
     return None
 
 
 def _description(name: str) -> str | None:
-    name = name.removeprefix("pred_")
+    name = _base(str(name))
     if name == "oh_p50":
-        return _DESCRIPTIONS["oh_p50"]
+        return "12 + log10(O/H), dex"
     if name.startswith("log_") and name.endswith("_flux"):
-        return _DESCRIPTIONS["log_"]
+        return "log10 of the line flux in 1e-17 erg/s/cm^2"
+    if name.endswith(("_flux", "_flux_err")):
+        return "line flux in 1e-17 erg/s/cm^2"
     return None
 
 
 def to_astropy(frame: pd.DataFrame):
     """The DataFrame as an :class:`astropy.table.QTable` with units on the target columns.
 
-    Columns whose name is a known target (``oh_p50``, ``log_*_flux``, with or without the
-    ``pred_`` prefix) become quantities in ``dex`` / ``dex(1e-17 erg / (s cm2))`` with a
-    description; other columns (objID, features, activations) are plain columns.
+    Columns with a physical unit (:func:`target_unit`: targets with or without the ``pred_``
+    / ``measured_`` prefix, line fluxes, ra/dec, RMSEs) become quantities with a description;
+    other columns (objID, feature indices, activations, flags) are plain columns.
 
     Example:
         >>> t = to_astropy(run.predict(images))
@@ -88,6 +105,34 @@ def to_astropy(frame: pd.DataFrame):
         if desc:
             table[name].info.description = desc
     return table
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> None:
+    """Write ``frame`` as CSV (no index, floats to 6 significant digits), atomically."""
+    from sfnet.io import atomic_write_bytes
+
+    atomic_write_bytes(Path(path), frame.to_csv(index=False, float_format="%.6g").encode())
+
+
+def format_number(value: Any, spec: str = ".4f", missing: str = "n/a") -> str:
+    """``value`` formatted with ``spec``; ``missing`` for None, NaN or inf; a non-number as
+    ``str(value)``."""
+    if value is None:
+        return missing
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return missing if not math.isfinite(f) else format(f, spec)
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    """The lines of a markdown table (``|`` inside a cell becomes ``/``)."""
+
+    def line(cells: Sequence[Any]) -> str:
+        return "| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |"
+
+    return [line(header), "|---" * len(header) + "|", *(line(r) for r in rows)]
 
 
 def write_table(frame: pd.DataFrame, path: Path) -> Path:

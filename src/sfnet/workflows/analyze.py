@@ -49,6 +49,7 @@ from sfnet.analysis.activations import (
 from sfnet.analysis.metrics import rmse
 from sfnet.analysis.redundancy import REDUNDANCY_RHO, Redundancy, redundant_features
 from sfnet.errors import RunFolderError
+from sfnet.outputs.tables import write_csv
 from sfnet.runs import ACTIVATIONS, ANALYSIS, FEATURES_TABLE, FIGURES, GROUNDTRUTH
 
 
@@ -180,12 +181,6 @@ def _oracle(catalog: pd.DataFrame, target: str, names: Sequence[str]) -> dict[st
     return {"available": True, "rmse": values}
 
 
-def _write_csv(df: pd.DataFrame, path: Path) -> None:
-    from sfnet.io import atomic_write_bytes
-
-    atomic_write_bytes(path, df.to_csv(index=False, float_format="%.6g").encode())
-
-
 def _images(data: Any, rows: np.ndarray) -> np.ndarray:
     """images[rows] read in sorted order (friendly to memory-mapped stores), returned in order."""
     rows = np.asarray(rows, dtype=np.int64)
@@ -198,10 +193,10 @@ def _images(data: Any, rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def _load_sparse_run(run_dir: Path) -> Any:
+def _load_sparse_run(run_dir: Path, device: Any = "cpu") -> Any:
     from sfnet.runs import load_run
 
-    run = load_run(run_dir)
+    run = load_run(run_dir, device=device)
     if run.meta.k is None:
         raise RunFolderError(
             f"{run_dir}: a dense run has no sparse features; analyse a sparse run and pass this "
@@ -254,7 +249,7 @@ def _write_feature_table(a: _Analysis, eqs: Any, redundancy: Redundancy) -> None
     table["redundant_with"] = [
         ", ".join(a.label_list(redundancy.partners(int(f)))) for f in a.table_feats
     ]
-    _write_csv(table, a.dir / FEATURES_TABLE)
+    write_csv(table, a.dir / FEATURES_TABLE)
 
 
 def _variance_records(a: _Analysis) -> list[dict[str, Any]]:
@@ -277,7 +272,8 @@ def _groundtruth(a: _Analysis, strengths_top: np.ndarray) -> dict[str, Any]:
     if sf is not None:
         gt["sfnet"] = sf
     if a.opts.dense:
-        dense_run = load_run(Path(a.opts.dense))
+        device = next(a.run.model.parameters()).device
+        dense_run = load_run(Path(a.opts.dense), device=device)
         if dense_run.meta.k is not None:
             raise RunFolderError(
                 f"{a.opts.dense}: --dense-run needs a dense run (trained with --dense)"
@@ -452,6 +448,7 @@ def analyze_run(
     options: AnalysisOptions | None = None,
     *,
     progress: bool = False,
+    device: Any = "cpu",
 ) -> dict[str, Any]:
     """Run the whole feature analysis of a trained sparse run; write its files; return the summary.
 
@@ -459,6 +456,7 @@ def analyze_run(
         run_dir: a finished sparse run folder (``sfnet train --k K``).
         options: see :class:`AnalysisOptions`.
         progress: show a progress bar while computing activations.
+        device: where the model runs (a torch device or its name, e.g. ``cuda``).
 
     Returns:
         The content of ``analysis.json``.
@@ -474,7 +472,7 @@ def analyze_run(
     opts = options or AnalysisOptions()
     run_dir = Path(run_dir)
     # 1. the run, its data and its sparse activations (computed once, then read from the folder)
-    run = _load_sparse_run(run_dir)
+    run = _load_sparse_run(run_dir, device)
     data = run.load_data()
     a = _select(run, data, _load_or_compute(run, data, opts, progress), opts)
     # 2. equations (exact in physical units on these galaxies), redundant features, feature table

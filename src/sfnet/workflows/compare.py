@@ -48,8 +48,9 @@ from sfnet.config import (
     load_toml,
 )
 from sfnet.data.dataset import load_dataset
-from sfnet.errors import RunFolderError
+from sfnet.errors import DataError, RunFolderError
 from sfnet.io import atomic_write, atomic_write_bytes
+from sfnet.outputs.tables import format_number, markdown_table, write_csv
 from sfnet.physics import BPT_LINES
 from sfnet.runs import CONFIG, HARDWARE_FIELDS, final_val_rmse, same_config
 
@@ -108,7 +109,7 @@ def torchrun_command(
         "-m",
         "sfnet",
         "train",
-        "--quiet",
+        "--no-progress",
     ]
     if resume:
         return [*cmd, "--resume", str(run_dir)]
@@ -231,17 +232,11 @@ def sweep_table(sweep: pd.DataFrame, pca: pd.DataFrame) -> pd.DataFrame:
     return out.merge(pca, on=["target", "k"], how="left")
 
 
-def _fmt(x: float, nd: int = 4) -> str:
-    return "n/a" if x is None or not np.isfinite(x) else f"{x:.{nd}f}"
-
-
-def table_markdown(table: pd.DataFrame) -> str:
+def rmse_table_markdown(table: pd.DataFrame) -> str:
     """The paper's Table 2 layout: k | SFNet mean ± s.e. | PCA, for each target group."""
     targets = [t for t in TARGETS if t in set(table["target"])]
-    head = "| k | " + " | ".join(
-        f"{GROUP_TITLES[t]} SFNet | {GROUP_TITLES[t]} PCA" for t in targets
-    )
-    lines = [head + " |", "|---" * (1 + 2 * len(targets)) + "|"]
+    header = ["k"] + [f"{GROUP_TITLES[t]} {m}" for t in targets for m in ("SFNet", "PCA")]
+    rows = []
     for k in sorted(set(table["k"])):
         cells = [str(k)]
         for t in targets:
@@ -250,26 +245,22 @@ def table_markdown(table: pd.DataFrame) -> str:
                 cells += ["", ""]
                 continue
             r = row.iloc[0]
-            sf = _fmt(r["sfnet_mean"])
+            sf = format_number(r["sfnet_mean"])
             if np.isfinite(r["sfnet_se"]):
-                sf += f" ± {_fmt(r['sfnet_se'])}"
-            cells += [sf, _fmt(r["pca_rmse"])]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+                sf += f" ± {format_number(r['sfnet_se'])}"
+            cells += [sf, format_number(r["pca_rmse"])]
+        rows.append(cells)
+    return "\n".join(markdown_table(header, rows)) + "\n"
 
 
 def _df_markdown(df: pd.DataFrame, nd: int = 4) -> str:
     if df.empty:
         return "(none)\n"
-    cols = list(df.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"]
-    for _, r in df.iterrows():
-        cells = []
-        for c in cols:
-            v = r[c]
-            cells.append(_fmt(float(v), nd) if isinstance(v, float | np.floating) else str(v))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    rows = [
+        [format_number(v, f".{nd}f") if isinstance(v, float | np.floating) else v for v in r]
+        for _, r in df.iterrows()  # rows as Series: mixed int/float rows print as floats
+    ]
+    return "\n".join(markdown_table(list(df.columns), rows)) + "\n"
 
 
 def plot_rmse_vs_k(table: pd.DataFrame, path: Path) -> None:
@@ -296,10 +287,6 @@ def plot_rmse_vs_k(table: pd.DataFrame, path: Path) -> None:
     fig.tight_layout()
     atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)
-
-
-def _write_csv(df: pd.DataFrame, path: Path) -> None:
-    atomic_write(path, lambda tmp: df.to_csv(tmp, index=False, float_format="%.6g"))
 
 
 def _analysis_k(target: str, ks: Sequence[int]) -> int:
@@ -524,6 +511,28 @@ def _analyze_all(folder: Path, cfg: CompareConfig) -> dict[str, pd.DataFrame]:
     return out
 
 
+def check_inputs(folder: Path, cfg: CompareConfig) -> None:
+    """Refuse, before any training and before ``compare.toml`` is (re)written, a comparison
+    that would fail later: a ``features`` file that does not exist or cannot be read, or an
+    existing run folder made with different settings (the folder then keeps describing its
+    runs).
+
+    Raises:
+        DataError: the features file. RunFolderError: a run with different settings.
+    """
+    if cfg.features:
+        path = Path(cfg.features)
+        if not path.is_file():
+            raise DataError(f"{path}: no such features file (--features)")
+        try:
+            with open(path, "rb") as f:
+                f.read(1)
+        except OSError as e:
+            raise DataError(f"{path}: cannot read the features file ({e.strerror})") from None
+    for spec in plan_runs(cfg):
+        _check_same_config(spec, Path(folder) / "runs" / spec.name)
+
+
 def run_comparison(
     folder: Path,
     cfg: CompareConfig,
@@ -543,6 +552,7 @@ def run_comparison(
     """
     folder = Path(folder)
     cfg.validate()
+    check_inputs(folder, cfg)  # before anything is written or trained
     folder.mkdir(parents=True, exist_ok=True)
     cfg.save(folder / "compare.toml")
     sweep, reused, trained = _train_all(folder, cfg, progress, runner)
@@ -567,13 +577,13 @@ def run_comparison(
 def write_outputs(result: CompareResult, cfg: CompareConfig) -> None:
     """CSV tables, the markdown page and the figure into ``result.folder``."""
     f = result.folder
-    _write_csv(result.sweep, f / "sweep_runs.csv")
-    _write_csv(result.table, f / "table_rmse.csv")
-    _write_csv(result.pca_variance, f / "pca_variance.csv")
-    _write_csv(result.agn, f / "agn.csv")
-    _write_csv(result.probes, f / "probes.csv")
-    _write_csv(result.probe_features, f / "probe_sfnet_features.csv")
-    table_md = table_markdown(result.table)
+    write_csv(result.sweep, f / "sweep_runs.csv")
+    write_csv(result.table, f / "table_rmse.csv")
+    write_csv(result.pca_variance, f / "pca_variance.csv")
+    write_csv(result.agn, f / "agn.csv")
+    write_csv(result.probes, f / "probes.csv")
+    write_csv(result.probe_features, f / "probe_sfnet_features.csv")
+    table_md = rmse_table_markdown(result.table)
     atomic_write_bytes(f / "table_rmse.md", table_md.encode())
     plot_rmse_vs_k(result.table, f / "rmse_vs_k.png")
 
@@ -616,6 +626,6 @@ __all__ = [
     "plan_runs",
     "run_comparison",
     "sweep_table",
-    "table_markdown",
+    "rmse_table_markdown",
     "torchrun_command",
 ]

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from sfnet.config import DEVICES, MIN_CROP, TARGETS, ConfigError, check_fields, check_value, setting
 from sfnet.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -34,30 +35,38 @@ class DemoConfig:
     log Halpha 0.159 / 0.352 / 0.061, log [OIII] 0.292 / 0.480 / 0.210, log Hbeta 0.158 /
     0.357 / 0.075, oh_p50 0.111 / 0.176 / 0.099.
 
-    Attributes:
-        root: folder holding ``data/`` (the survey), ``runs/`` and ``demo.json``.
-        n: galaxies in the survey (about 63 % pass the bpt_lines cuts, 47 % metallicity;
-            80 % of those train, 20 % validate).
-        size: rendered image side (pixels, 0.262"/px).
-        seed: survey seed.
-        crop: centre crop fed to the network (pixels).
-        epochs: training epochs per run.
-        batch_size: galaxies per step.
-        lr: peak learning rate (Ranger, flat + cosine).
-        runs: (target, k) pairs to train.
-        workers: rendering processes (None: all cores).
+    Each field is a :func:`~sfnet.config.setting` (its help says what it is; ``sfnet demo``'s
+    options are generated from them). ``n``: about 63 % of the galaxies pass the bpt_lines
+    cuts, 47 % metallicity; 80 % of those train, 20 % validate.
     """
 
-    root: Path = Path("demo-output")
-    n: int = 6000
-    size: int = 64
-    seed: int = 0
-    crop: int = 48
-    epochs: int = 12
-    batch_size: int = 64
-    lr: float = 0.1
-    runs: tuple[tuple[str, int], ...] = (("bpt_lines", 4), ("metallicity", 4))
-    workers: int | None = None
+    root: Path = setting(
+        Path("demo-output"), "folder for the survey (data/), the runs (runs/) and demo.json"
+    )
+    n: int = setting(6000, "galaxies in the synthetic survey", ge=1)
+    size: int = setting(64, "rendered image side in pixels (0.262 arcsec/px)", ge=MIN_CROP)
+    seed: int = setting(0, "survey seed", ge=0)
+    crop: int = setting(48, "centre crop fed to the network, pixels", ge=MIN_CROP)
+    epochs: int = setting(12, "training epochs per run", ge=1)
+    batch_size: int = setting(64, "galaxies per step", ge=2)
+    lr: float = setting(0.1, "peak learning rate (Ranger, flat + cosine)", gt=0.0)
+    runs: tuple[tuple[str, int], ...] = setting(
+        (("bpt_lines", 4), ("metallicity", 4)), "(target, k) pairs to train", cli=False
+    )
+    workers: int | None = setting(None, "rendering processes (none: all cores)", ge=1)
+    device: str = setting(
+        "auto",
+        "where the models train and run: auto (CUDA when present), cpu or cuda",
+        choices=DEVICES,
+    )
+
+    def validate(self) -> None:
+        check_fields(self, "demo", skip=("runs",))
+        for target, k in self.runs:
+            check_value("demo.runs", target, str, {"choices": TARGETS})
+            check_value("demo.runs", k, int, {"ge": 1, "le": 511})
+        if self.crop > self.size:
+            raise ConfigError(f"demo.crop ({self.crop}) must be <= demo.size ({self.size})")
 
     @property
     def data_dir(self) -> Path:
@@ -120,7 +129,9 @@ def _run_config(cfg: DemoConfig, target: str, k: int):
     return RunConfig(
         data=DataConfig(path=str(cfg.data_dir.resolve()), target=target, crop=cfg.crop),
         model=ModelConfig(k=k),
-        train=TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr),
+        train=TrainConfig(
+            epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, device=cfg.device
+        ),
     )
 
 
@@ -204,6 +215,7 @@ def run_demo(
 ) -> DemoResult:
     """Run the demo (see module docstring); each step is logged (logger ``sfnet.workflows.demo``, INFO)."""
     cfg = cfg or DemoConfig()
+    cfg.validate()
     t_start = time.perf_counter()
     seconds: dict[str, float] = {}
     res = DemoResult(_ensure_survey(cfg, progress, seconds), [], [], seconds, [])
@@ -214,7 +226,7 @@ def run_demo(
         seconds[f"train_{target}"] = time.perf_counter() - t0
         res.scores += _scores(run_cfg, result, data)
         t0 = time.perf_counter()
-        res.reports.append(_analyze(result.run_dir, progress))
+        res.reports.append(_analyze(result.run_dir, progress, cfg.device))
         seconds[f"analyze_{target}"] = time.perf_counter() - t0
         log.info("  feature atlas: %s (%.0f s)", res.reports[-1], seconds[f"analyze_{target}"])
         res.run_dirs.append(result.run_dir)
@@ -239,9 +251,10 @@ def _settings_changed(run_dir: Path, run_cfg) -> bool:
         return True
 
 
-def _analyze(run_dir: Path, progress: bool = False) -> Path:
+def _analyze(run_dir: Path, progress: bool = False, device: str = "auto") -> Path:
     """Analyse one finished demo run (activations, equations, figures, ground truth) and write
     its feature atlas; returns the path of ``report.html``."""
     from sfnet.outputs.report import write_report
+    from sfnet.runs import default_device
 
-    return write_report(run_dir, progress=progress)
+    return write_report(run_dir, progress=progress, device=default_device(device))

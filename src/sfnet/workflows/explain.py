@@ -262,6 +262,7 @@ def write_explanations(
     data: str | None = None,
     images: str | None = None,
     out_dir: Path | str | None = None,
+    device: Any = "cpu",
 ) -> list[tuple[Path, Path]]:
     """``sfnet explain``: write ``<objID>.png`` and ``<objID>.json`` per galaxy; return the paths.
 
@@ -271,11 +272,14 @@ def write_explanations(
         data: a dataset folder or .npz (default: the run's own data); targets optional.
         images: instead of ``data``, a folder of cutouts named ``{objID}.jpg|png|fits``.
         out_dir: where to write (default ``RUN/explain``).
+        device: where the model runs (a torch device or its name).
     """
-    from sfnet.io import atomic_write_json
+    from sfnet.io import atomic_write_json, objid_filename
     from sfnet.runs import EXPLAIN, load_run
 
-    run = load_run(Path(run_dir))
+    for o in objids:  # objIDs become file names: refused up front unless plain names
+        objid_filename(o, ".json")
+    run = load_run(Path(run_dir), device=device)
     acts = load_analysis(run.dir)
     galaxies = load_galaxies(run, data, images)
     if galaxies.images.shape[-1] != run.meta.crop:
@@ -297,8 +301,10 @@ def write_explanations(
             else np.zeros((0, 3, 1, 1), np.uint8)
             for f in e.features
         ]
-        png = plot_galaxy(e, np.asarray(galaxies.images[[row]])[0], tops, out / f"{e.objid}.png")
-        js = out / f"{e.objid}.json"
+        png = plot_galaxy(
+            e, np.asarray(galaxies.images[[row]])[0], tops, out / objid_filename(e.objid, ".png")
+        )
+        js = out / objid_filename(e.objid, ".json")
         atomic_write_json(js, {"run": str(run.dir), "data": galaxies.source, **e.to_dict()})
         paths.append((png, js))
     return paths

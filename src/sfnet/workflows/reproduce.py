@@ -125,14 +125,9 @@ def paper_model_numbers(run: Any, data: Any) -> dict[str, Any]:
     least-squares head refitted on the top m post-TopK-ranked features), ``share`` (m -> stats ->
     variance share), ``model_rmse`` (group RMSE of the full model) and the activations.
     """
-    from sfnet.analysis.activations import variance_explained
+    from sfnet.analysis.activations import rank_features, variance_explained
     from sfnet.analysis.metrics import group_rmse
-    from sfnet.analysis.paper import (
-        masked_head_predictions,
-        masked_head_rmse,
-        rank_by_frequency,
-        variance_share,
-    )
+    from sfnet.analysis.paper import masked_head_predictions, masked_head_rmse, variance_share
 
     acts = model_activations(run, data)
     tr, va = run.split(len(data))
@@ -142,8 +137,8 @@ def paper_model_numbers(run: Any, data: Any) -> dict[str, Any]:
     res: dict[str, Any] = {"acts": acts, "train": tr, "val": va, "freq": {}, "ranked": {}}
     for s in ("pre", "post"):
         res["freq"][s] = (acts[s][va] > 0).mean(axis=0)
-    res["ranked"]["post"] = rank_by_frequency(res["freq"]["post"])
-    res["ranked"]["pre"] = rank_by_frequency(res["freq"]["pre"], res["freq"]["post"])
+    res["ranked"]["post"] = rank_features(res["freq"]["post"])
+    res["ranked"]["pre"] = rank_features(res["freq"]["pre"], tie_break=res["freq"]["post"])
     res["masked"], res["share"], res["refit"] = {}, {}, {}
     for m in (2, 4, 8):
         res["masked"][m], res["share"][m] = {}, {}
@@ -442,20 +437,14 @@ def _analyse_paper_models(
     return results, agn, agn_why
 
 
-def table_markdown(table: pd.DataFrame, header: list[str]) -> str:
+def paper_table_markdown(table: pd.DataFrame, header: list[str]) -> str:
     """The table as a markdown page: header lines, then one table per section."""
+    from sfnet.outputs.tables import markdown_table
+
     out = [*header, ""]
+    cols = ["target", "quantity", "paper", "sfnet", "how"]
     for section, g in table.groupby("section", sort=False):
-        out += [
-            f"## {section}",
-            "",
-            "| target | quantity | paper | sfnet | how |",
-            "|---" * 5 + "|",
-        ]
-        for _, r in g.iterrows():
-            cells = [r["target"], r["quantity"], r["paper"], r["sfnet"], r["how"]]
-            out.append("| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |")
-        out.append("")
+        out += [f"## {section}", "", *markdown_table(cols, (r[cols] for _, r in g.iterrows())), ""]
     return "\n".join(out)
 
 
@@ -486,6 +475,19 @@ def run_reproduce(
         log.info("%s: not in this data (%s); its rows say so", t, why)
     if not targets:
         raise DataError(f"{data}: no target group can be trained: {absent}")
+    if overrides.get("features") == "zoobot":  # the paper's probe features, computed here
+        from sfnet.workflows.embed import ZOOBOT, EmbedConfig, embed_to_file
+
+        out = folder / "zoobot_features.parquet"
+        if not out.is_file():
+            import torch
+
+            dev = overrides.get("device")
+            if dev not in ("cpu", "cuda"):
+                dev = "cuda" if torch.cuda.is_available() else "cpu"
+            emb = EmbedConfig(path=str(data), crop=crop, device=dev)
+            embed_to_file(ZOOBOT, emb, out)  # no cached weights, no network: one line, how to
+        overrides["features"] = str(out)
     cfg = compare_config(data, targets, quick, pretrained=pretrained, **overrides)
     comp = run_comparison(folder, cfg, progress=progress)
     results, agn, agn_why = _analyse_paper_models(folder, targets, cfg)
@@ -509,7 +511,7 @@ def run_reproduce(
         "values are from Wu (2025) on 250,207 / 117,223 SDSS galaxies.",
     ]
     header += [f"- `{t}` rows are absent: {why}" for t, why in absent.items()]
-    atomic_write_bytes(folder / "paper_vs_sfnet.md", table_markdown(table, header).encode())
+    atomic_write_bytes(folder / "paper_vs_sfnet.md", paper_table_markdown(table, header).encode())
     return ReproduceResult(folder=folder, table=table, targets=targets, absent=absent)
 
 
