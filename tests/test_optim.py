@@ -48,3 +48,20 @@ def test_flat_cos_scheduler_holds_then_anneals_the_configured_lr():
     lr, _ = _lr_and_beta1(TrainConfig(lr=0.05, flat_fraction=0.5), 40)
     assert (lr[:20] == 0.05).all()
     assert (np.diff(lr[20:]) < 0).all() and lr[-1] < 0.05 * 0.01
+
+
+def test_warmup_ramps_linearly_to_the_peak_then_follows_flat_cos():
+    cfg = TrainConfig(lr=0.1, flat_fraction=0.5)
+    p = torch.nn.Parameter(torch.zeros(3))
+    opt = ranger([p], cfg)
+    sched = make_scheduler(opt, cfg, 40, warmup_steps=5)
+    lrs = []
+    for _ in range(40):
+        lrs.append(opt.base.param_groups[0]["lr"])
+        p.grad = torch.ones_like(p)
+        opt.step()
+        sched.step()
+    np.testing.assert_allclose(lrs[:5], [0.02, 0.04, 0.06, 0.08, 0.1])
+    assert lrs[5:20] == [0.1] * 15
+    plain, _ = _lr_and_beta1(cfg, 40)  # after the warm-up: the paper's schedule unchanged
+    np.testing.assert_allclose(lrs[5:], plain[5:])

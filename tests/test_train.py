@@ -108,7 +108,7 @@ def test_one_cycle_schedule_trains(toy_npz, tmp_path):
     assert np.isfinite(list(res.val_rmse.values())).all()
 
 
-def _wait_for(path: Path, lines: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+def _wait_for(path: Path, lines: int, proc: subprocess.Popen, timeout: float = 600) -> None:
     t0 = time.time()
     while time.time() - t0 < timeout:
         if path.exists() and len(path.read_text().splitlines()) >= lines:
@@ -119,9 +119,16 @@ def _wait_for(path: Path, lines: int, proc: subprocess.Popen, timeout: float = 1
     raise AssertionError("training too slow")
 
 
-# --amp is bf16 + channels-last on a CPU with native bf16 (fp32 + channels-last elsewhere)
+# --amp is bf16 + channels-last on a CPU with native bf16 (fp32 + channels-last elsewhere); it
+# runs the stable recipe with every remedy on (a batch-norm sample smaller than the training
+# split), the fp32 run the paper's recipe
+STABLE_ALL = ["--bn-recompute", "24", "--warmup-epochs", "1", "--eval-weights", "slow"]
+
+
 @pytest.mark.parametrize(
-    "precision", [["--amp"], ["--no-amp", "--no-channels-last"]], ids=["amp", "fp32"]
+    "precision",
+    [["--amp", *STABLE_ALL], ["--no-amp", "--no-channels-last", "--recipe", "paper"]],
+    ids=["amp-stable", "fp32-paper"],
 )
 def test_resume_after_sigkill_reaches_same_weights(toy_npz, tmp_path, precision):
     cmd = [
@@ -238,8 +245,9 @@ def test_nonfinite_loss_stops_training_and_keeps_the_last_good_checkpoint(
 
     monkeypatch.setattr(sfnet.train, "rmse_loss", blows_up_in_epoch_2)
     out = tmp_path / "run"
-    with pytest.raises(UserError, match=r"epoch 2, step 2"):
+    with pytest.raises(UserError, match=r"epoch 2, step 2") as err:
         fit(tiny_config(tiny_npz, epochs=3), out)
+    assert "the checkpoint of epoch 1 is kept" in str(err.value)
     assert not (out / "model.safetensors").exists()
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
     assert ckpt["epoch"] == 1
@@ -256,6 +264,8 @@ def test_diverging_lr_is_a_clear_cli_error_and_leaves_no_run(tiny_npz, tmp_path,
     assert main([*argv, "--lr", "1e30"]) == 2
     err = capsys.readouterr().err
     assert "not finite" in err and "epoch 1" in err and "Traceback" not in err
+    # no epoch completed: no checkpoint is promised (issue 18), none exists
+    assert "no checkpoint" in err and "checkpoint is kept" not in err
     # it diverged before its first checkpoint: the staged new run is discarded, nothing is left
     assert not out.exists() and not (tmp_path / ".run.staging").exists()
     with pytest.raises(SystemExit):  # inf is not a learning rate: refused before any run
@@ -331,3 +341,106 @@ def test_resume_works_from_another_directory_and_after_moving_the_data(
     assert main(["train", "--resume", run, "--data", "moved.npz", "--no-progress"]) == 0
     assert (work / "run" / "model.safetensors").exists()
     assert RunConfig.load(work / "run" / "config.toml").data.path == str(elsewhere / "moved.npz")
+
+
+def test_recompute_bn_gives_the_training_sample_statistics_like_torch_update_bn():
+    # the stable recipe's batch-norm statistics are those of the training sample (torch's
+    # update_bn on the same batches), whatever the running averages had drifted to
+    from torch.optim.swa_utils import update_bn
+
+    from sfnet.data.batches import Normalization
+    from sfnet.model import SparseFeatureNet
+    from sfnet.precision import FP32
+    from sfnet.train import recompute_bn
+    from tests.conftest import make_toy_images
+
+    images, _ = make_toy_images(40, seed=3)
+    norm = Normalization((0.1, 0.1, 0.1), (0.2, 0.2, 0.2))
+    torch.manual_seed(0)
+    ours = SparseFeatureNet(2, 1).eval()
+    for m in ours.modules():  # stale statistics, as after a large step
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.fill_(5.0)
+            m.running_var.fill_(9.0)
+    ref = __import__("copy").deepcopy(ours)
+    rows = np.array([3, 5, 8, 13, 21, 34, 1, 2, 30, 31])
+    recompute_bn(ours, images, rows, 4, norm, FP32, torch.device("cpu"))
+    batches = [norm.apply(torch.from_numpy(images[rows[i : i + 4]])) for i in (0, 4, 8)]
+    update_bn(batches, ref)
+    for (name, a), b in zip(ours.state_dict().items(), ref.state_dict().values(), strict=True):
+        if "running" in name:
+            torch.testing.assert_close(a, b, msg=name)
+    assert ours.trunk.bn1.momentum == 0.1 and not ours.training
+
+
+def test_bn_sample_is_capped_seeded_and_the_same_on_every_call():
+    from sfnet.train import bn_sample
+
+    idx = np.arange(1000, 1300)
+    a = bn_sample(idx, 64, seed=3)
+    assert len(a) == 64 and len(set(a)) == 64 and set(a) <= set(idx)
+    assert (np.diff(a) > 0).all()
+    assert np.array_equal(a, bn_sample(idx, 64, seed=3))
+    assert not np.array_equal(a, bn_sample(idx, 64, seed=4))
+    assert np.array_equal(bn_sample(idx, 500, seed=3), idx)  # fewer than the cap: all
+
+
+def _captured_trainer(monkeypatch):
+    import sfnet.train
+
+    seen = {}
+    real = sfnet.train._build
+
+    def build(*args, **kwargs):
+        seen["tr"] = real(*args, **kwargs)
+        return seen["tr"]
+
+    monkeypatch.setattr(sfnet.train, "_build", build)
+    return seen
+
+
+def test_slow_eval_weights_are_lookaheads_slow_weights_and_are_what_is_saved(
+    tiny_npz, tmp_path, monkeypatch
+):
+    seen = _captured_trainer(monkeypatch)
+    cfg = tiny_config(tiny_npz, epochs=2)
+    cfg.train.eval_weights, cfg.train.lookahead_k = "slow", 3  # 4 steps: one synchronisation
+    fit(cfg, tmp_path / "run")
+    tr = seen["tr"]
+    saved = load_file(str(tmp_path / "run" / "model.safetensors"))
+    names = [n for n, _ in tr.model.named_parameters()]
+    slows = [s for group in tr.opt.slow for s in group]
+    for name, slow in zip(names, slows, strict=True):
+        assert torch.equal(saved[name], slow), name
+    assert any(not torch.equal(s, f) for s, f in zip(slows, tr.model.parameters(), strict=True))
+
+
+def test_stable_recipe_records_its_remedies_and_paper_recipe_trains_exactly_as_before(
+    tiny_npz, tmp_path, monkeypatch
+):
+    import sfnet.train
+
+    def losses(recipe: str, out: Path) -> list:
+        cfg = tiny_config(tiny_npz, epochs=2)
+        cfg.train.recipe = recipe
+        cfg.train.warmup_epochs, cfg.train.eval_weights = 1.0, "slow"
+        res = fit(cfg, out)
+        return [(h["train_loss"], h["val_rmse"], h["lr"]) for h in res.history]
+
+    stable = losses("stable", tmp_path / "stable")
+    stored = RunConfig.load(tmp_path / "stable" / "config.toml").train
+    assert (stored.recipe, stored.bn_recompute, stored.warmup_epochs, stored.eval_weights) == (
+        "stable",
+        2048,
+        1.0,
+        "slow",
+    )
+    paper = losses("paper", tmp_path / "paper")
+    assert paper != stable
+    # the paper's recipe = the training loop with every remedy hook bypassed
+    real = sfnet.train.make_scheduler
+    monkeypatch.setattr(sfnet.train, "eval_model", lambda tr: tr.model)
+    monkeypatch.setattr(
+        sfnet.train, "make_scheduler", lambda o, c, n, warmup_steps=0: real(o, c, n)
+    )
+    assert losses("stable", tmp_path / "bypassed") == paper

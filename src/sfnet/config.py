@@ -32,6 +32,13 @@ else:  # pragma: no cover
 TARGETS = ("metallicity", "bpt_lines")
 SCHEDULES = ("flat_cos", "one_cycle")
 DEVICES = ("auto", "cpu", "cuda")
+#: Training recipes: ``stable`` (the default, issue 17's remedies on) and ``paper`` (as published).
+RECIPES = ("stable", "paper")
+#: Which weights are validated and saved: the optimizer's ``fast`` ones or Lookahead's ``slow`` ones.
+EVAL_WEIGHTS = ("fast", "slow")
+#: The remedies' defaults (the ``stable`` recipe) and their values under the ``paper`` recipe.
+STABLE_REMEDIES = {"bn_recompute": 2048, "warmup_epochs": 0.0, "eval_weights": "fast"}
+PAPER_REMEDIES = {"bn_recompute": 0, "warmup_epochs": 0.0, "eval_weights": "fast"}
 #: torchvision trunks; any other backbone is a timm encoder (sfnet.model.encoder_spec).
 BACKBONES = ("resnet18",)
 #: How TOML (which has no null) spells an explicit None, e.g. ``k = "none"`` for the dense baseline.
@@ -270,14 +277,36 @@ class TrainConfig:
     beta1: float = setting(0.95, "RAdam first-moment coefficient (fastai's Ranger)", ge=0, lt=1)
     beta2: float = setting(0.99, "RAdam second-moment coefficient (fastai's Ranger)", ge=0, lt=1)
     eps: float = setting(1e-6, "RAdam epsilon", gt=0)
+    recipe: str = setting(
+        "stable",
+        "stable (the paper's recipe plus the remedies below, which make seeds agree; see the "
+        "README) or paper (exactly as published: the remedies below are ignored)",
+        choices=RECIPES,
+    )
+    bn_recompute: int = setting(
+        STABLE_REMEDIES["bn_recompute"],
+        "stable recipe: recompute batch-norm statistics on this many training galaxies (a fixed "
+        "seeded sample; all when fewer) before each validation and before saving; 0 = off",
+        ge=0,
+    )
+    warmup_epochs: float = setting(
+        STABLE_REMEDIES["warmup_epochs"],
+        "stable recipe: linear learning-rate warm-up from ~0 over this many epochs (flat_cos)",
+        ge=0,
+    )
+    eval_weights: str = setting(
+        STABLE_REMEDIES["eval_weights"],
+        "stable recipe: weights validated and saved, fast (the optimizer's) or slow (Lookahead's)",
+        choices=EVAL_WEIGHTS,
+    )
     flips: bool = setting(True, "random horizontal and vertical flips")
     seed: int = setting(0, "seed of weight init, shuffling and flips", ge=0, le=MAX_SEED)
     device: str = setting("auto", "auto (CUDA when present), cpu or cuda", choices=DEVICES)
     amp: bool | None = setting(
         None,
-        "bfloat16 autocast (unset = auto: on for CUDA and for CPUs that compute bf16 natively, "
-        "AVX512-BF16 or AMX, ~2x faster; true on another CPU warns and runs fp32); false "
-        "forces fp32 (see sfnet.precision)",
+        "bfloat16 autocast (unset = auto: on for CUDA, off on CPUs; true on a CPU that computes "
+        "bf16 natively, AVX512-BF16 or AMX, is ~2x faster but spreads more across seeds; true "
+        "on another CPU warns and runs fp32); false forces fp32 (see sfnet.precision)",
     )
     channels_last: bool | None = setting(
         None, "channels-last memory format (unset = auto: on for CUDA and AVX2/AVX512 CPUs)"
@@ -289,6 +318,13 @@ class TrainConfig:
 
     def validate(self) -> None:
         check_fields(self, "train")
+
+    def remedies(self) -> dict[str, Any]:
+        """The remedies in force: the fields' values under the stable recipe, every one off
+        (:data:`PAPER_REMEDIES`) under the paper's."""
+        if self.recipe == "paper":
+            return dict(PAPER_REMEDIES)
+        return {k: getattr(self, k) for k in STABLE_REMEDIES}
 
 
 #: The sections of a :class:`RunConfig`, in file order.

@@ -85,10 +85,29 @@ def flat_cos_factor(step: int, total: int, flat_fraction: float, final: float = 
     return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
-def make_scheduler(opt: Lookahead, cfg: TrainConfig, total_steps: int) -> LRScheduler:
-    """The per-step schedule named by ``cfg.schedule`` (``flat_cos`` or ``one_cycle``)."""
+def warmup_factor(step: int, warmup_steps: int) -> float:
+    """LR multiplier of a linear warm-up: (step + 1) / warmup_steps for the first
+    ``warmup_steps`` steps (0-based ``step``), then 1."""
+    if step >= warmup_steps:
+        return 1.0
+    return (step + 1) / warmup_steps
+
+
+def make_scheduler(
+    opt: Lookahead, cfg: TrainConfig, total_steps: int, warmup_steps: int = 0
+) -> LRScheduler:
+    """The per-step schedule named by ``cfg.schedule`` (``flat_cos`` or ``one_cycle``); a
+    ``flat_cos`` schedule is multiplied by a linear warm-up over ``warmup_steps`` steps (0: none,
+    the paper's; ``one_cycle`` has its own warm-up)."""
     if cfg.schedule == "flat_cos":
-        return LambdaLR(opt.base, lambda s: flat_cos_factor(s, total_steps, cfg.flat_fraction))
+        if warmup_steps <= 0:
+            return LambdaLR(opt.base, lambda s: flat_cos_factor(s, total_steps, cfg.flat_fraction))
+        return LambdaLR(
+            opt.base,
+            lambda s: (
+                warmup_factor(s, warmup_steps) * flat_cos_factor(s, total_steps, cfg.flat_fraction)
+            ),
+        )
     # fastai's fit_one_cycle: 25% warm-up from lr/25, cosine down to lr/1e5, momentum 0.95-0.85.
     return OneCycleLR(
         opt.base,

@@ -9,6 +9,7 @@ epoch (torch's DistributedSampler); rank 0 logs and writes. ``batch_size`` is th
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import json
 import logging
@@ -202,6 +203,7 @@ class Trainer:
     local_batch: int
     shard_used: int
     steps_per_epoch: int
+    bn_rows: np.ndarray  # training rows batch-norm statistics are recomputed on (may be empty)
 
 
 def _fit(
@@ -228,7 +230,7 @@ def _fit(
         t0 = time.perf_counter()
         # one epoch over this rank's shard, then validation on the held-out split
         train_loss, dead = _train_epoch(tr, epoch, progress)
-        val_rmse = _validate(tr)
+        val_rmse = _validate(tr, eval_model(tr))
         _check_finite_rmse(val_rmse, epoch)
         record = {
             "epoch": epoch + 1,
@@ -249,7 +251,7 @@ def _fit(
         ctx.barrier()
     # finish: final weights; the checkpoint is no longer needed
     if ctx.is_main:
-        save_weights(tr.model, out / WEIGHTS)
+        save_weights(eval_model(tr), out / WEIGHTS)
         tr.meta.save(out / META)
         (out / CHECKPOINT).unlink(missing_ok=True)
     ctx.barrier()
@@ -360,13 +362,16 @@ def _build(
     shard_used = shard - 1 if shard % local_batch == 1 and shard > 1 else shard
     steps_per_epoch = math.ceil(shard_used / local_batch)
     opt = ranger(model.parameters(), tcfg)
-    sched = make_scheduler(opt, tcfg, steps_per_epoch * tcfg.epochs)
+    remedies = tcfg.remedies()
+    warmup = int(round(remedies["warmup_epochs"] * steps_per_epoch))
+    sched = make_scheduler(opt, tcfg, steps_per_epoch * tcfg.epochs, warmup_steps=warmup)
+    bn_rows = bn_sample(train_idx, remedies["bn_recompute"], tcfg.seed)
     y = np.asarray(data.y, dtype=np.float64)
     y_std = (y - np.asarray(meta.target_mean)) / np.asarray(meta.target_std)
     y_dev = torch.from_numpy(y_std.astype(np.float32)).to(device)
     return Trainer(
         config, data, meta, train_idx, val_idx, y, y_dev, norm, model, net, opt, sched, ctx,
-        device, precision, local_batch, shard_used, steps_per_epoch,
+        device, precision, local_batch, shard_used, steps_per_epoch, bn_rows,
     )  # fmt: skip
 
 
@@ -445,8 +450,8 @@ def _train_epoch(tr: Trainer, epoch: int, progress: bool) -> tuple[float, int]:
     if int(first_bad.item()) <= tr.steps_per_epoch:
         raise TrainingDiverged(
             f"training diverged: the loss is not finite at epoch {epoch + 1}, step "
-            f"{int(first_bad.item())} (train.lr {tcfg.lr} may be too high); the last good "
-            "checkpoint is kept, nothing of this epoch was written"
+            f"{int(first_bad.item())} (train.lr {tcfg.lr} may be too high); "
+            + _kept_after_divergence(epoch)
         )
     return float(loss_sum.item() / max(1.0, n_seen.item())), int(tr.model.d - int(fired.sum()))
 
@@ -454,16 +459,53 @@ def _train_epoch(tr: Trainer, epoch: int, progress: bool) -> tuple[float, int]:
 def _check_finite_rmse(val_rmse: np.ndarray, epoch: int) -> None:
     if not np.isfinite(val_rmse).all():
         raise TrainingDiverged(
-            f"training diverged: the validation RMSE is not finite after epoch {epoch + 1}; the "
-            "last good checkpoint is kept, nothing of this epoch was written"
+            f"training diverged: the validation RMSE is not finite after epoch {epoch + 1}; "
+            + _kept_after_divergence(epoch)
         )
 
 
+def _kept_after_divergence(epoch: int) -> str:
+    """What a divergence in (0-based) ``epoch`` leaves: the checkpoint of the epoch before, or,
+    in the first epoch, nothing at all (no checkpoint has been written yet)."""
+    if epoch == 0:
+        return (
+            "no epoch had completed, so there is no checkpoint to resume from and nothing was "
+            "written (an existing run folder is left as it was)"
+        )
+    return (
+        f"the checkpoint of epoch {epoch} is kept (sfnet train --resume continues from it); "
+        "nothing of this epoch was written"
+    )
+
+
+def eval_model(tr: Trainer) -> nn.Module:
+    """The network that is validated and saved: the training model itself under the paper's
+    recipe; else a copy of it with Lookahead's slow weights (``eval_weights = "slow"``) and/or
+    its batch-norm statistics recomputed on ``tr.bn_rows`` (``bn_recompute``). A copy: the
+    training state (and so an exact resume) is untouched. Deterministic."""
+    slow = tr.config.train.remedies()["eval_weights"] == "slow"
+    if not slow and len(tr.bn_rows) == 0:
+        return tr.model
+    model = copy.deepcopy(tr.model)
+    if slow:
+        with torch.no_grad():
+            slows = (s for group in tr.opt.slow for s in group)
+            for p, s in zip(model.parameters(), slows, strict=True):
+                p.copy_(s)
+    if len(tr.bn_rows):
+        recompute_bn(
+            model, tr.data.images, tr.bn_rows, tr.local_batch, tr.norm, tr.precision, tr.device
+        )
+    return model
+
+
 @torch.no_grad()
-def _validate(tr: Trainer) -> np.ndarray:
-    """(T,) validation RMSE per target, physical units (val rows sharded across processes)."""
+def _validate(tr: Trainer, model: nn.Module | None = None) -> np.ndarray:
+    """(T,) validation RMSE per target of ``model`` (default: the training model), physical
+    units (val rows sharded across processes)."""
     ctx, device, meta = tr.ctx, tr.device, tr.meta
-    tr.model.eval()
+    model = tr.model if model is None else model
+    model.eval()
     rows = tr.val_idx[ctx.rank :: ctx.world_size]
     std = torch.tensor(meta.target_std, dtype=torch.float64, device=device)
     mean = torch.tensor(meta.target_mean, dtype=torch.float64, device=device)
@@ -472,12 +514,61 @@ def _validate(tr: Trainer) -> np.ndarray:
     for r, xb in device_batches(tr.data.images, rows, eval_batch_size(tr.local_batch), device):
         x = augment(xb, tr.norm, None, tr.precision.channels_last)
         with tr.precision.autocast():
-            p = tr.model(x).predictions.double() * std + mean
+            p = model(x).predictions.double() * std + mean
         t = torch.from_numpy(tr.y[r]).to(device)
         sq += ((p - t) ** 2).sum(dim=0)
     ctx.all_reduce_sum(sq)
     ctx.all_reduce_sum(count)
     return torch.sqrt(sq / count.clamp(min=1.0)).cpu().numpy()
+
+
+def bn_sample(train_idx: np.ndarray, cap: int, seed: int) -> np.ndarray:
+    """The training rows that batch-norm statistics are recomputed on: all of them when there
+    are at most ``cap``, else ``cap`` rows drawn without replacement by a generator seeded with
+    ``seed`` (the same rows every epoch and on resume), in increasing order."""
+    if len(train_idx) <= cap:
+        return np.asarray(train_idx)
+    rng = np.random.default_rng([int(seed), 0x5F_B7])
+    return np.sort(rng.choice(np.asarray(train_idx), size=cap, replace=False))
+
+
+@torch.no_grad()
+def recompute_bn(
+    model: nn.Module,
+    images,
+    rows: np.ndarray,
+    batch_size: int,
+    norm: Normalization,
+    precision: Precision,
+    device: torch.device,
+) -> None:
+    """Replace every batch-norm layer's running mean and variance by their average over
+    ``images[rows]`` (unflipped, in order), as :func:`torch.optim.swa_utils.update_bn` does:
+    running statistics reset, momentum None (an equal-weight average of the batch
+    statistics), one forward pass in training mode, momenta restored. Deterministic; the
+    weights are untouched. ``rows`` with one galaxy left over in the last batch drop it (batch
+    norm cannot compute a variance from one sample)."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns or len(rows) < 2:
+        return
+    momenta = {}
+    for m in bns:
+        m.reset_running_stats()
+        momenta[m] = m.momentum
+        m.momentum = None
+    was_training = model.training
+    model.train()
+    if len(rows) % batch_size == 1:
+        rows = rows[:-1]
+    try:
+        for _, xb in device_batches(images, rows, batch_size, device, prefetch=0):
+            x = augment(xb, norm, None, precision.channels_last)
+            with precision.autocast():
+                model(x)
+    finally:
+        for m in bns:
+            m.momentum = momenta[m]
+        model.train(was_training)
 
 
 def _commit_epoch(out: Path, tr: Trainer, history: list[dict[str, Any]]) -> None:

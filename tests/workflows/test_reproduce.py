@@ -133,3 +133,12 @@ def test_reproduce_uses_imagenet_by_default_and_says_when_absent(
     assert "could not load the ImageNet resnet18 weights" in capsys.readouterr().err
     assert not list(out.glob("runs/*/model.safetensors"))
     assert not (out / "paper_vs_sfnet.csv").exists()
+
+
+def test_reproduce_trains_with_the_papers_recipe_and_says_so(reproduced):
+    from sfnet.config import RunConfig
+
+    out, _ = reproduced
+    configs = list((out / "runs").glob("*/config.toml"))
+    assert configs and all(RunConfig.load(c).train.recipe == "paper" for c in configs)
+    assert "recipe: paper (as published" in (out / "paper_vs_sfnet.md").read_text()

@@ -96,6 +96,7 @@ def compare_config(data: str, targets: list[str], quick: bool, **overrides: Any)
     given = {k: v for k, v in overrides.items() if v is not None}
     if quick:
         given.setdefault("probe_trees", QUICK_PROBE_TREES)
+    given.setdefault("recipe", "paper")  # the published recipe (sfnet train's default is stable)
     cfg = CompareConfig.create(quick=quick, path=data, targets=tuple(targets), **given)
     if PAPER_MODEL_K not in cfg.ks:
         cfg.ks = tuple(sorted({*cfg.ks, PAPER_MODEL_K}))
@@ -502,7 +503,13 @@ def run_reproduce(
         "",
         f"Data: `{data}`; targets: {', '.join(targets)}; init: {pretrained or 'random'}; "
         f"ks: {list(cfg.ks)}; repeats: {cfg.repeats}; epochs: {cfg.epochs}; crop: {cfg.run.data.crop}; "
-        f"resize: {cfg.run.data.resize}{' (quick)' if quick else ''}.",
+        f"resize: {cfg.run.data.resize}{' (quick)' if quick else ''}; recipe: "
+        f"{cfg.run.train.recipe}"
+        + (
+            " (as published; `sfnet train` defaults to the stable recipe)."
+            if cfg.run.train.recipe == "paper"
+            else "."
+        ),
         "The paper's models are the repeat-0 k=4 runs (`runs/<target>_k4_r0`); the paper's "
         "values are from Wu (2025) on 250,207 / 117,223 SDSS galaxies.",
     ]
