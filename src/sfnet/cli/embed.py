@@ -23,15 +23,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("encoder", help="run folder, zoobot, resnet18, timm name or hf_hub:ORG/NAME")
     p.add_argument("--out", type=Path, required=True, help="output feature file (.parquet)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     add_field_options(p, EmbedConfig, "embed")
     p.set_defaults(func=_embed)
 
 
 def _embed(args: argparse.Namespace) -> int:
     from sfnet.cli.options import given_options
+    from sfnet.io import check_output_file
     from sfnet.workflows.embed import EmbedConfig, embed_to_file
 
     cfg = EmbedConfig(**given_options(args, "embed"))
+    encoder = Path(args.encoder)
+    inputs = [cfg.path or None, encoder if encoder.exists() else None]
+    check_output_file(args.out, overwrite=args.overwrite, inputs=inputs)
     out = embed_to_file(args.encoder, cfg, args.out)
     print(f"wrote {out}")
     return 0
