@@ -54,7 +54,7 @@ def test_dense_baseline_trains(toy_npz, tmp_path):
 def test_run_folder_is_never_overwritten_silently(toy_npz, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
-    (out / "config.toml").write_text("[data]\n")  # an earlier (unfinished) run
+    toy_config(toy_npz, epochs=1).save(out / "config.toml")  # an earlier (unfinished) run
     (out / "keep.txt").write_text("precious")
     with pytest.raises(RunFolderError, match="--overwrite"):
         fit(toy_config(toy_npz, epochs=1), out)
@@ -80,7 +80,7 @@ def test_resume_of_finished_run_returns_it_unchanged(toy_npz, tmp_path):
         ("train", "epochs", 0, "train.epochs"),
         ("train", "lr", -1.0, "train.lr"),
         ("train", "schedule", "linear", "train.schedule"),
-        ("data", "target", "mass", "data.target"),
+        ("data", "target", "log10(mass", "data.target"),
         ("data", "val_fraction", 1.5, "data.val_fraction"),
         ("model", "k", 0, "model.k"),
         ("model", "backbone", "vit", "model.backbone"),

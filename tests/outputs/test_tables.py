@@ -106,7 +106,7 @@ UNITS = {
     "sfnet_se": "dex",
     "pca_rmse": "dex",
 }
-UNITLESS = ("objID", "split", "passes_cuts", "feature_", "activation_", "f", "target", "k", "repeats")  # fmt: skip
+UNITLESS = ("objID", "split", "passes_cuts", "status", "label_", "feature_", "activation_", "f", "target", "k", "repeats")  # fmt: skip
 
 
 def _expected_unit(column: str) -> str | None:

@@ -57,7 +57,11 @@ class EmbedConfig:
         "'imagenet' (resnet18), a weights file, or none (random: a sanity baseline)",
     )
     batch_size: int = setting(64, "galaxies per forward pass", ge=1)
-    device: str = setting("cpu", "where the encoder runs", choices=("cpu", "cuda"))
+    device: str = setting(
+        "auto",
+        "where the encoder runs (auto: CUDA when available)",
+        choices=("auto", "cpu", "cuda"),
+    )
 
     def validate(self) -> None:
         check_fields(self, "embed")
@@ -132,7 +136,9 @@ def embed(encoder: str, cfg: EmbedConfig) -> Embedding:
     from sfnet.predict import pooled_features
 
     cfg.validate()
-    device = torch.device(cfg.device)
+    from sfnet.runs import default_device
+
+    device = default_device(cfg.device)
     if _is_run(encoder):
         from sfnet.runs import load_run
 
