@@ -126,3 +126,16 @@ def analysed_runs(tmp_path_factory):
         mp.setattr(Run, "data", _with_truth(Run.data))
         summary = analyze_run(sparse, AnalysisOptions(dense=str(dense)))
     return sparse, dense, summary
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """An offline Hugging Face cache holding a small timm encoder (``tests.test_model.HUB_REPO``);
+    HF_HUB_OFFLINE=1, so any download attempt fails."""
+    from tests.test_model import make_hub_encoder
+
+    cache = tmp_path / "hf-cache"
+    make_hub_encoder(cache)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return cache

@@ -139,17 +139,7 @@ def _options(command: str) -> dict[str, argparse.Action]:
 
 #: Commands that show progress bars, and those that run a model.
 PROGRESS = ["train", "prepare", "download", "synth", "demo", "analyze", "report", "compare", "reproduce"]  # fmt: skip
-MODEL = [
-    "train",
-    "predict",
-    "embed",
-    "demo",
-    "analyze",
-    "report",
-    "explain",
-    "compare",
-    "reproduce",
-]
+MODEL = ["train", "predict", "embed", "demo", "analyze", "report", "explain", "compare", "reproduce"]  # fmt: skip
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS)

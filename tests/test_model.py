@@ -211,16 +211,6 @@ def make_hub_encoder(
     return snap
 
 
-@pytest.fixture
-def hub_cache(tmp_path, monkeypatch):
-    """An offline hub cache holding HUB_REPO (HF_HUB_OFFLINE=1: any download attempt fails)."""
-    cache = tmp_path / "hf-cache"
-    make_hub_encoder(cache)
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return cache
-
-
 def test_hub_encoder_loads_from_the_cache_and_records_its_identity(hub_cache):
     import hashlib
 

@@ -13,22 +13,13 @@ import torch
 from sfnet.analysis.probes import load_feature_table
 from sfnet.cli import main
 from tests.conftest import toy_train_args
-from tests.test_model import HUB_REPO, HUB_REV, make_hub_encoder
+from tests.test_model import HUB_REPO, HUB_REV
 
 ENCODER = f"hf_hub:{HUB_REPO}"
 
 
-@pytest.fixture
-def offline_hub(tmp_path, monkeypatch):
-    cache = tmp_path / "hf-cache"
-    make_hub_encoder(cache)
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return cache
-
-
 def test_sfnet_on_a_hub_encoder_trains_predicts_analyses_explains_offline(
-    offline_hub, small_npz, tmp_path, monkeypatch
+    hub_cache, small_npz, tmp_path, monkeypatch
 ):
     run = tmp_path / "run"
     argv = ["train", "--data", str(small_npz), "--out", str(run), *toy_train_args(1)]
@@ -67,7 +58,7 @@ def test_sfnet_on_a_hub_encoder_trains_predicts_analyses_explains_offline(
     np.testing.assert_allclose(feats, pooled_features(r, data.images), atol=1e-6)
 
 
-def test_embed_an_encoder_from_the_cache(offline_hub, small_npz, tmp_path):
+def test_embed_an_encoder_from_the_cache(hub_cache, small_npz, tmp_path):
     import timm
     from safetensors.torch import load_file
 
@@ -79,7 +70,7 @@ def test_embed_an_encoder_from_the_cache(offline_hub, small_npz, tmp_path):
     assert feats.shape == (96, 96)
     # the encoder's own embedding of the images normalised with its pretrained_cfg
     enc = timm.create_model("test_resnet", num_classes=0)
-    snap = next(offline_hub.glob("models--*/snapshots/*"))
+    snap = next(hub_cache.glob("models--*/snapshots/*"))
     enc.load_state_dict(load_file(str(snap / "model.safetensors")))
     cfg = enc.pretrained_cfg
     x = torch.from_numpy(z["images"][:5]).float() / 255
