@@ -6,7 +6,7 @@
 - :func:`plot_equations` — each equation as intercept + sum of w_f x (top galaxy of feature f).
 - :func:`plot_feature_maps` — the top-activating grid with the feature's spatial map overlaid.
 - :func:`plot_activation_histograms` — A_f where each feature fires.
-- :func:`plot_explanation` — one galaxy: contribution maps, waterfall, its active features.
+- :func:`explanation_figure` — one galaxy: contribution maps, waterfall, its active features.
 - :func:`training_curves_figure` — train loss, validation RMSE and learning rate per epoch
   (the report embeds it).
 
@@ -441,7 +441,7 @@ def draw_waterfall(
 
 
 def _draw_feature_row(fig: Figure, gs, r: int, image: np.ndarray, row: tuple, vmax: float) -> None:
-    """Row r of :func:`plot_explanation`: map on the galaxy, caption, 3 top galaxies."""
+    """Row r of :func:`explanation_figure`: map on the galaxy, caption, 3 top galaxies."""
     lab, caption, heat, tops = row
     im = overlay_map(fig.add_subplot(gs[r, 0]), image, heat, vmax)
     fig.axes[-1].set_title(f"{tex_safe(lab)} on this galaxy", fontsize=SMALL)
@@ -464,25 +464,6 @@ def _draw_feature_row(fig: Figure, gs, r: int, image: np.ndarray, row: tuple, vm
                 ax.set_title(f"top galaxies of {tex_safe(lab)}", fontsize=SMALL, loc="left")
         else:
             ax.set_facecolor("0.9")
-
-
-def plot_explanation(
-    path: Path | None,
-    title: str,
-    image: np.ndarray,
-    target_names: Sequence[str],
-    contribution_maps: np.ndarray,
-    waterfalls: Sequence[tuple[float, Sequence[tuple[str, float]], float | None]],
-    features: Sequence[tuple[str, str, np.ndarray, np.ndarray]],
-    resolution: str,
-    units: dict[str, str] | None = None,
-) -> Path | Figure:
-    """Write :func:`explanation_figure` to ``path`` (the other arguments are its); with
-    ``path`` None, return the Figure itself."""
-    fig = explanation_figure(
-        title, image, target_names, contribution_maps, waterfalls, features, resolution, units
-    )
-    return fig if path is None else save_figure(fig, path)
 
 
 def explanation_figure(

@@ -199,11 +199,11 @@ def plot_galaxy(
     path: Path | None,
     units: dict[str, str] | None = None,
 ):
-    """Draw one explanation (see :func:`sfnet.outputs.plots.plot_explanation`); ``units``:
+    """Draw one explanation (see :func:`sfnet.outputs.plots.explanation_figure`); ``units``:
     target name -> unit for the axes. Returns ``path`` once written, or the Figure when
     ``path`` is None."""
     from sfnet.analysis.maps import upsample
-    from sfnet.outputs.plots import plot_explanation
+    from sfnet.outputs.plots import explanation_figure, save_figure
 
     size = image.shape[-1]
     names = e.target_names
@@ -225,10 +225,11 @@ def plot_galaxy(
         title += " (measured " + ", ".join(f"{m:.3f}" for m in e.measured) + ")"
     if e.status:  # "no measurement" or "fails cut X"
         title += f" ({e.status})"
-    return plot_explanation(
-        path, title, image, names, upsample(e.contribution_map, size), waterfalls, feats,
+    fig = explanation_figure(
+        title, image, names, upsample(e.contribution_map, size), waterfalls, feats,
         e.resolution, units,
     )  # fmt: skip
+    return fig if path is None else save_figure(fig, path)
 
 
 def _explained(run: Any, galaxies: Galaxies, objids: Sequence[str | int]):
