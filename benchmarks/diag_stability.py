@@ -34,7 +34,6 @@ import sfnet.train as T
 from sfnet.config import RunConfig
 from sfnet.data.dataset import load_dataset
 
-
 #: The unpatched validation (``main`` wraps ``T._validate`` to score the variants each epoch).
 _VALIDATE = T._validate
 
@@ -92,6 +91,7 @@ def main() -> None:
 
         tr.opt.step = step_and_average
         return tr
+
     rows: list[dict] = []
 
     def validate(tr: T.Trainer, model: torch.nn.Module | None = None) -> np.ndarray:
@@ -111,7 +111,9 @@ def main() -> None:
         )
         ema_bn = copy.deepcopy(tr.model)
         with torch.no_grad():
-            for p, a in zip(ema_bn.parameters(), averages[tr.config.train.seed].params, strict=True):
+            for p, a in zip(
+                ema_bn.parameters(), averages[tr.config.train.seed].params, strict=True
+            ):
                 p.copy_(a)
         T.recompute_bn(
             ema_bn, tr.data.images, sample, tr.local_batch, tr.norm, tr.precision, tr.device

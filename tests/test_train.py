@@ -428,7 +428,9 @@ def test_weight_average_is_a_plain_mean_until_its_horizon_then_an_exponential_on
         avg.update(net)
         expected = w if n == 1 else expected + (w - expected) * max(1 / n, 0.25)
         assert avg.params[0].item() == pytest.approx(expected)
-    assert avg.params[0].item() == pytest.approx(((2 + 4 + 9 + 1) / 4 * 0.75 + 5 * 0.25) * 0.75 + 0.75)
+    assert avg.params[0].item() == pytest.approx(
+        ((2 + 4 + 9 + 1) / 4 * 0.75 + 5 * 0.25) * 0.75 + 0.75
+    )
 
 
 def test_ema_eval_weights_are_the_weight_average_and_are_what_is_saved(
@@ -444,7 +446,9 @@ def test_ema_eval_weights_are_the_weight_average_and_are_what_is_saved(
     names = [n for n, _ in tr.model.named_parameters()]
     for name, avg in zip(names, tr.ema.params, strict=True):
         assert torch.equal(saved[name], avg), name
-    assert any(not torch.equal(a, f) for a, f in zip(tr.ema.params, tr.model.parameters(), strict=True))
+    assert any(
+        not torch.equal(a, f) for a, f in zip(tr.ema.params, tr.model.parameters(), strict=True)
+    )
 
 
 def test_stable_recipe_records_its_remedies_and_paper_recipe_trains_exactly_as_before(
