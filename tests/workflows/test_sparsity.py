@@ -85,3 +85,16 @@ def test_real_data_factors_are_catalog_columns_beyond_the_target_or_image_measur
     assert factors["img_r50_px"].is_monotonic_increasing
     text = factors_markdown(pd.DataFrame([factor_row("metallicity", factors, kind)]))
     assert "4 measured factors" in text and "img_axis_ratio" in text
+
+
+def test_galaxies_missing_a_factor_are_left_out_of_the_scores_not_an_error():
+    from sfnet.workflows.sparsity import unit_score_row
+
+    rng = np.random.default_rng(0)
+    f = rng.normal(size=(60, 3))
+    units = np.column_stack([f[:, 0], f[:, 1]]) + 0.05 * rng.normal(size=(60, 2))
+    factors = pd.DataFrame(f, columns=["a", "b", "img_r50_px"])
+    factors.iloc[[3, 40], 2] = np.nan  # two cutouts the moments could not measure
+    row = unit_score_row(units, ["u0", "u1"], factors, np.arange(40), np.arange(40, 60))
+    assert row["best_factors"] == "a b" and row["best_abs_rho"] > 0.95
+    assert np.isfinite([row["disentanglement"], row["completeness"], row["mig"]]).all()

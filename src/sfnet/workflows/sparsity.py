@@ -199,7 +199,8 @@ def unit_score_row(
     from sfnet.analysis.groundtruth import factor_matches, summary
 
     f = factors.to_numpy(dtype=np.float64)
-    ok = np.isfinite(f).all(axis=1)
+    ok = np.isfinite(f).all(axis=1)  # galaxies with every factor (an image may be unmeasurable)
+    kept = np.cumsum(ok) - 1  # row of each kept galaxy in units[ok], f[ok]
     tr, va = tr[ok[tr]], va[ok[va]]
     matches = factor_matches(units[va], unit_names, factors.iloc[va])
     s = summary(matches)
@@ -210,7 +211,7 @@ def unit_score_row(
         "margin": s["mean_margin"],
     }
     if f.shape[1] >= 2 and units.shape[1] >= 1:
-        row.update(scores(units, f, tr, va, seed=seed))
+        row.update(scores(units[ok], f[ok], kept[tr], kept[va], seed=seed))
     else:
         row.update({k: float("nan") for k in SCORES[2:]})
     return row
