@@ -15,7 +15,8 @@
 #
 # Settings can be overridden from the environment: N (synthetic galaxies, default 2000),
 # EPOCHS (8), KS ("2 4 8"), REPEATS (3), PX (32), PYTHON (the repo's .venv python), STAGE
-# ("all"; "synthetic" or "sdss400" runs one comparison only), ATLASES (0), EXTRA (more
+# ("all"; "synthetic" or "sdss400" runs one comparison only), ATLASES (0), DEVICE (cpu; cuda
+# on a GPU machine: the runs differ from CPU ones, so use a fresh WORKDIR), EXTRA (more
 # `sfnet compare` options, e.g. "--sae-steps 50" for a dry run), DOCS (where to publish).
 # Measured cost: see docs/results/sparsity-compare/README.md ("Running the sweep").
 set -euo pipefail
@@ -31,6 +32,7 @@ PX=${PX:-32}
 STAGE=${STAGE:-all}
 ATLASES=${ATLASES:-0}
 EXTRA=${EXTRA:-}
+DEVICE=${DEVICE:-cpu}
 DOCS=${DOCS:-$ROOT/docs/results/sparsity-compare}
 
 export PYTHONPATH=$ROOT/src${PYTHONPATH:+:$PYTHONPATH}
@@ -41,7 +43,7 @@ log() { echo "[$(date -u +%H:%M:%S)] $*"; }
 mkdir -p "$WORK"
 # shellcheck disable=SC2086  # KS and EXTRA are lists of words
 COMMON=(--ks $KS --repeats "$REPEATS" --resize "$PX" --crop "$PX" --epochs "$EPOCHS"
-    --device cpu --no-progress $EXTRA)
+    --device "$DEVICE" --no-progress $EXTRA)
 
 publish() { # publish COMPARE_FOLDER NAME: the tables, figure (and atlases) into the docs
     local src=$1 dst=$DOCS/$2 pages=("$1"/sae/*/latents.csv)

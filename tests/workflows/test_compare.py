@@ -150,6 +150,7 @@ def test_quick_comparison_end_to_end_and_resume(survey, tmp_path, monkeypatch, o
     for t in ("metallicity", "bpt_lines"):
         for rel in (f"runs/{t}_k4_r0/report.html", f"sae/{t}_k4_r0/report.html"):
             assert f'href="{rel}"' in atlas and (out / rel).is_file()
+    assert "SAE on dense features (post-hoc TopK)" in atlas  # the interpretability table
     # real-data factors: the catalog columns beyond the target, plus the image measurements
     factors = pd.read_csv(out / "factors.csv").set_index("target")
     assert "oh_p50" not in factors.loc["metallicity", "catalog_columns"].split()

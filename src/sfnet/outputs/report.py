@@ -566,13 +566,16 @@ def write_sae_report(sae_dir: Path | str) -> Path:
     return out
 
 
-def write_comparison_atlas(folder: Path | str, pages: Sequence[tuple[str, str, str]]) -> Path:
+def write_comparison_atlas(
+    folder: Path | str, pages: Sequence[tuple[str, str, str]], interpretability: str = ""
+) -> Path:
     """``atlas.html`` of a comparison folder: links to the feature atlases of both kinds of
-    sparsity, side by side, and the RMSE-vs-k figure.
+    sparsity, side by side, the RMSE-vs-k figure and the interpretability table.
 
     Args:
         folder: the comparison folder.
         pages: (target, SFNet run atlas, SAE latent atlas) paths relative to ``folder``.
+        interpretability: the text of ``interpretability.md`` (shown as is).
     """
     from sfnet.io import atomic_write_bytes
 
@@ -594,6 +597,8 @@ def write_comparison_atlas(folder: Path | str, pages: Sequence[tuple[str, str, s
         "<section><h2>Validation RMSE vs k</h2>"
         + _img(folder, "rmse_vs_k.png", "RMSE vs k")
         + '<p class="muted">Tables: comparison.md, interpretability.md.</p></section>',
+        "<section><h2>Interpretability, scored the same way for every method</h2>"
+        f"<pre>{_esc(interpretability)}</pre></section>",
     ]
     out = folder / "atlas.html"
     page = _page(f"sfnet comparison atlas — {folder.name}", _esc(str(folder)), body)

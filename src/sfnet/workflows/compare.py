@@ -702,7 +702,7 @@ def write_outputs(result: CompareResult, cfg: CompareConfig) -> None:
     for t in cfg.targets:
         name = f"{t}_k{_analysis_k(t, cfg.ks)}_r0"
         pages.append((t, f"runs/{name}/report.html", f"sae/{name}/report.html"))
-    write_comparison_atlas(f, pages)
+    write_comparison_atlas(f, pages, interp_md)
 
     md = [
         "# SFNet comparison\n",
