@@ -27,6 +27,7 @@ and is counted in the log; nothing is skipped silently.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -80,14 +81,18 @@ def measure_galaxy(image: np.ndarray) -> tuple[float, float, float]:
     return colour, r50, float((1 - g) / (1 + g))
 
 
-def image_measurements(images: np.ndarray) -> pd.DataFrame:
-    """The ``img_*`` stand-in factors (:data:`IMAGE_FACTORS`) of (N, 3, H, W) gri cutouts.
+def image_measurements(images: Any) -> pd.DataFrame:
+    """The ``img_*`` stand-in factors (:data:`IMAGE_FACTORS`) of (N, 3, H, W) gri cutouts
+    (an array or an :class:`~sfnet.data.dataset.ImageArray`, read in batches).
 
     Returns:
         N rows, one column per factor (see the module docstring for units); NaN where a
         cutout could not be measured (counted in the log).
     """
-    rows = [measure_galaxy(np.asarray(images[i])) for i in range(len(images))]
+    rows = []
+    for start in range(0, len(images), 256):  # batches: memory-mapped or decoded stores
+        chunk = np.asarray(images[np.arange(start, min(start + 256, len(images)))])
+        rows += [measure_galaxy(img) for img in chunk]
     out = pd.DataFrame(rows, columns=list(IMAGE_FACTORS), dtype=np.float64)
     if len(out) == 0:
         return out
