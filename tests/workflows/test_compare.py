@@ -97,6 +97,7 @@ def test_quick_comparison_end_to_end_and_resume(survey, tmp_path, monkeypatch, o
         "20",
         "--sae-steps",
         "40",
+        "--atlas",  # off with --quick: asked for here
         "--no-progress",
     ]
     # the feature atlases' figures (tested in tests/workflows/test_sparsity.py and
@@ -117,7 +118,7 @@ def test_quick_comparison_end_to_end_and_resume(survey, tmp_path, monkeypatch, o
 
     cfg = CompareConfig.load(out / "compare.toml")
     assert cfg.quick and cfg.ks == (2, 4) and cfg.repeats == 1 and cfg.epochs == 1
-    assert cfg.probe_trees == 20 and cfg.sae_steps == 40
+    assert cfg.probe_trees == 20 and cfg.sae_steps == 40 and cfg.atlas
     table = pd.read_csv(out / "table_rmse.csv")
     assert set(table["target"]) == {"metallicity", "bpt_lines"}
     assert sorted(table["k"].unique()) == [2, 4]

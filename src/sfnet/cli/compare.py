@@ -69,5 +69,6 @@ def _compare(args: argparse.Namespace) -> int:
                 f"AGN SVM ({r['features']}, {r['n_features']} features): "
                 f"accuracy {r['accuracy']:.3f}, F1 {r['f1']:.3f}"
             )
-    print(f"tables and figure: {args.out}; feature atlases: {args.out / 'atlas.html'}")
+    atlas = f"; feature atlases: {args.out / 'atlas.html'}" if cfg.atlas else ""
+    print(f"tables and figure: {args.out}{atlas}")
     return 0

@@ -19,8 +19,8 @@
                               columns beyond the target plus quantities measured on the cutouts
                               (``img_*``, :mod:`sfnet.analysis.photometry`)
   ``factors.csv``             per target group: what its units were scored against (none: said)
-  ``atlas.html``              links to the feature atlases of both kinds of sparsity at the
-                              analysed k: ``runs/<target>_k<k>_r0/report.html`` (SFNet) and
+  ``atlas.html``              (unless ``atlas`` is off, as with ``--quick``) links to the
+                              feature atlases of both kinds of sparsity at the analysed k: ``runs/<target>_k<k>_r0/report.html`` (SFNet) and
                               ``sae/<target>_k<k>_r0/report.html`` (the SAE's latents)
   ``rmse_vs_k.png``           the paper's Figure 5 (SFNet mean ± s.e., PCA and SAE vs k)
   ``comparison.md``           all tables in one page
@@ -497,7 +497,8 @@ def analyze_target(
         probe_rows += _probe_rows(t, src, F, cfg)
         feat_rows += _feature_probe_rows(t, src, F, sparse, strength, freq, frequent)
     sae, interp, factors = _sparsity_tables(t, folder, cfg, sources)
-    write_report(sparse.dir, device=device)  # the SFNet's atlas, beside the SAE's
+    if cfg.atlas:
+        write_report(sparse.dir, device=device)  # the SFNet's atlas, beside the SAE's
     return {
         "sae": sae,
         "interpretability": interp,
@@ -532,8 +533,9 @@ def _sparsity_tables(
     where = folder / SAE_DIR / f"{t.target}_k{k}_r0"
     row = sae[(sae["k"] == k) & (sae["repeat"] == 0)].iloc[0]
     extra = {"sae_rmse": float(row["sae_rmse"]), "val_fvu": float(row["val_fvu"])}
-    model = SparseAutoencoder.load(where)
-    sae_feature_pages(where, model, codes[(k, 0)], t, k, maps=on_dense, extra=extra)
+    if cfg.atlas:
+        model = SparseAutoencoder.load(where)
+        sae_feature_pages(where, model, codes[(k, 0)], t, k, maps=on_dense, extra=extra)
     catalog = t.data.catalog.reset_index(drop=True)
     factors, kind = factor_table(catalog, t.target, t.data.images)
     rows = interpretability_rows(
@@ -698,11 +700,12 @@ def write_outputs(result: CompareResult, cfg: CompareConfig) -> None:
     table_md = rmse_table_markdown(result.table)
     atomic_write_bytes(f / "table_rmse.md", table_md.encode())
     plot_rmse_vs_k(result.table, f / "rmse_vs_k.png")
-    pages = []
-    for t in cfg.targets:
-        name = f"{t}_k{_analysis_k(t, cfg.ks)}_r0"
-        pages.append((t, f"runs/{name}/report.html", f"sae/{name}/report.html"))
-    write_comparison_atlas(f, pages, interp_md)
+    if cfg.atlas:
+        pages = []
+        for t in cfg.targets:
+            name = f"{t}_k{_analysis_k(t, cfg.ks)}_r0"
+            pages.append((t, f"runs/{name}/report.html", f"sae/{name}/report.html"))
+        write_comparison_atlas(f, pages, interp_md)
 
     md = [
         "# SFNet comparison\n",
