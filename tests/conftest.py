@@ -18,8 +18,9 @@ torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
 
 
 def toy_train_args(epochs: int) -> list[str]:
-    """``sfnet train`` options for the toy set: 32 px, k=4, batch 32, lr 0.01, CPU, quiet."""
-    args = "--crop 32 --k 4 --batch-size 32 --lr 0.01 --device cpu --no-progress"
+    """``sfnet train`` options for the toy set: 32 px, k=4, batch 32, lr 0.01, CPU, quiet,
+    batch-norm statistics recomputed on 64 training galaxies (as ``toy_config``)."""
+    args = "--crop 32 --k 4 --batch-size 32 --lr 0.01 --bn-recompute 64 --device cpu --no-progress"
     return [*args.split(), "--epochs", str(epochs)]
 
 
