@@ -7,7 +7,9 @@ running batch-norm statistics), the same validation split is scored with
 - ``bn``: batch-norm statistics recomputed on (at most ``--bn-cap`` galaxies of) the training
   split (:func:`sfnet.train.recompute_bn`, an ``update_bn`` equivalent);
 - ``slow``: Lookahead's slow weights, with the running statistics;
-- ``slow+bn``: the slow weights with recomputed statistics.
+- ``slow+bn``: the slow weights with recomputed statistics;
+- ``ema+bn``: an exponential moving average of the fast weights over ``--ema-epochs`` epochs
+  (:class:`sfnet.train.WeightAverage`, updated after every step), recomputed statistics.
 
 The variants are scored on copies of the model: the training itself is unchanged. Prints one
 table per seed and writes ``--out`` (JSON lines, one per seed and epoch).
@@ -32,9 +34,12 @@ import sfnet.train as T
 from sfnet.config import RunConfig
 from sfnet.data.dataset import load_dataset
 
+#: The unpatched validation (``main`` wraps ``T._validate`` to score the variants each epoch).
+_VALIDATE = T._validate
+
 
 def _score(tr: T.Trainer, model: torch.nn.Module) -> float:
-    return float(T._validate(dataclasses.replace(tr, model=model))[0])
+    return float(_VALIDATE(tr, model)[0])
 
 
 def main() -> None:
@@ -45,6 +50,7 @@ def main() -> None:
     ap.add_argument("--k", default="2")
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--bn-cap", type=int, default=1024)
+    ap.add_argument("--ema-epochs", type=float, default=1.0)
     ap.add_argument("--recipe", default="paper")
     ap.add_argument("--amp", default=None, help="true/false (unset: the default precision)")
     ap.add_argument("--channels-last", default=None)
@@ -67,7 +73,25 @@ def main() -> None:
     cfg.validate()
     data = load_dataset(dataclasses.replace(cfg.data, path=str(Path(args.data).resolve())))
 
-    original = T._validate
+    original = _VALIDATE
+    original_build = T._build
+    averages: dict[int, T.WeightAverage] = {}
+
+    def build(*a, **kw) -> T.Trainer:
+        """The run's trainer, plus a weight average updated after every optimizer step."""
+        tr = original_build(*a, **kw)
+        avg = averages[tr.config.train.seed] = T.WeightAverage(
+            tr.model, args.ema_epochs * tr.steps_per_epoch
+        )
+        step = tr.opt.step  # (Lookahead's state_dict holds no instance attributes)
+
+        def step_and_average() -> None:
+            step()
+            avg.update(tr.model)
+
+        tr.opt.step = step_and_average
+        return tr
+
     rows: list[dict] = []
 
     def validate(tr: T.Trainer, model: torch.nn.Module | None = None) -> np.ndarray:
@@ -85,6 +109,15 @@ def main() -> None:
         T.recompute_bn(
             slow_bn, tr.data.images, sample, tr.local_batch, tr.norm, tr.precision, tr.device
         )
+        ema_bn = copy.deepcopy(tr.model)
+        with torch.no_grad():
+            for p, a in zip(
+                ema_bn.parameters(), averages[tr.config.train.seed].params, strict=True
+            ):
+                p.copy_(a)
+        T.recompute_bn(
+            ema_bn, tr.data.images, sample, tr.local_batch, tr.norm, tr.precision, tr.device
+        )
         rec = {
             "seed": tr.config.train.seed,
             "epoch": len(rows_by_seed.setdefault(tr.config.train.seed, [])) + 1,
@@ -92,6 +125,7 @@ def main() -> None:
             "bn": _score(tr, bn),
             "slow": _score(tr, slow),
             "slow+bn": _score(tr, slow_bn),
+            "ema+bn": _score(tr, ema_bn),
             "lr": float(tr.sched.get_last_lr()[0]),
             "bn_seconds": round(t_bn, 3),
             "bn_rows": int(len(sample)),
@@ -103,6 +137,7 @@ def main() -> None:
         print(
             f"seed {rec['seed']} epoch {rec['epoch']:2d}  running {rec['running']:.4g}  "
             f"bn {rec['bn']:.4g}  slow {rec['slow']:.4g}  slow+bn {rec['slow+bn']:.4g}  "
+            f"ema+bn {rec['ema+bn']:.4g}  "
             f"lr {rec['lr']:.3g}  ({t_bn:.2f} s recompute)",
             flush=True,
         )
@@ -110,6 +145,7 @@ def main() -> None:
 
     rows_by_seed: dict[int, list] = {}
     T._validate = validate
+    T._build = build
     for seed in args.seeds:
         c = copy.deepcopy(cfg)
         c.train.seed = seed

@@ -122,7 +122,8 @@ def _wait_for(path: Path, lines: int, proc: subprocess.Popen, timeout: float = 6
 # --amp is bf16 + channels-last on a CPU with native bf16 (fp32 + channels-last elsewhere); it
 # runs the stable recipe with every remedy on (a batch-norm sample smaller than the training
 # split), the fp32 run the paper's recipe
-STABLE_ALL = ["--bn-recompute", "24", "--warmup-epochs", "1", "--eval-weights", "slow"]
+# (the weight average is the one remedy with state of its own in the checkpoint)
+STABLE_ALL = ["--bn-recompute", "24", "--warmup-epochs", "1", "--eval-weights", "ema"]
 
 
 @pytest.mark.parametrize(
@@ -432,6 +433,41 @@ def test_slow_eval_weights_are_lookaheads_slow_weights_and_are_what_is_saved(
     for name, slow in zip(names, slows, strict=True):
         assert torch.equal(saved[name], slow), name
     assert any(not torch.equal(s, f) for s, f in zip(slows, tr.model.parameters(), strict=True))
+
+
+def test_weight_average_is_a_plain_mean_until_its_horizon_then_an_exponential_one():
+    from sfnet.train import WeightAverage
+
+    net = torch.nn.Linear(1, 1, bias=False)
+    avg = WeightAverage(net, horizon_steps=4)  # decay 0.75
+    expected = None
+    for n, w in enumerate([2.0, 4.0, 9.0, 1.0, 5.0, 3.0], start=1):
+        with torch.no_grad():
+            net.weight.fill_(w)
+        avg.update(net)
+        expected = w if n == 1 else expected + (w - expected) * max(1 / n, 0.25)
+        assert avg.params[0].item() == pytest.approx(expected)
+    assert avg.params[0].item() == pytest.approx(
+        ((2 + 4 + 9 + 1) / 4 * 0.75 + 5 * 0.25) * 0.75 + 0.75
+    )
+
+
+def test_ema_eval_weights_are_the_weight_average_and_are_what_is_saved(
+    tiny_npz, tmp_path, monkeypatch
+):
+    seen = _captured_trainer(monkeypatch)
+    cfg = tiny_config(tiny_npz, epochs=2)
+    cfg.train.eval_weights, cfg.train.bn_recompute = "ema", 0
+    fit(cfg, tmp_path / "run")
+    tr = seen["tr"]
+    assert tr.ema is not None and tr.ema.updates == 2 * tr.steps_per_epoch
+    saved = load_file(str(tmp_path / "run" / "model.safetensors"))
+    names = [n for n, _ in tr.model.named_parameters()]
+    for name, avg in zip(names, tr.ema.params, strict=True):
+        assert torch.equal(saved[name], avg), name
+    assert any(
+        not torch.equal(a, f) for a, f in zip(tr.ema.params, tr.model.parameters(), strict=True)
+    )
 
 
 def test_stable_recipe_records_its_remedies_and_paper_recipe_trains_exactly_as_before(

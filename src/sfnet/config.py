@@ -35,7 +35,7 @@ DEVICES = ("auto", "cpu", "cuda")
 #: Training recipes: ``stable`` (the default, issue 17's remedies on) and ``paper`` (as published).
 RECIPES = ("stable", "paper")
 #: Which weights are validated and saved: the optimizer's ``fast`` ones or Lookahead's ``slow`` ones.
-EVAL_WEIGHTS = ("fast", "slow")
+EVAL_WEIGHTS = ("fast", "slow", "ema")
 #: The remedies' defaults (the ``stable`` recipe) and their values under the ``paper`` recipe.
 STABLE_REMEDIES = {"bn_recompute": 2048, "warmup_epochs": 0.0, "eval_weights": "fast"}
 PAPER_REMEDIES = {"bn_recompute": 0, "warmup_epochs": 0.0, "eval_weights": "fast"}
@@ -296,8 +296,15 @@ class TrainConfig:
     )
     eval_weights: str = setting(
         STABLE_REMEDIES["eval_weights"],
-        "stable recipe: weights validated and saved, fast (the optimizer's) or slow (Lookahead's)",
+        "stable recipe: weights validated and saved: fast (the optimizer's), slow (Lookahead's) "
+        "or ema (an exponential moving average of the fast weights over ema_epochs)",
         choices=EVAL_WEIGHTS,
+    )
+    ema_epochs: float = setting(
+        1.0,
+        "eval_weights = ema: the average's horizon in epochs (per-step decay 1 - 1/(this x "
+        "steps per epoch); a plain mean of all steps until the horizon is reached)",
+        gt=0,
     )
     flips: bool = setting(True, "random horizontal and vertical flips")
     seed: int = setting(0, "seed of weight init, shuffling and flips", ge=0, le=MAX_SEED)

@@ -228,7 +228,35 @@ class Trainer:
     shard_used: int
     steps_per_epoch: int
     bn_rows: np.ndarray  # training rows batch-norm statistics are recomputed on (may be empty)
+    ema: WeightAverage | None = None  # eval_weights = "ema": the moving average of the weights
     step_net: nn.Module | None = None  # what the training step calls (None: net; see graphed_step)
+
+
+class WeightAverage:
+    """An exponential moving average of a model's parameters, updated after every optimizer
+    step (``eval_weights = "ema"``). The per-step decay is ``1 - 1 / horizon_steps``, capped at
+    ``n / (n + 1)`` after ``n`` updates, so the first ``horizon_steps`` updates form a plain
+    mean (no bias towards the initial weights). Buffers (batch-norm statistics) are not
+    averaged: they are recomputed for the averaged weights (``bn_recompute``)."""
+
+    def __init__(self, model: nn.Module, horizon_steps: float) -> None:
+        self.decay = 1.0 - 1.0 / max(1.0, horizon_steps)
+        self.params = [p.detach().clone() for p in model.parameters()]
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        weight = 1.0 - min(self.decay, (self.updates - 1) / self.updates)  # 1 at the first
+        torch._foreach_lerp_(self.params, [p.detach() for p in model.parameters()], weight)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"params": self.params, "updates": self.updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for mine, saved in zip(self.params, state["params"], strict=True):
+            mine.copy_(saved)
+        self.updates = int(state["updates"])
 
 
 def _fit(
@@ -391,12 +419,15 @@ def _build(
     warmup = int(round(remedies["warmup_epochs"] * steps_per_epoch))
     sched = make_scheduler(opt, tcfg, steps_per_epoch * tcfg.epochs, warmup_steps=warmup)
     bn_rows = bn_sample(train_idx, remedies["bn_recompute"], tcfg.seed)
+    ema = None
+    if remedies["eval_weights"] == "ema":
+        ema = WeightAverage(model, tcfg.ema_epochs * steps_per_epoch)
     y = np.asarray(data.y, dtype=np.float64)
     y_std = (y - np.asarray(meta.target_mean)) / np.asarray(meta.target_std)
     y_dev = torch.from_numpy(y_std.astype(np.float32)).to(device)
     return Trainer(
         config, data, meta, train_idx, val_idx, y, y_dev, norm, model, net, opt, sched, ctx,
-        device, precision, local_batch, shard_used, steps_per_epoch, bn_rows,
+        device, precision, local_batch, shard_used, steps_per_epoch, bn_rows, ema,
         graphed_step(net, tcfg.cuda_graphs),
     )  # fmt: skip
 
@@ -419,6 +450,13 @@ def _restore(out: Path, tr: Trainer) -> tuple[int, list[dict[str, Any]]]:
         tr.model.load_state_dict(ckpt["model"])
         tr.opt.load_state_dict(ckpt["optimizer"])
         tr.sched.load_state_dict(ckpt["scheduler"])
+        if tr.ema is not None:
+            if "ema" not in ckpt:
+                raise RunFolderError(
+                    f"{ckpt_path}: this checkpoint holds no weight average, but "
+                    "train.eval_weights is ema; resume with the settings the run started with"
+                )
+            tr.ema.load_state_dict(ckpt["ema"])
         start_epoch = int(ckpt["epoch"])
         history = ckpt.get("history")  # absent in checkpoints of sfnet <= 0.x
         log.info("resuming %s from the end of epoch %d", out, start_epoch)
@@ -464,6 +502,8 @@ def _train_epoch(tr: Trainer, epoch: int, progress: bool) -> tuple[float, int]:
         loss.backward()
         tr.opt.step()
         tr.sched.step()
+        if tr.ema is not None:
+            tr.ema.update(tr.model)
         fired |= (outp.sparse.detach() > 0).any(dim=0).to(torch.int32)
         loss_sum += loss.detach().double() * len(rows)
         bad_step = torch.where(torch.isfinite(loss.detach()), bad_step, bad_step.clamp(max=step))
@@ -509,17 +549,22 @@ def _kept_after_divergence(epoch: int) -> str:
 
 def eval_model(tr: Trainer) -> nn.Module:
     """The network that is validated and saved: the training model itself under the paper's
-    recipe; else a copy of it with Lookahead's slow weights (``eval_weights = "slow"``) and/or
-    its batch-norm statistics recomputed on ``tr.bn_rows`` (``bn_recompute``). A copy: the
-    training state (and so an exact resume) is untouched. Deterministic."""
-    slow = tr.config.train.remedies()["eval_weights"] == "slow"
-    if not slow and len(tr.bn_rows) == 0:
+    recipe; else a copy of it with Lookahead's slow weights (``eval_weights = "slow"``) or the
+    moving average of the weights (``"ema"``), and/or its batch-norm statistics recomputed on
+    ``tr.bn_rows`` (``bn_recompute``). A copy: the training state (and so an exact resume) is
+    untouched. Deterministic."""
+    weights = tr.config.train.remedies()["eval_weights"]
+    if weights == "fast" and len(tr.bn_rows) == 0:
         return tr.model
     model = copy.deepcopy(tr.model)
-    if slow:
+    other = None
+    if weights == "slow":
+        other = [s for group in tr.opt.slow for s in group]
+    elif weights == "ema" and tr.ema is not None:
+        other = tr.ema.params
+    if other is not None:
         with torch.no_grad():
-            slows = (s for group in tr.opt.slow for s in group)
-            for p, s in zip(model.parameters(), slows, strict=True):
+            for p, s in zip(model.parameters(), other, strict=True):
                 p.copy_(s)
     if len(tr.bn_rows):
         recompute_bn(
@@ -612,6 +657,7 @@ def _commit_epoch(out: Path, tr: Trainer, history: list[dict[str, Any]]) -> None
         "model": tr.model.state_dict(),
         "optimizer": tr.opt.state_dict(),
         "scheduler": tr.sched.state_dict(),
+        **({"ema": tr.ema.state_dict()} if tr.ema is not None else {}),
         "data_fingerprint": tr.data.fingerprint,
         "history": history,
     }
