@@ -26,8 +26,9 @@ lint: $(STAMP)
 chromium:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
+# Two workers of one thread each, a test file per worker at a time (its fixtures built once).
 test: $(STAMP) chromium lint
-	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # The documentation site (Sphinx; warnings are errors) into docs/_build/html.
 docs: $(STAMP)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -12,7 +13,8 @@ import torch
 
 from sfnet.data.dataset import save_npz
 
-torch.set_num_threads(2)
+# `make test` runs two pytest workers of one thread each (OMP_NUM_THREADS=1)
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
 
 
 def toy_train_args(epochs: int) -> list[str]:

@@ -126,40 +126,54 @@ def _wait_for(path: Path, lines: int, proc: subprocess.Popen, timeout: float = 6
 STABLE_ALL = ["--bn-recompute", "24", "--warmup-epochs", "1", "--eval-weights", "ema"]
 
 
+# The killed run: the real CLI in its own process, which stops in the middle of epoch 2 (after
+# its first step, on the second loss of the epoch: the weights in memory have moved past the
+# epoch-1 checkpoint), tells the test where it is, and waits there to be killed.
+KILLED_MID_EPOCH_2 = """
+import pathlib, sys, time
+import sfnet.train
+real, calls = sfnet.train.rmse_loss, [0]
+def loss(pred, target):
+    calls[0] += 1
+    if calls[0] == 4:  # 2 steps per epoch: epoch 2, step 2
+        pathlib.Path(sys.argv[1]).write_text("mid epoch 2")
+        time.sleep(600)
+    return real(pred, target)
+sfnet.train.rmse_loss = loss
+from sfnet.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
 @pytest.mark.parametrize(
     "precision",
     [["--amp", *STABLE_ALL], ["--no-amp", "--no-channels-last", "--recipe", "paper"]],
     ids=["amp-stable", "fp32-paper"],
 )
-def test_resume_after_sigkill_reaches_same_weights(toy_npz, tmp_path, precision):
-    cmd = [
-        sys.executable,
-        "-m",
-        "sfnet",
-        "train",
-        "--data",
-        str(toy_npz),
-        *toy_train_args(epochs=3),
-        *precision,
-    ]
+def test_resume_after_sigkill_reaches_same_weights(tiny_npz, tmp_path, precision):
+    args = ["train", "--data", str(tiny_npz), *TINY_ARGS, "--epochs", "3", *precision]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     ref = tmp_path / "ref"
-    subprocess.run([*cmd, "--out", str(ref)], check=True, env=env, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "sfnet", *args, "--out", str(ref)],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
 
-    killed = tmp_path / "killed"
+    killed, marker = tmp_path / "killed", tmp_path / "mid-epoch"
     proc = subprocess.Popen(
-        [*cmd, "--out", str(killed)],
+        [sys.executable, "-c", KILLED_MID_EPOCH_2, str(marker), *args, "--out", str(killed)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    _wait_for(killed / "metrics.jsonl", 1, proc)
-    time.sleep(0.3)  # well inside epoch 2
+    _wait_for(marker, 1, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (killed / "model.safetensors").exists()
-    assert (killed / "checkpoint.pt").exists()
+    assert torch.load(killed / "checkpoint.pt", weights_only=True)["epoch"] == 1
 
     subprocess.run(
         [sys.executable, "-m", "sfnet", "train", "--resume", str(killed), "--no-progress"],
@@ -174,6 +188,8 @@ def test_resume_after_sigkill_reaches_same_weights(toy_npz, tmp_path, precision)
         assert torch.equal(a[key], b[key]), key
     hist = [json.loads(x) for x in (killed / "metrics.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in hist] == [1, 2, 3]
+    ref_hist = [json.loads(x) for x in (ref / "metrics.jsonl").read_text().splitlines()]
+    assert [h["val_rmse"] for h in hist] == [h["val_rmse"] for h in ref_hist]
 
 
 def test_last_batch_of_one_galaxy_is_dropped(tmp_path):

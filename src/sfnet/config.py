@@ -420,7 +420,7 @@ LAUNCHERS = ("inprocess", "torchrun")
 #: Seed offset of the dense CNN (see :meth:`CompareConfig.run_config`).
 DENSE_SEED_OFFSET = 1000
 #: Values ``--quick`` gives to the comparison settings the user did not set.
-QUICK = {"ks": (2, 4), "repeats": 1, "epochs": 2, "sae_steps": 100}
+QUICK = {"ks": (2, 4), "repeats": 1, "epochs": 2, "sae_steps": 100, "atlas": False}
 
 
 @dataclass
@@ -445,7 +445,8 @@ class CompareConfig:
     )
     quick: bool = setting(
         False,
-        "reduced comparison: ks 2 4, 1 repeat, 2 epochs, 100 SAE steps (explicit options win)",
+        "reduced comparison: ks 2 4, 1 repeat, 2 epochs, 100 SAE steps, no atlases (explicit "
+        "options win)",
     )
     launcher: str = setting(
         "inprocess",
@@ -475,6 +476,11 @@ class CompareConfig:
         "dense",
         "SAE-k baseline trained on the dense CNN's pooled features or on the --features file",
         choices=("dense", "file"),
+    )
+    atlas: bool = setting(
+        True,
+        "write the HTML feature atlases of the analysed SFNet and of its SAE's latents, linked "
+        "from atlas.html (their figures take ~10 s of CPU per target group and page)",
     )
     run: RunConfig = field(default_factory=RunConfig)
 

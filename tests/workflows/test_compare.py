@@ -1,4 +1,5 @@
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -6,7 +7,7 @@ import pytest
 from PIL import Image
 
 from sfnet.cli import main
-from sfnet.config import ConfigError
+from sfnet.config import TARGETS, ConfigError
 from sfnet.errors import RunFolderError
 from sfnet.workflows.compare import (
     CompareConfig,
@@ -70,7 +71,7 @@ def one_thread():
     torch.set_num_threads(n)
 
 
-def test_quick_comparison_end_to_end_and_resume(survey, tmp_path, monkeypatch, one_thread):
+def test_quick_comparison_end_to_end_and_resume(survey, tmp_path, monkeypatch, one_thread, capsys):
     out = tmp_path / "cmp"
     feats = tmp_path / "user_features.npz"
     cat = pd.read_csv(survey / "galaxies.csv")
@@ -96,13 +97,28 @@ def test_quick_comparison_end_to_end_and_resume(survey, tmp_path, monkeypatch, o
         "20",
         "--sae-steps",
         "40",
+        "--atlas",  # off with --quick: asked for here
         "--no-progress",
     ]
+    # the feature atlases' figures (tested in tests/workflows/test_sparsity.py and
+    # tests/outputs/test_report.py) cost ~10 s of CPU per page: record what compare asks for
+    atlases = []
+
+    def atlas_page(folder, *args, **kwargs):
+        atlases.append((Path(folder).relative_to(out).as_posix(), args, kwargs))
+        (Path(folder) / "report.html").write_text("page")
+
+    import sfnet.outputs.report
+    import sfnet.workflows.sparsity
+
+    monkeypatch.setattr(sfnet.outputs.report, "write_report", atlas_page)
+    monkeypatch.setattr(sfnet.workflows.sparsity, "sae_feature_pages", atlas_page)
     assert main(argv) == 0
+    printed = capsys.readouterr().out
 
     cfg = CompareConfig.load(out / "compare.toml")
     assert cfg.quick and cfg.ks == (2, 4) and cfg.repeats == 1 and cfg.epochs == 1
-    assert cfg.probe_trees == 20 and cfg.sae_steps == 40
+    assert cfg.probe_trees == 20 and cfg.sae_steps == 40 and cfg.atlas
     table = pd.read_csv(out / "table_rmse.csv")
     assert set(table["target"]) == {"metallicity", "bpt_lines"}
     assert sorted(table["k"].unique()) == [2, 4]
@@ -123,12 +139,26 @@ def test_quick_comparison_end_to_end_and_resume(survey, tmp_path, monkeypatch, o
     assert sae.k == 2 and sae.d == 512 and sae.config.steps == 40
     z = sae_runs[sae_runs["target"] == "metallicity"]
     assert (z["sae_rmse"] < 1.5 * cat["oh_p50"].std()).all()
-    # its most frequent latents get feature pages like an SFNet's (the analysed k: 4)
-    pages = out / "sae" / "metallicity_k4_r0"
-    latents = pd.read_csv(pages / "latents.csv")
-    assert 1 <= len(latents) <= 4 and latents["label"].str.match(r"^L\d+$").all()
-    assert (pages / "figures" / f"feature_{latents['label'][0]}.png").stat().st_size > 1000
-    assert (pages / "figures" / "histograms.png").is_file()
+    # at the analysed k (4) of each group, the SFNet's feature atlas and the SAE's latent
+    # atlas (its 4 most frequent latents, with spatial maps), linked from atlas.html
+    pages = {a[0]: a for a in atlases}
+    assert set(pages) == {f"{d}/{t}_k4_r0" for d in ("runs", "sae") for t in TARGETS}
+    sae4, codes, _, n_pages = pages["sae/metallicity_k4_r0"][1]
+    assert sae4.k == 4 and codes.shape[1] == 2048 and n_pages == 4
+    assert ((codes > 0).sum(axis=1) <= 4).all()
+    assert pages["sae/metallicity_k4_r0"][2]["maps"] is True
+    atlas = (out / "atlas.html").read_text()
+    for t in ("metallicity", "bpt_lines"):
+        for rel in (f"runs/{t}_k4_r0/report.html", f"sae/{t}_k4_r0/report.html"):
+            assert f'href="{rel}"' in atlas and (out / rel).is_file()
+    assert "SAE on dense features (post-hoc TopK)" in atlas  # the interpretability table
+    # real-data factors: the catalog columns beyond the target, plus the image measurements
+    factors = pd.read_csv(out / "factors.csv").set_index("target")
+    assert "oh_p50" not in factors.loc["metallicity", "catalog_columns"].split()
+    assert "lgm_tot_p50" in factors.loc["metallicity", "catalog_columns"].split()
+    assert "h_alpha_flux" not in factors.loc["bpt_lines", "catalog_columns"].split()
+    assert (factors["image_columns"] == "img_gr_colour img_r50_px img_axis_ratio").all()
+    assert "interpretability (interpretability.md): Scored against:" in printed
     # interpretability: the same scores for every method and k, against the measured columns
     interp = pd.read_csv(out / "interpretability.csv")
     assert set(interp["method"]) == {"sfnet", "sae", "pca", "neurons"}

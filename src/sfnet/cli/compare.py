@@ -60,11 +60,15 @@ def _compare(args: argparse.Namespace) -> int:
         res = run_comparison(args.out, cfg, progress=progress_wanted(args))
     print(f"trained {len(res.trained)} run(s), reused {len(res.reused)} finished run(s)")
     print((args.out / "table_rmse.md").read_text(), end="")
+    from sfnet.workflows.sparsity import factors_markdown
+
+    print(f"interpretability (interpretability.md): {factors_markdown(res.factors)}", end="")
     if not res.agn.empty:
         for _, r in res.agn.iterrows():
             print(
                 f"AGN SVM ({r['features']}, {r['n_features']} features): "
                 f"accuracy {r['accuracy']:.3f}, F1 {r['f1']:.3f}"
             )
-    print(f"tables and figure: {args.out}")
+    atlas = f"; feature atlases: {args.out / 'atlas.html'}" if cfg.atlas else ""
+    print(f"tables and figure: {args.out}{atlas}")
     return 0

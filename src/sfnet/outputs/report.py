@@ -277,6 +277,8 @@ def _gt_html(gt: dict[str, Any] | None) -> str:
     models = []
     if "sfnet" in gt:
         models.append(("SFNet top-k features", gt["sfnet"]))
+    if "sae" in gt:
+        models.append(("SAE top-k latents", gt["sae"]))
     if "dense" in gt:
         models.append(("dense CNN, top-k PCA components", gt["dense"]["pca"]))
         models.append(("dense CNN, k most variable neurons", gt["dense"]["neurons"]))
@@ -344,10 +346,46 @@ def sign_disagreements(row: pd.Series, eqs: dict[str, Any]) -> list[str]:
     return out
 
 
-def _card_html(run_dir: Path, s: dict[str, Any], row: pd.Series, eqs: dict, gt: dict | None) -> str:
+def _gt_line(gt: dict | None, lab: str) -> str:
+    """The card's ground-truth line of unit ``lab`` (SFNet feature or SAE latent)."""
+    for key in ("sfnet", "sae"):
+        u = next((u for u in (gt or {}).get(key, {}).get("units", []) if u["unit"] == lab), None)
+        if u:
+            return (
+                f"<p><b>Ground truth:</b> best factor <code>{_esc(u['best_factor'])}</code> "
+                f"(ρ = {u['best_rho']:+.3f}), next <code>{_esc(u['second_factor'])}</code> "
+                f"(ρ = {u['second_rho']:+.3f}); margin {u['margin']:.3f}</p>"
+            )
+    return ""
+
+
+def _feature_card(
+    run_dir: Path, s: dict[str, Any], row: pd.Series, gt: dict | None, left: str, notes: list
+) -> str:
+    """One frequent feature's card (SFNet feature or SAE latent): statistics, its top-galaxy
+    figure and spatial maps, ``left`` (e.g. its equation weights), correlates, ground truth."""
     lab = str(row["label"])
     fig = s["figures"].get(f"feature_{lab}")
     maps = s["figures"].get(f"maps_{lab}")
+    corr = row.get("correlates")
+    tcorr = row.get("true_correlates")
+    return (
+        f'<div class="card" id="{_esc(lab)}"><h3>{_esc(lab)}</h3>'
+        f"<p>f_activated = {100 * row['f_activated']:.1f}% · mean A_f = {row['mean_strength']:.3f}"
+        f" · max activation = {row['max_activation']:.4g}</p>"
+        + (_img(run_dir, fig, f"{lab}: BPT diagram and top activations") if fig else "")
+        + (_img(run_dir, maps, f"{lab}: spatial maps on its top galaxies") if maps else "")
+        + f'<div class="cols"><div>{left}</div><div>'
+        + (f"<p><b>Catalog correlates:</b> {_esc(corr)}</p>" if isinstance(corr, str) else "")
+        + (f"<p><b>True factors:</b> {_esc(tcorr)}</p>" if isinstance(tcorr, str) else "")
+        + _gt_line(gt, lab)
+        + "".join(f'<p class="note">{n}</p>' for n in notes)
+        + "</div></div></div>"
+    )
+
+
+def _card_html(run_dir: Path, s: dict[str, Any], row: pd.Series, eqs: dict, gt: dict | None) -> str:
+    lab = str(row["label"])
     wrows = []
     for e in eqs["equations"]:
         term = next((t for t in e["terms"] if t["label"] == lab), None)
@@ -359,32 +397,36 @@ def _card_html(run_dir: Path, s: dict[str, Any], row: pd.Series, eqs: dict, gt: 
                     _fmt(term["mean_contribution"], "+.4f"),
                 ]
             )
-    gt_line = ""
-    if gt and "sfnet" in gt:
-        u = next((u for u in gt["sfnet"]["units"] if u["unit"] == lab), None)
-        if u:
-            gt_line = (
-                f"<p><b>Ground truth:</b> best factor <code>{_esc(u['best_factor'])}</code> "
-                f"(ρ = {u['best_rho']:+.3f}), next <code>{_esc(u['second_factor'])}</code> "
-                f"(ρ = {u['second_rho']:+.3f}); margin {u['margin']:.3f}</p>"
-            )
-    corr = row.get("correlates")
-    tcorr = row.get("true_correlates")
-    notes = sign_disagreements(row, eqs)
+    weights = _table(
+        ["equation [unit]", "weight (unit per A_f)", "mean contribution"], wrows, {1, 2}
+    )
+    return _feature_card(run_dir, s, row, gt, weights, sign_disagreements(row, eqs))
+
+
+def _page(title: str, subtitle: str, sections: Sequence[str]) -> str:
+    """A self-contained atlas page: header, the sections (HTML), no scripts."""
     return (
-        f'<div class="card" id="{_esc(lab)}"><h3>{_esc(lab)}</h3>'
-        f"<p>f_activated = {100 * row['f_activated']:.1f}% · mean A_f = {row['mean_strength']:.3f}"
-        f" · max activation = {row['max_activation']:.4g}</p>"
-        + (_img(run_dir, fig, f"{lab}: BPT diagram and top activations") if fig else "")
-        + (_img(run_dir, maps, f"{lab}: spatial maps on its top galaxies") if maps else "")
-        + '<div class="cols"><div>'
-        + _table(["equation [unit]", "weight (unit per A_f)", "mean contribution"], wrows, {1, 2})
-        + "</div><div>"
-        + (f"<p><b>Catalog correlates:</b> {_esc(corr)}</p>" if isinstance(corr, str) else "")
-        + (f"<p><b>True factors:</b> {_esc(tcorr)}</p>" if isinstance(tcorr, str) else "")
-        + gt_line
-        + "".join(f'<p class="note">{n}</p>' for n in notes)
-        + "</div></div></div>"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<link rel="icon" href="data:,">'
+        f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>"
+        f"<header><h1>{_esc(title)}</h1><p>{subtitle}</p></header><main>"
+        + "".join(sections)
+        + "</main></body></html>\n"
+    )
+
+
+def _histograms_html(run_dir: Path, s: dict[str, Any]) -> str:
+    return (
+        "<section><h2>Activation histograms</h2>"
+        '<p class="muted">Distribution of A_f over the analysed galaxies where each feature '
+        "fires.</p>"
+        + (
+            _img(run_dir, s["figures"]["histograms"], "histograms")
+            if "histograms" in s["figures"]
+            else ""
+        )
+        + "</section>"
     )
 
 
@@ -407,8 +449,6 @@ def render_report(run_dir: Path | str) -> str:
     ]
     title = f"sfnet feature atlas — {Path(s['run']).name}"
     body = [
-        f"<header><h1>{_esc(title)}</h1><p>{_esc(s['target'])} · k = {s['k']} · "
-        f"frequent features: {_esc(', '.join(top))}</p></header><main>",
         f"<section><h2>Run</h2>{_summary_html(s)}</section>",
         f"<section><h2>Training curves</h2>{_training_html(run_dir, s.get('units'))}"
         '<p class="muted">Logarithmic axes: one diverging early epoch does not hide the rest.'
@@ -420,15 +460,7 @@ def render_report(run_dir: Path | str) -> str:
         f"<section><h2>Variance explained by the top features</h2>{_variance_html(s)}</section>",
         f"<section><h2>Redundant features</h2>{_redundancy_html(s)}</section>",
         f'<section><h2>Frequent features</h2><div class="cards">{"".join(cards)}</div></section>',
-        "<section><h2>Activation histograms</h2>"
-        '<p class="muted">Distribution of A_f over the analysed galaxies where each feature '
-        "fires.</p>"
-        + (
-            _img(run_dir, s["figures"]["histograms"], "histograms")
-            if "histograms" in s["figures"]
-            else ""
-        )
-        + "</section>",
+        _histograms_html(run_dir, s),
         "<section><h2>Equations</h2>"
         + _img(run_dir, s["figures"]["equations"], "equations figure")
         + _equations_html(eqs, top, s.get("units"))
@@ -438,16 +470,10 @@ def render_report(run_dir: Path | str) -> str:
         + "</section>",
         f"<section><h2>Ground-truth interpretability</h2>{_gt_html(gt)}</section>",
         f'<p class="muted">Analysis took {s.get("seconds", 0):.1f} s · model {_esc(s["model_sha"])}'
-        "</p></main>",
+        "</p>",
     ]
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        '<link rel="icon" href="data:,">'
-        f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>"
-        + "".join(body)
-        + "</body></html>\n"
-    )
+    subtitle = f"{_esc(s['target'])} · k = {s['k']} · frequent features: {_esc(', '.join(top))}"
+    return _page(title, subtitle, body)
 
 
 def write_report(
@@ -469,4 +495,112 @@ def write_report(
         analyze_run(run_dir, options, progress=progress, device=device)
     out = run_dir / REPORT
     atomic_write_bytes(out, render_report(run_dir).encode("utf-8"))
+    return out
+
+
+# ------------------------------------------------------------------ SAE latents (issue 22)
+
+
+def _sae_summary_html(s: dict[str, Any]) -> str:
+    cfg = s.get("config", {})
+    info = [
+        ("input", _esc(s["input"])),
+        ("dictionary", f"{s['n_latents']} latents on {s['d']} features, k = {s['k']} active"),
+        ("training", f"{s.get('n_train')} galaxies, {cfg.get('steps')} Adam steps"),
+        ("train FVU", _fmt(s.get("train_fvu"), ".4f")),
+        ("validation FVU", _fmt(s.get("val_fvu"), ".4f")),
+        ("latents never active (training)", _fmt(100 * (s.get("dead_fraction") or 0), ".1f") + "%"),
+        ("latents active (validation)", f"{s['n_active_latents']} of {s['n_latents']}"),
+        ("SAE-k validation RMSE", _fmt(s.get("sae_rmse"))),
+        ("analysed", f"{s['n_analysed']} validation galaxies"),
+        ("spatial maps", _esc(s["maps"])),
+    ]
+    return _table(["", ""], [[f"<b>{_esc(a)}</b>", b] for a, b in info], set())
+
+
+def render_sae_report(sae_dir: Path | str) -> str:
+    """The HTML latent atlas of an SAE folder written by
+    :func:`sfnet.workflows.sparsity.sae_feature_pages`: the same cards, tables and figures as
+    an SFNet run's feature atlas (no equations: the SAE has no head of its own)."""
+    from sfnet.workflows.sparsity import LATENTS_SUMMARY, LATENTS_TABLE
+
+    sae_dir = Path(sae_dir)
+    if not (sae_dir / LATENTS_SUMMARY).is_file():
+        raise RunFolderError(f"{sae_dir}: no {LATENTS_SUMMARY} (written by 'sfnet compare')")
+    s = json.loads((sae_dir / LATENTS_SUMMARY).read_text())
+    table = pd.read_csv(sae_dir / LATENTS_TABLE)
+    top = list(s["frequent_features"])
+    gt = s.get("groundtruth")
+    note = "post-hoc TopK sparse autoencoder on the dense CNN's features"
+    cards = [
+        _feature_card(sae_dir, s, row, gt, f'<p class="muted">{note}</p>', [])
+        for _, row in table.iterrows()
+        if str(row["label"]) in top
+    ]
+    body = [
+        f"<section><h2>Sparse autoencoder</h2>{_sae_summary_html(s)}</section>",
+        "<section><h2>Latents</h2>"
+        '<p class="muted">Ranked by f_activated on the validation galaxies. A_f = code / max '
+        "of that latent. Correlates: Spearman ρ of A_f with catalog columns.</p>"
+        + _feature_table_html(table)
+        + "</section>",
+        f"<section><h2>Redundant latents</h2>{_redundancy_html(s)}</section>",
+        f'<section><h2>Frequent latents</h2><div class="cards">{"".join(cards)}</div></section>',
+        _histograms_html(sae_dir, s),
+        "<section><h2>Correlation of latent activations</h2>"
+        + _img(sae_dir, s["figures"]["correlation"], "correlation matrix")
+        + "</section>",
+        f"<section><h2>Ground-truth interpretability</h2>{_gt_html(gt)}</section>",
+    ]
+    title = f"sfnet SAE latent atlas — {sae_dir.name}"
+    subtitle = f"{_esc(s['target'])} · k = {s['k']} · frequent latents: {_esc(', '.join(top))}"
+    return _page(title, subtitle, body)
+
+
+def write_sae_report(sae_dir: Path | str) -> Path:
+    """Write ``report.html`` into an SAE folder (:func:`render_sae_report`); return its path."""
+    from sfnet.io import atomic_write_bytes
+
+    out = Path(sae_dir) / REPORT
+    atomic_write_bytes(out, render_sae_report(sae_dir).encode("utf-8"))
+    return out
+
+
+def write_comparison_atlas(
+    folder: Path | str, pages: Sequence[tuple[str, str, str]], interpretability: str = ""
+) -> Path:
+    """``atlas.html`` of a comparison folder: links to the feature atlases of both kinds of
+    sparsity, side by side, the RMSE-vs-k figure and the interpretability table.
+
+    Args:
+        folder: the comparison folder.
+        pages: (target, SFNet run atlas, SAE latent atlas) paths relative to ``folder``.
+        interpretability: the text of ``interpretability.md`` (shown as is).
+    """
+    from sfnet.io import atomic_write_bytes
+
+    folder = Path(folder)
+
+    def link(rel: str) -> str:
+        if not (folder / rel).is_file():
+            return f'<span class="muted">({_esc(rel)} missing)</span>'
+        return f'<a href="{_esc(rel)}">{_esc(rel)}</a>'
+
+    rows = [[_esc(t), link(a), link(b)] for t, a, b in pages]
+    body = [
+        "<section><h2>Feature atlases</h2>"
+        '<p class="muted">Built-in sparsity (SFNet: TopK trained with the target) and post-hoc '
+        "sparsity (a TopK sparse autoencoder on the dense CNN's features), at the same k, "
+        "with the same pages: top galaxies, spatial maps, histograms, correlates.</p>"
+        + _table(["target", "SFNet features", "SAE latents"], rows, set())
+        + "</section>",
+        "<section><h2>Validation RMSE vs k</h2>"
+        + _img(folder, "rmse_vs_k.png", "RMSE vs k")
+        + '<p class="muted">Tables: comparison.md, interpretability.md.</p></section>',
+        "<section><h2>Interpretability, scored the same way for every method</h2>"
+        f"<pre>{_esc(interpretability)}</pre></section>",
+    ]
+    out = folder / "atlas.html"
+    page = _page(f"sfnet comparison atlas — {folder.name}", _esc(str(folder)), body)
+    atomic_write_bytes(out, page.encode("utf-8"))
     return out

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -206,9 +207,15 @@ def _load_sparse_run(run_dir: Path, device: Any = "cpu") -> Any:
     return run
 
 
-def _select(run: Any, data: Any, acts: SparseActivations, opts: AnalysisOptions) -> _Analysis:
+def _select(
+    run: Any,
+    data: Any,
+    acts: SparseActivations,
+    opts: AnalysisOptions,
+    label: Callable[[int], str] | None = None,
+) -> _Analysis:
     """Rank the features by f_activated (of the ``opts.stats`` activations) and pick the
-    frequent ones and the table rows."""
+    frequent ones and the table rows; ``label`` names a feature (default: the run's SL/Z)."""
     k = int(run.meta.k)
     stat_acts = _stats_activations(run, data, acts, opts)
     stats = feature_stats(stat_acts)
@@ -225,7 +232,7 @@ def _select(run: Any, data: Any, acts: SparseActivations, opts: AnalysisOptions)
         ranked=ranked,
         top=ranked[:n_feat],
         table_feats=ranked[:n_table],
-        labels={int(f): feature_label(run.meta.target, f) for f in ranked},
+        labels={int(f): (label or partial(feature_label, run.meta.target))(f) for f in ranked},
         catalog=data.catalog.iloc[acts.rows].reset_index(drop=True),
         y=np.asarray(data.y)[acts.rows],
         opts=opts,
@@ -365,6 +372,51 @@ def _histogram_figure(a: _Analysis, exts: Sequence[str]) -> dict[str, str]:
     return {"histograms": f"{FIGURES}/histograms.png"}
 
 
+def _page_figures(
+    a: _Analysis, strengths_top: np.ndarray, exts: Sequence[str], maps: bool = True
+) -> tuple[dict[str, str], dict[str, np.ndarray]]:
+    """The feature pages' figures: per frequent feature (BPT + top galaxies, spatial maps
+    unless ``maps`` is False), and the A_f histograms; the figure index and top images."""
+    (a.dir / FIGURES).mkdir(parents=True, exist_ok=True)
+    figures, top_images = _feature_figures(a, strengths_top, exts)
+    if maps:
+        figures.update(_map_figures(a, exts))
+    figures.update(_histogram_figure(a, exts))
+    return figures, top_images
+
+
+def feature_pages(
+    run: Any,
+    data: Any,
+    acts: SparseActivations,
+    opts: AnalysisOptions,
+    label: Callable[[int], str],
+    maps: bool = True,
+) -> tuple[_Analysis, np.ndarray, dict[str, str]]:
+    """The atlas' feature pages for any sparse code shaped like a run's activations (SAE
+    latents, :mod:`sfnet.workflows.sparsity`): ranks the features of ``acts``, writes each
+    frequent one's top-galaxy grid (with a BPT panel where the catalog has the lines), its
+    spatial maps (``run.model.feature_maps``; skipped when ``maps`` is False) and the
+    histograms into ``run.dir/figures``.
+
+    Args:
+        run: an object with ``dir``, ``meta`` (target, k, d, normalization), ``model`` and
+            ``precision`` like :class:`sfnet.runs.Run`.
+        data: the galaxies ``acts.rows`` index.
+        acts: the sparse code of the analysed galaxies (``opts.stats`` must be post-topk).
+        opts: ``n_features`` / ``n_table`` as for :func:`analyze_run`.
+        label: feature index -> label (``L17``).
+
+    Returns:
+        (the analysis: ranked/top/table features, stats, catalog rows, labels; the top
+        features' A_f (n, n_features); {figure name: path relative to ``run.dir``}).
+    """
+    a = _select(run, data, acts, opts, label)
+    strengths_top = scaled_strength(a.stat_acts, a.top, a.stats.max)
+    figures, _ = _page_figures(a, strengths_top, ["png"] + (["pdf"] if opts.pdf else []), maps)
+    return a, strengths_top, figures
+
+
 def _figures(
     a: _Analysis, eqs: Any, strengths_top: np.ndarray, exts: Sequence[str]
 ) -> dict[str, str]:
@@ -374,10 +426,7 @@ def _figures(
     from sfnet.outputs.plots import plot_correlation_matrix, plot_equations
 
     fig_dir = a.dir / FIGURES
-    fig_dir.mkdir(exist_ok=True)
-    figures, top_images = _feature_figures(a, strengths_top, exts)
-    figures.update(_map_figures(a, exts))
-    figures.update(_histogram_figure(a, exts))
+    figures, top_images = _page_figures(a, strengths_top, exts)
     corr = correlation_matrix(a.stat_acts, a.table_feats)
     for ext in exts:
         plot_correlation_matrix(fig_dir / f"correlation.{ext}", corr, a.label_list(a.table_feats))

@@ -15,7 +15,13 @@
                               dense features, :mod:`sfnet.workflows.sparsity`)
   ``sae_runs.csv``            validation RMSE of a ridge fit on each SAE's k-sparse codes
   ``interpretability.csv/.md`` method x k x score (best |rho|, margin, DCI, MIG) against the
-                              true factors (synthetic) or measured catalog columns (real data)
+                              true factors (synthetic) or, on real data, the numeric catalog
+                              columns beyond the target plus quantities measured on the cutouts
+                              (``img_*``, :mod:`sfnet.analysis.photometry`)
+  ``factors.csv``             per target group: what its units were scored against (none: said)
+  ``atlas.html``              (unless ``atlas`` is off, as with ``--quick``) links to the
+                              feature atlases of both kinds of sparsity at the analysed k: ``runs/<target>_k<k>_r0/report.html`` (SFNet) and
+                              ``sae/<target>_k<k>_r0/report.html`` (the SAE's latents)
   ``rmse_vs_k.png``           the paper's Figure 5 (SFNet mean ± s.e., PCA and SAE vs k)
   ``comparison.md``           all tables in one page
 
@@ -237,6 +243,7 @@ class CompareResult:
     trained: list[str] = field(default_factory=list)
     sae: pd.DataFrame = field(default_factory=pd.DataFrame)
     interpretability: pd.DataFrame = field(default_factory=pd.DataFrame)
+    factors: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def sweep_table(sweep: pd.DataFrame, pca: pd.DataFrame) -> pd.DataFrame:
@@ -484,9 +491,11 @@ def analyze_target(
     cfg: CompareConfig,
     passes: dict[str, Any] | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """PCA, AGN and probe tables of one target group from its finished runs (``passes``: see
-    :func:`_sparse_strengths`)."""
+    """PCA, AGN and probe tables of one target group from its finished runs; the SAE-k
+    baseline, interpretability scores and the feature atlases of the analysed k (``passes``:
+    see :func:`_sparse_strengths`)."""
     from sfnet.analysis.activations import rank_features
+    from sfnet.outputs.report import write_report
     from sfnet.runs import default_device, load_run
 
     device = default_device(cfg.device)
@@ -507,10 +516,13 @@ def analyze_target(
         probe_rows += _probe_rows(t, src, F, cfg)
         feat_rows += _feature_probe_rows(t, src, F, sparse, strength, freq, frequent)
     known = {str(Path(sparse.dir).resolve()): (strength, freq)}  # one pass per run
-    sae, interp = _sparsity_tables(t, folder, cfg, sources, known)
+    sae, interp, factors = _sparsity_tables(t, folder, cfg, sources, known)
+    if cfg.atlas:
+        write_report(sparse.dir, device=device)  # the SFNet's atlas, beside the SAE's
     return {
         "sae": sae,
         "interpretability": interp,
+        "factors": factors,
         "pca": pca_df,
         "pca_variance": var_df,
         "agn": _agn_table(t, sparse, strength, cfg),
@@ -525,27 +537,39 @@ def _sparsity_tables(
     cfg: CompareConfig,
     sources: dict[str, np.ndarray],
     known: dict[str, tuple[np.ndarray, np.ndarray]],
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """SAE-k runs and the interpretability rows of one group (:mod:`sfnet.workflows.sparsity`);
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """SAE-k runs, the interpretability rows and the factors scored against of one group
+    (:mod:`sfnet.workflows.sparsity`); the SAE beside the analysed SFNet gets a latent atlas.
     ``known``: run dir -> the strengths already computed (never a second pass of a run)."""
+    from sfnet.analysis.sae import SparseAutoencoder
     from sfnet.workflows.sparsity import (
         SAE_DIR,
+        factor_row,
+        factor_table,
         interpretability_rows,
         sae_feature_pages,
         sae_tables,
     )
 
-    x = t.feats if cfg.sae_features == "dense" or not cfg.features else list(sources.values())[-1]
+    on_dense = cfg.sae_features == "dense" or not cfg.features
+    x = t.feats if on_dense else list(sources.values())[-1]
     sae, codes = sae_tables(t, x, folder, cfg)
-    k = _analysis_k(t.target, cfg.ks)  # feature pages of the SAE beside the SFNet analysed
-    sae_feature_pages(folder / SAE_DIR / f"{t.target}_k{k}_r0", codes[(k, 0)], t.data, t.va, k)
+    k = _analysis_k(t.target, cfg.ks)  # the latent atlas of the SAE beside the SFNet analysed
+    where = folder / SAE_DIR / f"{t.target}_k{k}_r0"
+    row = sae[(sae["k"] == k) & (sae["repeat"] == 0)].iloc[0]
+    extra = {"sae_rmse": float(row["sae_rmse"]), "val_fvu": float(row["val_fvu"])}
+    if cfg.atlas:
+        model = SparseAutoencoder.load(where)
+        sae_feature_pages(where, model, codes[(k, 0)], t, k, maps=on_dense, extra=extra)
+    catalog = t.data.catalog.reset_index(drop=True)
+    factors, kind = factor_table(catalog, t.target, t.data.images)
 
     def strengths(run: Any) -> tuple[np.ndarray, np.ndarray]:
         key = str(Path(run.dir).resolve())
         return known[key] if key in known else _sparse_strengths(run, t)
 
-    rows = interpretability_rows(t, folder, cfg, codes, strengths)
-    return sae, pd.DataFrame(rows)
+    rows = interpretability_rows(t, folder, cfg, codes, strengths, factors, kind)
+    return sae, pd.DataFrame(rows), pd.DataFrame([factor_row(t.target, factors, kind)])
 
 
 def _sweep_row(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
@@ -601,6 +625,7 @@ def _analyze_all(
         for key, df in analyze_target(target, folder, cfg, passes).items():
             parts.setdefault(key, []).append(df)
     keys = ("pca", "pca_variance", "agn", "probes", "probe_features", "sae", "interpretability")
+    keys += ("factors",)
     out = {}
     for key in keys:
         dfs = [d for d in parts.get(key, []) if not d.empty]
@@ -677,6 +702,7 @@ def run_comparison(
         trained=trained,
         sae=tables["sae"],
         interpretability=tables["interpretability"],
+        factors=tables["factors"],
     )
     write_outputs(result, cfg)
     return result
@@ -691,17 +717,29 @@ def write_outputs(result: CompareResult, cfg: CompareConfig) -> None:
     write_csv(result.agn, f / "agn.csv")
     write_csv(result.probes, f / "probes.csv")
     write_csv(result.probe_features, f / "probe_sfnet_features.csv")
-    from sfnet.workflows.sparsity import interpretability_markdown, interpretability_summary
+    from sfnet.outputs.report import write_comparison_atlas
+    from sfnet.workflows.sparsity import (
+        factors_markdown,
+        interpretability_markdown,
+        interpretability_summary,
+    )
 
     write_csv(result.sae, f / "sae_runs.csv")
     write_csv(result.interpretability, f / "interpretability_runs.csv")
+    write_csv(result.factors, f / "factors.csv")
     interp = interpretability_summary(result.interpretability)
     write_csv(interp, f / "interpretability.csv")
-    interp_md = interpretability_markdown(interp)
+    interp_md = factors_markdown(result.factors) + "\n" + interpretability_markdown(interp)
     atomic_write_bytes(f / "interpretability.md", interp_md.encode())
     table_md = rmse_table_markdown(result.table)
     atomic_write_bytes(f / "table_rmse.md", table_md.encode())
     plot_rmse_vs_k(result.table, f / "rmse_vs_k.png")
+    if cfg.atlas:
+        pages = []
+        for t in cfg.targets:
+            name = f"{t}_k{_analysis_k(t, cfg.ks)}_r0"
+            pages.append((t, f"runs/{name}/report.html", f"sae/{name}/report.html"))
+        write_comparison_atlas(f, pages, interp_md)
 
     md = [
         "# SFNet comparison\n",

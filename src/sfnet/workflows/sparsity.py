@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from sfnet.analysis.metrics import group_rmse, rmse
 
@@ -142,17 +145,38 @@ def sae_summary(sae: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["target", "k", "sae_mean", "sae_se"])
 
 
-def factor_table(catalog: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """The factors to score against and their kind: ``true_*`` columns (synthetic survey) or,
-    on real data, every measured numeric catalog column (targets included)."""
+def factor_table(
+    catalog: pd.DataFrame, target: str, images: Any = None
+) -> tuple[pd.DataFrame, str]:
+    """The factors to score interpretability against, and their kind.
+
+    - Synthetic survey (``true_*`` columns): the true factors, kind ``true``.
+    - Real data: kind ``measured``: every numeric catalog column except identifiers and
+      positions, ``*_err`` columns and the columns the target is computed from (a unit that
+      tracks the target is predictive, not yet interpretable), plus, when ``images``
+      (N, 3, H, W) are given, the stand-ins measured on the cutouts
+      (:func:`sfnet.analysis.photometry.image_measurements`: ``img_gr_colour``,
+      ``img_r50_px``, ``img_axis_ratio``). A catalog such as ``examples/sdss-metallicity-400``
+      (objID and oh_p50 only) is then scored against the image measurements alone.
+
+    Returns an empty table (no columns) when there is nothing to score against.
+    """
     from sfnet.analysis.activations import interpretable_columns
     from sfnet.analysis.groundtruth import true_factor_columns
+    from sfnet.data.catalog import target_columns, target_names
 
     cols = true_factor_columns(catalog)
     if cols:
         return catalog[cols].astype(np.float64), "true"
-    cols = [c for c in interpretable_columns(catalog) if not c.startswith("log_")]
-    return catalog[cols].astype(np.float64), "measured"
+    skip = set(target_columns(target)) | set(target_names(target))
+    cols = [c for c in interpretable_columns(catalog) if c not in skip and not c.startswith("log_")]
+    factors = catalog[cols].astype(np.float64).reset_index(drop=True)
+    if images is not None and len(images):
+        from sfnet.analysis.photometry import image_measurements
+
+        measured = image_measurements(images)
+        factors = pd.concat([factors, measured.loc[:, measured.notna().sum() > 2]], axis=1)
+    return factors, "measured"
 
 
 def _frequent(values: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
@@ -175,7 +199,8 @@ def unit_score_row(
     from sfnet.analysis.groundtruth import factor_matches, summary
 
     f = factors.to_numpy(dtype=np.float64)
-    ok = np.isfinite(f).all(axis=1)
+    ok = np.isfinite(f).all(axis=1)  # galaxies with every factor (an image may be unmeasurable)
+    kept = np.cumsum(ok) - 1  # row of each kept galaxy in units[ok], f[ok]
     tr, va = tr[ok[tr]], va[ok[va]]
     matches = factor_matches(units[va], unit_names, factors.iloc[va])
     s = summary(matches)
@@ -186,7 +211,7 @@ def unit_score_row(
         "margin": s["mean_margin"],
     }
     if f.shape[1] >= 2 and units.shape[1] >= 1:
-        row.update(scores(units, f, tr, va, seed=seed))
+        row.update(scores(units[ok], f[ok], kept[tr], kept[va], seed=seed))
     else:
         row.update({k: float("nan") for k in SCORES[2:]})
     return row
@@ -198,6 +223,8 @@ def interpretability_rows(
     cfg: Any,
     sae_codes: dict[tuple[int, int], np.ndarray],
     sfnet_strengths: Any,
+    factors: pd.DataFrame,
+    kind: str,
 ) -> list[dict[str, Any]]:
     """method x k x repeat rows of interpretability scores for one target group.
 
@@ -207,14 +234,14 @@ def interpretability_rows(
         cfg: the comparison settings.
         sae_codes: (k, repeat) -> SAE codes (N, n_latents) of all galaxies.
         sfnet_strengths: callable(run) -> (A_f (N, d) scaled, f_activated (d,)) of an SFNet.
+        factors, kind: what :func:`factor_table` returned (no rows when it has no columns).
     """
     from sfnet.analysis.activations import feature_label
     from sfnet.analysis.groundtruth import dense_units
     from sfnet.runs import default_device, load_run
 
-    factors, kind = factor_table(t.data.catalog.reset_index(drop=True))
     if factors.shape[1] == 0:
-        log.info("%s: no catalog columns to score interpretability against", t.target)
+        log.info("%s: nothing to score interpretability against (see factors.csv)", t.target)
         return []
     device = default_device(cfg.device)
     rows = []
@@ -233,7 +260,7 @@ def interpretability_rows(
             add("sfnet", k, r, strength[:, top], [feature_label(t.target, int(f)) for f in top])
             c = sae_codes[(int(k), r)]
             top = _frequent(c, t.va, k)
-            add("sae", k, r, c[:, top], [f"L{int(j)}" for j in top])
+            add("sae", k, r, c[:, top], [latent_label(j) for j in top])
         pcs, pc_names, neurons, neuron_names = dense_units(t.feats[t.tr], t.feats, k, cfg.seed)
         add("pca", k, 0, pcs, pc_names)
         add("neurons", k, 0, neurons, neuron_names)
@@ -265,10 +292,51 @@ def interpretability_summary(rows: pd.DataFrame) -> pd.DataFrame:
     return df.sort_values(["target", "k", "_o"]).drop(columns="_o").reset_index(drop=True)
 
 
+def factor_row(target: str, factors: pd.DataFrame, kind: str) -> dict[str, Any]:
+    """One row of ``factors.csv``: what a target group's units were scored against."""
+    from sfnet.analysis.photometry import IMAGE_FACTORS
+    from sfnet.data.catalog import target_columns
+
+    cols = [str(c) for c in factors.columns]
+    return {
+        "target": target,
+        "kind": kind,
+        "n_factors": len(cols),
+        "catalog_columns": " ".join(c for c in cols if c not in IMAGE_FACTORS),
+        "image_columns": " ".join(c for c in cols if c in IMAGE_FACTORS),
+        "target_columns": " ".join(target_columns(target)),
+    }
+
+
+def factors_markdown(factors: pd.DataFrame) -> str:
+    """One plain sentence per target group: the factors its units were scored against, or
+    that there were none (then it has no interpretability rows)."""
+    lines = []
+    for _, r in factors.iterrows():
+        cat = r["catalog_columns"] if isinstance(r["catalog_columns"], str) else ""
+        img = r["image_columns"] if isinstance(r["image_columns"], str) else ""
+        if r["kind"] == "true":
+            lines.append(f"- {r['target']}: the {r['n_factors']} true_* factors of the survey.")
+        elif r["n_factors"] == 0:
+            lines.append(
+                f"- {r['target']}: **no interpretability scores**: the catalog has no numeric "
+                f"column beyond the target ({r['target_columns']}) and no cutout could be "
+                "measured."
+            )
+        else:
+            cat = cat or f"none beyond the target ({r['target_columns']})"
+            lines.append(
+                f"- {r['target']}: {r['n_factors']} measured factors standing in for true ones: "
+                f"catalog columns: {cat}; measured from the images (display colour, adaptive "
+                f"moments, see sfnet.analysis.photometry): {img or 'none'}."
+            )
+    return "Scored against:\n\n" + "\n".join(lines) + "\n" if lines else ""
+
+
 def interpretability_markdown(summary: pd.DataFrame) -> str:
     """method x k x score, mean ± s.e. over repeats (PCA and neurons are deterministic)."""
     if summary.empty:
-        return "(no catalog columns to score against)\n"
+        return "(no interpretability scores: nothing to score against, see above)\n"
     head = "| target | factors | k | method | " + " | ".join(SCORES) + " |"
     lines = [head, "|---" * (4 + len(SCORES)) + "|"]
     for _, r in summary.iterrows():
@@ -288,67 +356,146 @@ def latent_label(j: int) -> str:
     return f"L{int(j)}"
 
 
+#: Files of an SAE's latent atlas, beside ``sae.toml`` / ``sae.json`` / ``sae.safetensors``.
+LATENTS_TABLE = "latents.csv"
+LATENTS_SUMMARY = "latents.json"
+MAPS_NOTE = (
+    "a latent's map is the encoder direction applied at each position of the trunk's last "
+    "feature map: w_enc . (m_ij / scale - b_pre) + b_enc, whose pixel mean is the latent's "
+    "pre-activation (as an SFNet feature map's pixel mean is its a_f); drawn where positive"
+)
+
+
+class LatentMaps(torch.nn.Module):
+    """A dense network's last feature maps seen through an SAE's encoder.
+
+    ``feature_maps(x)`` -> (N, n_latents, h, w): at each position (i, j) of the trunk's last
+    feature map m_ij (d,), ``w_l . (m_ij / scale - b_pre) + b_enc_l`` with w_l the SAE's encoder
+    row of latent l. The SAE encodes the pooled features x = mean_ij m_ij, and the encoder is
+    affine, so the pixel mean of latent l's map is exactly its pre-activation before TopK: the
+    same identity as an SFNet feature map's pixel mean and its pooled a_f. The encoder (not the
+    decoder) direction is used because it is what decides whether and how strongly the latent
+    fires; the decoder direction says what the latent writes back, which for a non-orthogonal
+    dictionary is a different vector.
+    """
+
+    def __init__(self, dense_model: torch.nn.Module, sae: Any) -> None:
+        super().__init__()
+        self.net = dense_model
+        self.sae = sae
+
+    def feature_maps(self, x: torch.Tensor) -> torch.Tensor:
+        sae = self.sae.to(x.device)
+        m = self.net.feature_maps(x).float() / sae.scale - sae.b_pre[None, :, None, None]
+        return torch.einsum("ld,ndhw->nlhw", sae.W_enc, m) + sae.b_enc[None, :, None, None]
+
+
+@dataclass
+class LatentRun:
+    """A dense run seen through an SAE, shaped like a sparse run for the atlas code
+    (:func:`sfnet.workflows.analyze.feature_pages`, :func:`sfnet.predict.spatial_features`):
+    its features are the SAE's latents, its folder the SAE's."""
+
+    dir: Path
+    meta: Any  # target, k, d (= n_latents), normalization (the dense run's)
+    model: LatentMaps | None  # None: the SAE reads a --features file, no spatial maps
+    precision: Any
+
+
+def latent_run(sae_dir: Path, sae: Any, dense: Any, maps: bool = True) -> LatentRun:
+    """The :class:`LatentRun` of ``sae`` on the dense run ``dense`` (maps only when the SAE
+    was trained on that run's pooled features)."""
+    meta = SimpleNamespace(
+        target=dense.meta.target,
+        k=sae.k,
+        d=sae.n_latents,
+        normalization=dense.meta.normalization,
+    )
+    model = LatentMaps(dense.model, sae) if maps else None
+    return LatentRun(Path(sae_dir), meta, model, dense.precision)
+
+
+def sae_activations(codes: np.ndarray, rows: np.ndarray, objid: np.ndarray, k: int) -> Any:
+    """The SAE codes of galaxies ``rows`` (codes (N, n_latents) of all galaxies) as
+    :class:`~sfnet.analysis.activations.SparseActivations` (the k largest per galaxy)."""
+    from sfnet.analysis.activations import SparseActivations
+
+    rows = np.asarray(rows, dtype=np.int64)
+    c = codes[rows]
+    idx = np.argsort(-c, axis=1, kind="stable")[:, :k]
+    vals = np.take_along_axis(c, idx, axis=1)
+    return SparseActivations(objid[rows], rows, idx, vals, d=c.shape[1])
+
+
 def sae_feature_pages(
     sae_dir: Path,
+    sae: Any,
     codes: np.ndarray,
-    data: Any,
-    rows: np.ndarray,
+    t: Any,
     n_features: int,
-) -> pd.DataFrame:
-    """Feature pages of an SAE's most frequent latents, like an SFNet run's: one figure per
-    latent with its 9 most activating galaxies (``figures/feature_L<j>.png``), the histograms of
-    its strength where it fires (``figures/histograms.png``) and ``latents.csv`` (label,
-    f_activated, strongest Spearman rho with each catalog column).
+    *,
+    maps: bool = True,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The latent atlas of an SAE, like an SFNet run's feature atlas, in ``sae_dir``:
+    ``latents.csv`` (the feature table: label, f_activated, A statistics, catalog and true-
+    factor correlates, redundant partners), ``figures/`` (per frequent latent its top-9 grid
+    with a BPT panel where the catalog has the lines, ``maps_L<j>`` spatial maps through the
+    encoder direction (:class:`LatentMaps`), histograms, correlation matrix),
+    ``latents.json`` (the summary) and ``report.html``.
 
     Args:
-        sae_dir: the SAE's folder (figures go to ``sae_dir/figures``).
-        codes: (N, n_latents) codes of all galaxies of ``data``.
-        data: the galaxies (``GalaxyData``: images, catalog).
-        rows: the galaxies the statistics are taken on (the validation split).
-        n_features: how many of the most frequent latents get a page.
+        sae_dir: the SAE's folder.
+        sae: the loaded :class:`~sfnet.analysis.sae.SparseAutoencoder`.
+        codes: (N, n_latents) codes of all galaxies of ``t.data``.
+        t: the target group (``compare._TargetData``: dense run, data, validation rows ``va``).
+        n_features: how many of the most frequent latents get a card and figures.
+        maps: draw spatial maps (only when the SAE encodes ``t.dense``'s pooled features).
+        extra: more summary entries (e.g. the SAE-k RMSE), shown on the page.
 
-    Strength A = code / the latent's maximum over ``rows`` (in (0, 1] where it fires). No
-    spatial maps: the SAE reads pooled features, and a latent's map through its encoder
-    direction is only meaningful at image sizes with more than one map cell.
+    Statistics are taken on the validation galaxies; A = code / the latent's maximum there.
     """
-    from sfnet.analysis.activations import interpretable_columns, spearman_with_catalog
-    from sfnet.io import atomic_write_bytes
-    from sfnet.outputs.plots import plot_activation_histograms, plot_feature
+    from sfnet.analysis.activations import correlation_matrix, feature_table
+    from sfnet.analysis.groundtruth import sfnet_groundtruth
+    from sfnet.analysis.redundancy import redundant_features
+    from sfnet.io import atomic_write_json
+    from sfnet.outputs.plots import plot_correlation_matrix
+    from sfnet.outputs.report import write_sae_report
+    from sfnet.outputs.tables import write_csv
+    from sfnet.workflows.analyze import AnalysisOptions, feature_pages
 
-    rows = np.asarray(rows)
-    c = codes[rows]
-    top = _frequent(codes, rows, n_features)
-    freq = (c != 0).mean(axis=0)
-    cmax = np.where(c.max(axis=0) > 0, c.max(axis=0), 1.0)
-    fig_dir = Path(sae_dir) / "figures"
-    hist, hfreq, table = {}, {}, []
-    catalog = data.catalog.iloc[rows].reset_index(drop=True)
-    cols = interpretable_columns(catalog)
-    rho = spearman_with_catalog(c[:, top] / cmax[top], catalog, cols) if cols else None
-    for i, j in enumerate(top):
-        lab = latent_label(j)
-        order = np.argsort(-c[:, j], kind="stable")[:9]
-        order = order[c[order, j] > 0]
-        imgs = np.asarray(data.images[np.sort(rows[order])])
-        imgs = imgs[np.argsort(np.argsort(rows[order]))]  # back to strongest-first
-        plot_feature(
-            fig_dir / f"feature_{lab}.png",
-            lab,
-            imgs,
-            c[order, j] / cmax[j],
-            f_activated=float(freq[j]),
-        )
-        active = c[:, j] > 0
-        hist[lab], hfreq[lab] = c[active, j] / cmax[j], float(freq[j])
-        row: dict[str, Any] = {"latent": int(j), "label": lab, "f_activated": float(freq[j])}
-        if rho is not None:
-            best = np.argsort(-np.abs(np.nan_to_num(rho[i])))[:3]
-            row["top_columns"] = ", ".join(f"{cols[b]} ({rho[i][b]:+.2f})" for b in best)
-        table.append(row)
-    if hist:
-        plot_activation_histograms(fig_dir / "histograms.png", hist, hfreq)
-    df = pd.DataFrame(table)
-    atomic_write_bytes(
-        Path(sae_dir) / "latents.csv", df.to_csv(index=False, float_format="%.6g").encode()
-    )
-    return df
+    run = latent_run(sae_dir, sae, t.dense, maps)
+    acts = sae_activations(codes, t.va, np.asarray(t.data.objid), sae.k)
+    opts = AnalysisOptions(n_features=n_features, n_table=2 * n_features)
+    a, strengths_top, figures = feature_pages(run, t.data, acts, opts, latent_label, maps)
+    red = redundant_features(a.acts)
+    table = feature_table(a.acts, a.table_feats, t.target, a.catalog, stats=a.stats)
+    table["label"] = a.label_list(a.table_feats)
+    table["redundant_with"] = [", ".join(a.label_list(red.partners(f))) for f in a.table_feats]
+    write_csv(table, Path(sae_dir) / LATENTS_TABLE)
+    corr = correlation_matrix(a.acts, a.table_feats)
+    plot_correlation_matrix(a.dir / "figures" / "correlation.png", corr, table["label"])
+    figures["correlation"] = "figures/correlation.png"
+    gt = sfnet_groundtruth(strengths_top, a.label_list(a.top), a.catalog)
+    summary = {
+        "sae": str(sae_dir),
+        "target": t.target,
+        "k": sae.k,
+        "d": sae.d,
+        "n_latents": sae.n_latents,
+        "input": f"pooled features of {t.dense.dir}" if maps else "the --features file",
+        "n_train": sae.meta.get("n_train"),
+        "train_fvu": sae.meta.get("train_fvu"),
+        "dead_fraction": sae.meta.get("dead_fraction"),
+        "config": sae.config.to_dict() if sae.config else {},
+        "n_analysed": int(a.acts.n),
+        "n_active_latents": len(a.ranked),
+        "frequent_features": a.label_list(a.top),
+        "redundancy": red.to_dict(a.labels),
+        "groundtruth": {"sae": gt} if gt else None,
+        "maps": MAPS_NOTE if maps else "none: the SAE reads a --features file, not this trunk",
+        "figures": figures,
+    } | (extra or {})
+    atomic_write_json(Path(sae_dir) / LATENTS_SUMMARY, summary)
+    write_sae_report(sae_dir)
+    return summary

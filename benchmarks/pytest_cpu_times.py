@@ -1,0 +1,60 @@
+"""pytest plugin: CPU seconds per test (this process plus the subprocesses it waited for).
+
+Wall-clock ``--durations`` depend on what else the machine runs; CPU time does not, so this is
+how the suite's cost is measured on a shared machine. Writes one JSON line per test phase to
+``$SFNET_TEST_CPU_LOG`` (one file per xdist worker, suffixed with the worker id)::
+
+    SFNET_TEST_CPU_LOG=/tmp/cpu.jsonl python -m pytest -p benchmarks.pytest_cpu_times -n 2
+    python benchmarks/pytest_cpu_times.py /tmp/cpu.jsonl*      # the 40 costliest tests
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+from collections import defaultdict
+
+import pytest
+
+
+def _cpu() -> float:
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        r = resource.getrusage(who)
+        total += r.ru_utime + r.ru_stime
+    return total
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    path = os.environ.get("SFNET_TEST_CPU_LOG")
+    t0 = _cpu()
+    yield
+    if path:
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        with open(f"{path}.{worker}", "a") as f:
+            f.write(json.dumps({"test": item.nodeid, "cpu_s": round(_cpu() - t0, 2)}) + "\n")
+
+
+def main() -> None:
+    per_test: dict[str, float] = defaultdict(float)
+    for name in sys.argv[1:]:
+        with open(name) as f:
+            for line in f:
+                rec = json.loads(line)
+                per_test[rec["test"]] += rec["cpu_s"]
+    per_file: dict[str, float] = defaultdict(float)
+    for test, s in per_test.items():
+        per_file[test.split("::")[0]] += s
+    print(f"total {sum(per_test.values()):.0f} CPU s over {len(per_test)} tests")
+    for test, s in sorted(per_test.items(), key=lambda kv: -kv[1])[:40]:
+        print(f"{s:8.1f}  {test}")
+    print("per file:")
+    for f, s in sorted(per_file.items(), key=lambda kv: -kv[1])[:25]:
+        print(f"{s:8.1f}  {f}")
+
+
+if __name__ == "__main__":
+    main()
