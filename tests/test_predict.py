@@ -39,6 +39,27 @@ def test_predictions_are_physical_and_head_is_linear_in_features(trained):
     assert abs(p.predictions[:, 0].mean() - data.y[:, 0].mean()) < 2 * data.y[:, 0].std()
 
 
+def test_one_pass_gives_the_predictions_and_the_pooled_features_of_two(trained):
+    """predict(pooled=True) runs the trunk once per galaxy and returns, bit for bit, what
+    pooled_features + predict (two passes, the old path of reproduce) return."""
+    run = load_run(trained)
+    data = run.data()
+    rows = np.arange(len(data))[::2]
+    seen = []
+    hook = run.model.trunk.register_forward_hook(lambda m, i, o: seen.append(len(i[0])))
+    try:
+        two = (pooled_features(run, data.images, rows, 8), predict(run, data.images, rows, 8))
+        n_two, seen[:] = sum(seen), []
+        one = predict(run, data.images, rows, 8, pooled=True)
+    finally:
+        hook.remove()
+    assert n_two == 2 * len(rows) and sum(seen) == len(rows)
+    assert one.pooled.dtype == np.float32 and one.pooled.tobytes() == two[0].tobytes()
+    for name in ("predictions", "indices", "values"):
+        assert getattr(one, name).tobytes() == getattr(two[1], name).tobytes(), name
+    assert two[1].pooled is None  # kept only when asked for
+
+
 def test_table_marks_inactive_kept_features():
     pred = Predictions(
         predictions=np.array([[1.0, 2.0], [3.0, 4.0]]),

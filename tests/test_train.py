@@ -293,6 +293,25 @@ def test_diverging_lr_is_a_clear_cli_error_and_leaves_no_run(tiny_npz, tmp_path,
         main([*argv, "--lr", "inf", "--overwrite"])
 
 
+def test_cuda_graphs_on_a_cpu_is_one_line_before_anything_is_written(tiny_npz, tmp_path, capsys):
+    from sfnet.cli import main
+
+    out = tmp_path / "run"
+    argv = ["train", "--data", str(tiny_npz), *TINY_ARGS, "--out", str(out), "--device", "cpu"]
+    assert main([*argv, "--cuda-graphs"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "train.cuda_graphs needs a CUDA device" in err
+    assert not out.exists() and not (tmp_path / ".run.staging").exists()
+
+
+def test_cuda_graphs_is_recorded_in_config_toml_and_off_by_default(trained_toy_run):
+    import tomllib
+
+    saved = tomllib.loads((trained_toy_run / "config.toml").read_text())
+    assert saved["train"]["cuda_graphs"] is False
+    assert TrainConfig().cuda_graphs is False
+
+
 def test_metrics_jsonl_refuses_nan(tmp_path):
     from sfnet.io import append_jsonl
 

@@ -322,6 +322,12 @@ class TrainConfig:
         1, "background threads that read the next batches", ge=0, flag="workers"
     )
     deterministic: bool = setting(True, "deterministic algorithms (exact resume on CPU)")
+    cuda_graphs: bool = setting(
+        False,
+        "CUDA only: the training step through torch.compile(mode=reduce-overhead), i.e. CUDA "
+        "graphs against launch overhead at small batches; opt-in, unmeasured on this project's "
+        "hardware (benchmarks/gpu_check.sh measures it); refused on a CPU",
+    )
 
     def validate(self) -> None:
         check_fields(self, "train")

@@ -351,12 +351,15 @@ class SFNetOutput:
             post-ReLU pooled features for the dense baseline, k = None).
         indices: (N, k) int64 indices kept by TopK (sorted by value, descending), None for dense.
         values: (N, k) kept values (0 where fewer than k features are positive), None for dense.
+        pooled: (N, d) pooled features after the ReLU, before TopK (:meth:`SparseFeatureNet.pooled`
+            of the same pass; ``sparse`` itself for the dense baseline).
     """
 
     predictions: torch.Tensor
     sparse: torch.Tensor
     indices: torch.Tensor | None = None
     values: torch.Tensor | None = None
+    pooled: torch.Tensor | None = None
 
 
 class Fp32AvgPool(nn.AdaptiveAvgPool2d):
@@ -605,6 +608,6 @@ class SparseFeatureNet(nn.Module):
     def forward(self, x: torch.Tensor) -> SFNetOutput:
         f = self.pooled(x)
         if self.topk is None:
-            return SFNetOutput(predictions=self.linear_head(f), sparse=f)
+            return SFNetOutput(predictions=self.linear_head(f), sparse=f, pooled=f)
         sparse, values, indices = self.topk.select(f)
-        return SFNetOutput(self.linear_head(sparse), sparse, indices, values)
+        return SFNetOutput(self.linear_head(sparse), sparse, indices, values, pooled=f)

@@ -28,11 +28,14 @@ class Predictions:
         predictions: (N, T) in physical units (dex; log10 flux in 1e-17 erg/s/cm^2).
         indices: (N, k) int64 feature indices kept by TopK, sorted by value (None if dense).
         values: (N, k) float32 their activations; 0 means the feature is not active.
+        pooled: (N, d) float32 pooled features after the ReLU, before TopK, from the same
+            forward pass (only when asked for: ``predict(..., pooled=True)``; else None).
     """
 
     predictions: np.ndarray
     indices: np.ndarray | None
     values: np.ndarray | None
+    pooled: np.ndarray | None = None
 
 
 def _device(run: Run) -> torch.device:
@@ -46,20 +49,31 @@ def _rows(images, idx: np.ndarray | None) -> np.ndarray:
 
 
 @torch.inference_mode()
-def predict(run: Run, images, idx: np.ndarray | None = None, batch_size: int = 256) -> Predictions:
+def predict(
+    run: Run,
+    images,
+    idx: np.ndarray | None = None,
+    batch_size: int = 256,
+    pooled: bool = False,
+) -> Predictions:
     """Run the model on ``images[idx]`` (all rows when ``idx`` is None), at ``run.precision``.
+
+    One forward pass per batch gives the predictions, the TopK features and, with ``pooled``,
+    the pooled features before TopK: a caller that needs both never runs the model twice.
 
     Args:
         images: ImageArray of (N, 3, H, W) uint8 at the run's crop size.
         idx: rows to predict.
         batch_size: galaxies per forward pass (>= 1).
+        pooled: also return the (N, d) pooled features (``Predictions.pooled``), identical to
+            :func:`pooled_features` of the same rows.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"predict: batch size must be an integer >= 1, got {batch_size!r}")
     rows = _rows(images, idx)
     device = _device(run)
     norm = run.meta.normalization
-    preds, inds, vals = [], [], []
+    preds, inds, vals, pools = [], [], [], []
     for _, xb in iter_batches(images, rows, batch_size):
         with run.precision.autocast():
             out = run.model(run.precision.images(norm.apply(xb.to(device))))
@@ -67,15 +81,20 @@ def predict(run: Run, images, idx: np.ndarray | None = None, batch_size: int = 2
         if out.indices is not None:
             inds.append(out.indices.cpu().numpy())
             vals.append(out.values.float().cpu().numpy())
+        if pooled:
+            pools.append(out.pooled.float().cpu().numpy())
     T = len(run.meta.target_names)
     p = np.concatenate(preds) if preds else np.zeros((0, T), np.float32)
     p = run.meta.to_physical(p).astype(np.float32)
+    f = None
+    if pooled:
+        f = np.concatenate(pools) if pools else np.zeros((0, run.meta.d), np.float32)
     if run.meta.k is None:
-        return Predictions(p, None, None)
+        return Predictions(p, None, None, f)
     k = run.meta.k
     i = np.concatenate(inds) if inds else np.zeros((0, k), np.int64)
     v = np.concatenate(vals) if vals else np.zeros((0, k), np.float32)
-    return Predictions(p, i.astype(np.int64), v.astype(np.float32))
+    return Predictions(p, i.astype(np.int64), v.astype(np.float32), f)
 
 
 @torch.inference_mode()

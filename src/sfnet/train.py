@@ -151,6 +151,7 @@ def fit(
     out = Path(out)
     tcfg = config.train
     device = default_device(tcfg.device)
+    check_cuda_graphs(tcfg.cuda_graphs, device)  # before any folder is touched
     ctx = init_distributed(device.type)
     staged = None
     try:
@@ -174,6 +175,29 @@ def fit(
         raise
     finally:
         ctx.close()
+
+
+def check_cuda_graphs(wanted: bool, device: torch.device) -> None:
+    """Refuse ``train.cuda_graphs`` off CUDA (one line, before training).
+
+    Raises:
+        ConfigError: ``wanted`` on a device other than CUDA.
+    """
+    if wanted and device.type != "cuda":
+        raise ConfigError(
+            f"train.cuda_graphs needs a CUDA device; this run is on {device.type} "
+            "(drop --cuda-graphs, or train on a GPU)"
+        )
+
+
+def graphed_step(net: nn.Module, wanted: bool) -> nn.Module:
+    """The module the training step calls: ``net`` itself, or with ``wanted`` (CUDA only,
+    :func:`check_cuda_graphs`) ``torch.compile(net, mode="reduce-overhead")``: forward and
+    backward replayed as CUDA graphs. Parameters are shared, so checkpoints, the optimizer and
+    the evaluation model are unchanged; the optimizer step itself stays eager."""
+    if not wanted:
+        return net
+    return torch.compile(net, mode="reduce-overhead")
 
 
 class TrainingDiverged(UserError):
@@ -205,6 +229,7 @@ class Trainer:
     steps_per_epoch: int
     bn_rows: np.ndarray  # training rows batch-norm statistics are recomputed on (may be empty)
     ema: WeightAverage | None = None  # eval_weights = "ema": the moving average of the weights
+    step_net: nn.Module | None = None  # what the training step calls (None: net; see graphed_step)
 
 
 class WeightAverage:
@@ -403,6 +428,7 @@ def _build(
     return Trainer(
         config, data, meta, train_idx, val_idx, y, y_dev, norm, model, net, opt, sched, ctx,
         device, precision, local_batch, shard_used, steps_per_epoch, bn_rows, ema,
+        graphed_step(net, tcfg.cuda_graphs),
     )  # fmt: skip
 
 
@@ -463,11 +489,14 @@ def _train_epoch(tr: Trainer, epoch: int, progress: bool) -> tuple[float, int]:
     )
     show = progress and ctx.is_main
     bar = progress_bar(show, tr.steps_per_epoch, f"epoch {epoch + 1}/{tcfg.epochs}", leave=False)
+    net = tr.net if tr.step_net is None else tr.step_net
     for step, (rows, xb) in enumerate(batches, start=1):
         flips = draw_flips(len(rows), gen) if tcfg.flips else None
         x = augment(xb, tr.norm, flips, tr.precision.channels_last)
+        if net is not tr.net:  # CUDA graphs: each step is a new iteration of the graphs
+            torch.compiler.cudagraph_mark_step_begin()
         with tr.precision.autocast():
-            outp = tr.net(x)
+            outp = net(x)
         loss = rmse_loss(outp.predictions, tr.y_std[torch.from_numpy(rows).to(device)])
         tr.opt.zero_grad(set_to_none=True)
         loss.backward()

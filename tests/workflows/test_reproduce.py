@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+import torchvision
 
 from sfnet.cli import main
 from sfnet.data.synthetic import synthesize
@@ -85,11 +87,29 @@ def test_the_papers_definitions_are_applied(reproduced):
     assert len(masked) == 2 and masked["how"].str.contains("no refit").all()
 
 
+def _trunk_images() -> tuple[list[int], object]:
+    """A counter of the images every resnet18 trunk sees, and its hook handle."""
+    seen: list[int] = []
+
+    def hook(module, inputs, output):
+        if isinstance(module, torchvision.models.ResNet):
+            seen.append(len(inputs[0]))
+
+    return seen, torch.nn.modules.module.register_module_forward_hook(hook)
+
+
 def test_rerun_reuses_every_finished_run_and_writes_the_same_table(survey, reproduced, capsys):
     out, table = reproduced
     weights = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/model.safetensors")}
     assert len(weights) == 4  # dense and k4 for each group
-    assert main(["reproduce", str(survey), "--out", str(out), *ARGS]) == 0
+    seen, hook = _trunk_images()
+    try:
+        assert main(["reproduce", str(survey), "--out", str(out), *ARGS]) == 0
+    finally:
+        hook.remove()
+    # each model (dense and k4 of each group) runs forward once over its galaxies
+    sample = table[table["section"] == "Sample"]["sfnet_value"]
+    assert sum(seen) == 2 * int(sample.sum())
     n_values = int(table["sfnet_value"].notna().sum())
     said = f"{n_values} of {len(table)} paper numbers have an sfnet value"
     assert said in capsys.readouterr().out
@@ -143,3 +163,29 @@ def test_reproduce_trains_with_the_papers_recipe_and_says_so(reproduced):
     configs = list((out / "runs").glob("*/config.toml"))
     assert configs and all(RunConfig.load(c).train.recipe == "paper" for c in configs)
     assert "recipe: paper (as published" in (out / "paper_vs_sfnet.md").read_text()
+
+
+def test_reused_passes_give_the_numbers_of_fresh_passes_bit_for_bit(reproduced):
+    """The pass compare keeps for reproduce gives what the old two-pass path computed."""
+    from sfnet.predict import pooled_features, predict
+    from sfnet.runs import load_run
+    from sfnet.workflows import compare
+    from sfnet.workflows.reproduce import model_activations
+
+    out, _ = reproduced
+    t = compare._load_target("metallicity", out, "cpu")
+    run = load_run(out / "runs" / "metallicity_k4_r0")
+    passes: dict = {}
+    kept = compare._sparse_strengths(run, t, passes)
+    fresh = compare._sparse_strengths(run, t)  # compute_activations, as before
+    for a, b in zip(kept, fresh, strict=True):
+        assert a.tobytes() == b.tobytes()
+    (done,) = passes.values()
+    data = run.data()
+    new = model_activations(run, data, done)
+    pooled, pred = pooled_features(run, data.images), predict(run, data.images)  # old path
+    post = np.zeros_like(pooled, dtype=np.float64)
+    np.put_along_axis(post, pred.indices, np.maximum(pred.values, 0.0), axis=1)
+    old = {"pre": pooled.astype(np.float64), "post": post, "pred": pred.predictions}
+    for key in old:
+        assert new[key].tobytes() == old[key].tobytes(), key

@@ -385,17 +385,34 @@ def _pca_tables(t: _TargetData, ks: Sequence[int]) -> tuple[pd.DataFrame, pd.Dat
     return pca_df, var_df
 
 
-def _sparse_strengths(sparse: Any, t: _TargetData) -> tuple[np.ndarray, np.ndarray]:
+def _sparse_strengths(
+    sparse: Any, t: _TargetData, passes: dict[str, Any] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """A_f (N, d) of every galaxy, scaled by each feature's maximum over the validation set,
-    and f_activated (d,) on the validation set."""
+    and f_activated (d,) on the validation set.
+
+    With ``passes`` (a caller's dict, e.g. ``sfnet reproduce``'s), the one forward pass over the
+    galaxies also keeps the pooled features: ``passes[run dir] = (objID, Predictions)``, so
+    that the caller does not run the model again."""
     from sfnet.analysis.activations import (
+        SparseActivations,
         activation_frequency,
         compute_activations,
         feature_max,
         scaled_strength,
     )
 
-    acts = compute_activations(sparse, t.data, split="all")  # rows 0..N-1 in dataset order
+    if passes is None:
+        acts = compute_activations(sparse, t.data, split="all")  # rows 0..N-1 in dataset order
+    else:
+        from sfnet.predict import predict
+
+        out = predict(sparse, t.data.images, pooled=True)
+        passes[str(Path(sparse.dir).resolve())] = (np.asarray(t.data.objid), out)
+        n = len(out.predictions)
+        acts = SparseActivations(
+            t.data.objid, np.arange(n), out.indices, out.values, int(sparse.meta.d), "all"
+        )
     val = acts.subset(t.va)
     strength = scaled_strength(acts, range(acts.d), feature_max(val))
     return strength, activation_frequency(val)
@@ -472,9 +489,11 @@ def analyze_target(
     target: str,
     folder: Path,
     cfg: CompareConfig,
+    passes: dict[str, Any] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """PCA, AGN and probe tables of one target group from its finished runs; the SAE-k
-    baseline, interpretability scores and the feature atlases of the analysed k."""
+    baseline, interpretability scores and the feature atlases of the analysed k (``passes``:
+    see :func:`_sparse_strengths`)."""
     from sfnet.analysis.activations import rank_features
     from sfnet.outputs.report import write_report
     from sfnet.runs import default_device, load_run
@@ -485,7 +504,7 @@ def analyze_target(
     # the SFNet interpreted and probed: the paper's k for this group, repeat 0
     k = _analysis_k(target, cfg.ks)
     sparse = load_run(folder / "runs" / f"{target}_k{k}_r0", device=device)
-    strength, freq = _sparse_strengths(sparse, t)
+    strength, freq = _sparse_strengths(sparse, t, passes)
     frequent = rank_features(freq, k)
     sources = {f"dense CNN ({t.dense.dir.name})": t.feats}
     if cfg.features:
@@ -496,7 +515,8 @@ def analyze_target(
     for src, F in sources.items():
         probe_rows += _probe_rows(t, src, F, cfg)
         feat_rows += _feature_probe_rows(t, src, F, sparse, strength, freq, frequent)
-    sae, interp, factors = _sparsity_tables(t, folder, cfg, sources)
+    known = {str(Path(sparse.dir).resolve()): (strength, freq)}  # one pass per run
+    sae, interp, factors = _sparsity_tables(t, folder, cfg, sources, known)
     if cfg.atlas:
         write_report(sparse.dir, device=device)  # the SFNet's atlas, beside the SAE's
     return {
@@ -512,10 +532,15 @@ def analyze_target(
 
 
 def _sparsity_tables(
-    t: _TargetData, folder: Path, cfg: CompareConfig, sources: dict[str, np.ndarray]
+    t: _TargetData,
+    folder: Path,
+    cfg: CompareConfig,
+    sources: dict[str, np.ndarray],
+    known: dict[str, tuple[np.ndarray, np.ndarray]],
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """SAE-k runs, the interpretability rows and the factors scored against of one group
-    (:mod:`sfnet.workflows.sparsity`); the SAE beside the analysed SFNet gets a latent atlas."""
+    (:mod:`sfnet.workflows.sparsity`); the SAE beside the analysed SFNet gets a latent atlas.
+    ``known``: run dir -> the strengths already computed (never a second pass of a run)."""
     from sfnet.analysis.sae import SparseAutoencoder
     from sfnet.workflows.sparsity import (
         SAE_DIR,
@@ -538,9 +563,12 @@ def _sparsity_tables(
         sae_feature_pages(where, model, codes[(k, 0)], t, k, maps=on_dense, extra=extra)
     catalog = t.data.catalog.reset_index(drop=True)
     factors, kind = factor_table(catalog, t.target, t.data.images)
-    rows = interpretability_rows(
-        t, folder, cfg, codes, lambda run: _sparse_strengths(run, t), factors, kind
-    )
+
+    def strengths(run: Any) -> tuple[np.ndarray, np.ndarray]:
+        key = str(Path(run.dir).resolve())
+        return known[key] if key in known else _sparse_strengths(run, t)
+
+    rows = interpretability_rows(t, folder, cfg, codes, strengths, factors, kind)
     return sae, pd.DataFrame(rows), pd.DataFrame([factor_row(t.target, factors, kind)])
 
 
@@ -587,12 +615,14 @@ def _train_all(
     return pd.DataFrame(sweep_rows), reused, trained
 
 
-def _analyze_all(folder: Path, cfg: CompareConfig) -> dict[str, pd.DataFrame]:
+def _analyze_all(
+    folder: Path, cfg: CompareConfig, passes: dict[str, Any] | None = None
+) -> dict[str, pd.DataFrame]:
     """:func:`analyze_target` of every target group, each table concatenated over the groups."""
     parts: dict[str, list[pd.DataFrame]] = {}
     for target in cfg.targets:
         log.info("analysing %s: PCA, AGN, probes", target)
-        for key, df in analyze_target(target, folder, cfg).items():
+        for key, df in analyze_target(target, folder, cfg, passes).items():
             parts.setdefault(key, []).append(df)
     keys = ("pca", "pca_variance", "agn", "probes", "probe_features", "sae", "interpretability")
     keys += ("factors",)
@@ -631,6 +661,7 @@ def run_comparison(
     *,
     progress: bool = False,
     runner: Callable[[list[str]], int] | None = None,
+    passes: dict[str, Any] | None = None,
 ) -> CompareResult:
     """Train (or reuse) every run of the comparison, analyse them, write tables and figure.
 
@@ -641,6 +672,9 @@ def run_comparison(
         cfg: the settings.
         progress: tqdm bars inside each training.
         runner: runs a torchrun command list and returns its exit code (tests inject one).
+        passes: a dict that receives, per analysed SFNet run (resolved run dir), ``(objID,
+            Predictions with pooled features)`` of its one forward pass over all galaxies, for a
+            caller that needs them too (``sfnet reproduce``); None keeps nothing.
     """
     folder = Path(folder)
     cfg.validate()
@@ -648,7 +682,7 @@ def run_comparison(
     folder.mkdir(parents=True, exist_ok=True)
     cfg.save(folder / "compare.toml")
     sweep, reused, trained = _train_all(folder, cfg, progress, runner)
-    tables = _analyze_all(folder, cfg)
+    tables = _analyze_all(folder, cfg, passes)
     pca = tables["pca"]
     sparse_rows = sweep[sweep["k"] != "dense"].astype({"k": int})
     table = sweep_table(sparse_rows, pca[["target", "k", "pca_rmse"]])

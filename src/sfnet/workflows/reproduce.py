@@ -103,30 +103,40 @@ def compare_config(data: str, targets: list[str], quick: bool, **overrides: Any)
     return cfg
 
 
-def model_activations(run: Any, data: Any) -> dict[str, np.ndarray]:
-    """Pooled (pre-TopK) and post-TopK activations and predictions of all galaxies, each (N, .)."""
-    from sfnet.predict import pooled_features, predict
+def model_activations(run: Any, data: Any, done: Any = None) -> dict[str, np.ndarray]:
+    """Pooled (pre-TopK) and post-TopK activations and predictions of all galaxies, each (N, .),
+    from one forward pass over the galaxies.
 
-    pooled = pooled_features(run, data.images)
-    out = predict(run, data.images)
-    post = np.zeros_like(pooled, dtype=np.float64)
+    Args:
+        done: ``(objID, Predictions with pooled features)`` of a pass already made over these
+            galaxies (:func:`sfnet.workflows.compare.run_comparison`'s ``passes``); used when
+            its objIDs are ``data``'s, in order, else the model is run here.
+    """
+    from sfnet.predict import predict
+
+    if done is not None and np.array_equal(done[0], np.asarray(data.objid)):
+        out = done[1]
+    else:
+        out = predict(run, data.images, pooled=True)
+    post = np.zeros_like(out.pooled, dtype=np.float64)
     np.put_along_axis(post, out.indices, np.maximum(out.values, 0.0), axis=1)
-    return {"pre": pooled.astype(np.float64), "post": post, "pred": out.predictions}
+    return {"pre": out.pooled.astype(np.float64), "post": post, "pred": out.predictions}
 
 
-def paper_model_numbers(run: Any, data: Any) -> dict[str, Any]:
+def paper_model_numbers(run: Any, data: Any, done: Any = None) -> dict[str, Any]:
     """The paper's numbers for one k = 4 model, on its validation split.
 
     Returns a dict with ``freq`` / ``ranked`` (per statistics ``pre`` / ``post``), ``masked``
     (m -> stats -> group RMSE of the masked trained head), ``refit`` (m -> group RMSE of a
     least-squares head refitted on the top m post-TopK-ranked features), ``share`` (m -> stats ->
-    variance share), ``model_rmse`` (group RMSE of the full model) and the activations.
+    variance share), ``model_rmse`` (group RMSE of the full model) and the activations
+    (``done``: see :func:`model_activations`).
     """
     from sfnet.analysis.activations import rank_features, variance_explained
     from sfnet.analysis.metrics import group_rmse
     from sfnet.analysis.paper import masked_head_predictions, masked_head_rmse, variance_share
 
-    acts = model_activations(run, data)
+    acts = model_activations(run, data, done)
     tr, va = run.split(len(data))
     y = np.asarray(data.y, dtype=np.float64)[va]
     w, b = run.head()
@@ -417,18 +427,20 @@ def build_table(
 
 
 def _analyse_paper_models(
-    folder: Path, targets: list[str], cfg: CompareConfig
+    folder: Path, targets: list[str], cfg: CompareConfig, passes: dict[str, Any]
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None, str]:
-    """Paper numbers of each group's repeat-0 k = 4 run, and the AGN scores (or why absent)."""
+    """Paper numbers of each group's repeat-0 k = 4 run, and the AGN scores (or why absent);
+    ``passes``: the comparison's forward passes (each model runs once over its galaxies)."""
     from sfnet.runs import default_device, load_run
 
     results: dict[str, dict[str, Any]] = {}
     agn, agn_why = None, ""
     for t in targets:
         log.info("paper analysis of %s_k%d_r0", t, PAPER_MODEL_K)
-        run = load_run(folder / "runs" / f"{t}_k{PAPER_MODEL_K}_r0", default_device(cfg.device))
+        run_dir = folder / "runs" / f"{t}_k{PAPER_MODEL_K}_r0"
+        run = load_run(run_dir, default_device(cfg.device))
         data = run.data()
-        res = paper_model_numbers(run, data)
+        res = paper_model_numbers(run, data, passes.pop(str(run_dir.resolve()), None))
         res["n"] = len(data)
         if t == "bpt_lines":
             try:
@@ -492,8 +504,9 @@ def run_reproduce(
             embed_to_file(ZOOBOT, emb, out)  # no cached weights, no network: one line, how to
         overrides["features"] = str(out)
     cfg = compare_config(data, targets, quick, pretrained=pretrained, **overrides)
-    comp = run_comparison(folder, cfg, progress=progress)
-    results, agn, agn_why = _analyse_paper_models(folder, targets, cfg)
+    passes: dict[str, Any] = {}  # the analysed runs' forward passes, reused, never repeated
+    comp = run_comparison(folder, cfg, progress=progress, passes=passes)
+    results, agn, agn_why = _analyse_paper_models(folder, targets, cfg, passes)
     table = build_table(targets, absent, results, comp, agn, agn_why, feature_label)
     atomic_write_bytes(
         folder / "paper_vs_sfnet.csv", table.to_csv(index=False, float_format="%.6g").encode()
