@@ -91,10 +91,11 @@ def test_compare_hands_each_training_to_torchrun(tmp_path, monkeypatch):
     from sfnet.runs import is_finished
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    data = synthesize(tmp_path / "survey", 120, size=32, seed=1, workers=1)
+    # (its cost is six interpreters starting: the survey and the trainings are tiny)
+    data = synthesize(tmp_path / "survey", 80, size=16, seed=1, workers=1)
     out = tmp_path / "cmp"
     args = ["compare", str(data), "--out", str(out), "--quick", "--ks", "2", "--epochs", "1"]
-    args += ["--crop", "32", "--targets", "bpt_lines", "--nproc", "2", "--device", "cpu"]
+    args += ["--crop", "16", "--targets", "bpt_lines", "--nproc", "2", "--device", "cpu"]
     assert main([*args, "--no-progress"]) == 0
     runs = sorted(p.name for p in (out / "runs").iterdir())
     assert runs == ["bpt_lines_dense", "bpt_lines_k2_r0"]
