@@ -420,7 +420,7 @@ LAUNCHERS = ("inprocess", "torchrun")
 #: Seed offset of the dense CNN (see :meth:`CompareConfig.run_config`).
 DENSE_SEED_OFFSET = 1000
 #: Values ``--quick`` gives to the comparison settings the user did not set.
-QUICK = {"ks": (2, 4), "repeats": 1, "epochs": 2, "sae_steps": 100, "atlas": False}
+QUICK = {"ks": (2, 4), "repeats": 1, "epochs": 2, "sae_steps": 100, "atlas": False, "dci_trees": 10}
 
 
 @dataclass
@@ -468,6 +468,11 @@ class CompareConfig:
     )
     agn_top: int = setting(4, "most frequent SFNet features for the small AGN classifier", ge=1)
     probe_trees: int = setting(300, "boosting rounds of the XGBoost probes", ge=1)
+    dci_trees: int = setting(
+        50,
+        "interpretability: trees of DCI's gradient-boosting regressor per factor (quick: 10)",
+        ge=1,
+    )
     sae_expansion: int = setting(
         4, "SAE-k baseline: dictionary size as a multiple of the feature dimension", ge=1
     )

@@ -191,11 +191,12 @@ def scores(
     *,
     bins: int = 10,
     seed: int = 0,
+    n_estimators: int = 50,
 ) -> dict[str, float]:
-    """DCI (fitted on ``train`` rows, informativeness on ``test`` rows) and MIG (on ``test``
-    rows) of ``units`` (N, p) against ``factors`` (N, m)."""
+    """DCI (fitted on ``train`` rows, informativeness on ``test`` rows, ``n_estimators`` trees
+    per factor) and MIG (on ``test`` rows) of ``units`` (N, p) against ``factors`` (N, m)."""
     u, f = _check(units, factors, "disentanglement scores")
     train, test = np.asarray(train), np.asarray(test)
-    out = dci(u[train], f[train], u[test], f[test], seed=seed).as_dict()
+    out = dci(u[train], f[train], u[test], f[test], n_estimators=n_estimators, seed=seed).as_dict()
     out["mig"] = mig(u[test], f[test], bins)
     return out

@@ -193,8 +193,10 @@ def unit_score_row(
     tr: np.ndarray,
     va: np.ndarray,
     seed: int = 0,
+    n_trees: int = 50,
 ) -> dict[str, Any]:
-    """The interpretability scores of ``units`` (N, p) against ``factors`` (N rows)."""
+    """The interpretability scores of ``units`` (N, p) against ``factors`` (N rows); DCI's
+    regressors have ``n_trees`` trees (the comparison's ``dci_trees``)."""
     from sfnet.analysis.disentangle import scores
     from sfnet.analysis.groundtruth import factor_matches, summary
 
@@ -211,7 +213,7 @@ def unit_score_row(
         "margin": s["mean_margin"],
     }
     if f.shape[1] >= 2 and units.shape[1] >= 1:
-        row.update(scores(units[ok], f[ok], kept[tr], kept[va], seed=seed))
+        row.update(scores(units[ok], f[ok], kept[tr], kept[va], seed=seed, n_estimators=n_trees))
     else:
         row.update({k: float("nan") for k in SCORES[2:]})
     return row
@@ -248,7 +250,9 @@ def interpretability_rows(
 
     def add(method: str, k: int, r: int, units: np.ndarray, names: list[str]) -> None:
         row = {"target": t.target, "factors": kind, "method": method, "k": int(k), "repeat": r}
-        row.update(unit_score_row(units, names, factors, t.tr, t.va, seed=cfg.seed))
+        row.update(
+            unit_score_row(units, names, factors, t.tr, t.va, seed=cfg.seed, n_trees=cfg.dci_trees)
+        )
         rows.append(row)
 
     for k in cfg.ks:
