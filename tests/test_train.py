@@ -28,8 +28,9 @@ def toy_config(npz: Path, epochs: int = 3, k: int | None = 4, **train) -> RunCon
 
 
 def test_short_training_beats_predicting_the_mean(toy_npz, tmp_path):
-    # the bound was set on fp32 contiguous numerics; channels-last alone lands at 0.51x (redness)
-    cfg = toy_config(toy_npz, epochs=6, amp=False, channels_last=False)
+    # the bound was set on fp32 contiguous numerics (6 epochs with channels-last once landed at
+    # 0.51x for redness); 3 epochs give 0.22x (radius) and 0.30x (redness)
+    cfg = toy_config(toy_npz, epochs=3, amp=False, channels_last=False)
     res = fit(cfg, tmp_path / "run")
     meta = json.loads((tmp_path / "run" / "model.json").read_text())
     baseline = meta["extra"]["val_rmse_predict_mean"]
@@ -37,7 +38,7 @@ def test_short_training_beats_predicting_the_mean(toy_npz, tmp_path):
     for name in ("radius", "redness"):
         assert res.val_rmse[name] < 0.5 * baseline[name], (name, res.val_rmse, baseline)
     hist = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [h["epoch"] for h in hist] == list(range(1, 7))
+    assert [h["epoch"] for h in hist] == list(range(1, 4))
     assert set(hist[0]) >= {"train_loss", "val_rmse", "dead_features", "seconds", "lr"}
     # every training galaxy fires k = 4 features, so at most 512 - 4 can be dead
     assert all(isinstance(h["dead_features"], int) for h in hist)
