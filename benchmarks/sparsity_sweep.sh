@@ -15,7 +15,8 @@
 #
 # Settings can be overridden from the environment: N (synthetic galaxies, default 2000),
 # EPOCHS (8), KS ("2 4 8"), REPEATS (3), PX (32), PYTHON (the repo's .venv python), STAGE
-# ("all"; "synthetic" or "sdss400" runs one comparison only), ATLASES (0), DEVICE (cpu; cuda
+# ("all"; "synthetic" or "sdss400" runs one comparison only), SYN_TARGETS (the synthetic
+# comparison's targets, "metallicity bpt_lines"), ATLASES (0), DEVICE (cpu; cuda
 # on a GPU machine: the runs differ from CPU ones, so use a fresh WORKDIR), EXTRA (more
 # `sfnet compare` options, e.g. "--sae-steps 50" for a dry run), DOCS (where to publish).
 # Measured cost: see docs/results/sparsity-compare/README.md ("Running the sweep").
@@ -30,6 +31,7 @@ KS=${KS:-"2 4 8"}
 REPEATS=${REPEATS:-3}
 PX=${PX:-32}
 STAGE=${STAGE:-all}
+SYN_TARGETS=${SYN_TARGETS:-"metallicity bpt_lines"}
 ATLASES=${ATLASES:-0}
 EXTRA=${EXTRA:-}
 DEVICE=${DEVICE:-cpu}
@@ -77,8 +79,9 @@ if [ "$STAGE" = all ] || [ "$STAGE" = synthetic ]; then
     fi
     log "prepare survey at $PX px"
     sfnet prepare "$WORK/survey" --resize "$PX" --workers 1 --no-progress
-    log "compare synthetic (metallicity, bpt_lines)"
-    sfnet compare "$WORK/survey" --out "$WORK/cmp-synthetic" --targets metallicity bpt_lines \
+    log "compare synthetic ($SYN_TARGETS)"
+    # shellcheck disable=SC2086  # a list of words
+    sfnet compare "$WORK/survey" --out "$WORK/cmp-synthetic" --targets $SYN_TARGETS \
         "${COMMON[@]}"
     publish "$WORK/cmp-synthetic" synthetic
 fi
