@@ -17,28 +17,6 @@ from sfnet.data.dataset import save_npz
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
 
 
-#: The costliest test files (CPU seconds measured by benchmarks/pytest_cpu_times.py), run first:
-#: `make test`'s two workers take whole files in collection order, so a long file collected
-#: last would leave one worker idle while the other finishes it.
-COSTLIEST_FIRST = (
-    "tests/test_distributed.py",
-    "tests/test_train.py",
-    "tests/workflows/test_reproduce.py",
-    "tests/workflows/test_demo.py",
-    "tests/workflows/test_compare.py",
-    "tests/test_docs.py",
-    "tests/workflows/test_explain.py",
-    "tests/test_api.py",
-    "tests/test_runs.py",
-    "tests/test_real_sample.py",
-)
-
-
-def pytest_collection_modifyitems(session, config, items) -> None:
-    rank = {name: i for i, name in enumerate(COSTLIEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable
-
-
 def toy_train_args(epochs: int) -> list[str]:
     """``sfnet train`` options for the toy set: 32 px, k=4, batch 32, lr 0.01, CPU, quiet,
     batch-norm statistics recomputed on 64 training galaxies (as ``toy_config``)."""
