@@ -40,24 +40,29 @@ def test_predictions_are_physical_and_head_is_linear_in_features(trained):
 
 
 def test_one_pass_gives_the_predictions_and_the_pooled_features_of_two(trained):
-    """predict(pooled=True) runs the trunk once per galaxy and returns, bit for bit, what
-    pooled_features + predict (two passes, the old path of reproduce) return."""
+    """predict(pooled=True) runs the trunk once per galaxy and returns, bit for bit, the
+    model's own pooled features (its ReLU's output) and what predict alone returns;
+    pooled_features is that same pass."""
     run = load_run(trained)
     data = run.data()
     rows = np.arange(len(data))[::2]
-    seen = []
+    seen, relu_out = [], []
     hook = run.model.trunk.register_forward_hook(lambda m, i, o: seen.append(len(i[0])))
+    grab = run.model.relu.register_forward_hook(lambda m, i, o: relu_out.append(o.float()))
     try:
-        two = (pooled_features(run, data.images, rows, 8), predict(run, data.images, rows, 8))
-        n_two, seen[:] = sum(seen), []
+        alone = predict(run, data.images, rows, 8)
+        n_alone, seen[:], relu_out[:] = sum(seen), [], []
         one = predict(run, data.images, rows, 8, pooled=True)
     finally:
         hook.remove()
-    assert n_two == 2 * len(rows) and sum(seen) == len(rows)
-    assert one.pooled.dtype == np.float32 and one.pooled.tobytes() == two[0].tobytes()
+        grab.remove()
+    assert n_alone == len(rows) and sum(seen) == len(rows)
+    reference = torch.cat(relu_out).cpu().numpy()
+    assert one.pooled.dtype == np.float32 and one.pooled.tobytes() == reference.tobytes()
+    assert pooled_features(run, data.images, rows, 8).tobytes() == reference.tobytes()
     for name in ("predictions", "indices", "values"):
-        assert getattr(one, name).tobytes() == getattr(two[1], name).tobytes(), name
-    assert two[1].pooled is None  # kept only when asked for
+        assert getattr(one, name).tobytes() == getattr(alone, name).tobytes(), name
+    assert alone.pooled is None  # kept only when asked for
 
 
 def test_table_marks_inactive_kept_features():

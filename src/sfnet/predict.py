@@ -65,8 +65,7 @@ def predict(
         images: ImageArray of (N, 3, H, W) uint8 at the run's crop size.
         idx: rows to predict.
         batch_size: galaxies per forward pass (>= 1).
-        pooled: also return the (N, d) pooled features (``Predictions.pooled``), identical to
-            :func:`pooled_features` of the same rows.
+        pooled: also return the (N, d) pooled features (``Predictions.pooled``).
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"predict: batch size must be an integer >= 1, got {batch_size!r}")
@@ -101,16 +100,9 @@ def predict(
 def pooled_features(
     run: Run, images, idx: np.ndarray | None = None, batch_size: int = 256
 ) -> np.ndarray:
-    """(N, d) float32 pooled features after the ReLU, before TopK (the dense representation)."""
-    rows = _rows(images, idx)
-    device = _device(run)
-    norm = run.meta.normalization
-    out = []
-    for _, xb in iter_batches(images, rows, batch_size):
-        with run.precision.autocast():
-            f = run.model.pooled(run.precision.images(norm.apply(xb.to(device))))
-        out.append(f.float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, run.meta.d), np.float32)
+    """(N, d) float32 pooled features after the ReLU, before TopK (the dense representation):
+    :func:`predict`'s pass with ``pooled=True`` (the linear head it also runs is negligible)."""
+    return predict(run, images, idx, batch_size, pooled=True).pooled
 
 
 @torch.inference_mode()
