@@ -24,6 +24,20 @@ def toy_train_args(epochs: int) -> list[str]:
     return [*args.split(), "--epochs", str(epochs)]
 
 
+def cli_on_one_thread(argv: list[str]) -> int:
+    """``sfnet`` in this process on one thread, as the suite's subprocesses run
+    (OMP_NUM_THREADS=1): a reference for them that costs no interpreter start (a different
+    thread count may sum floats in another order)."""
+    from sfnet.cli import main
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return main(argv)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def make_toy_images(n: int, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(n, 3, size, size) uint8 images of a noisy disk; targets (n, 2) = (radius, redness).
 

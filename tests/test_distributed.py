@@ -11,7 +11,7 @@ import pytest
 
 from sfnet.data.batches import epoch_order
 from sfnet.distributed import init_distributed
-from tests.conftest import toy_train_args
+from tests.conftest import cli_on_one_thread, toy_train_args
 
 # The two runs are compared in fp32: under bf16 autocast (the CPU default where the CPU has
 # native bf16) both still learn, but 4-epoch runs on 16-px toys differ by more than 50 %
@@ -45,12 +45,7 @@ def test_single_process_context_without_torchrun(monkeypatch):
 def test_two_process_ddp_matches_one_process(toy_npz, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     one, two = tmp_path / "one", tmp_path / "two"
-    subprocess.run(
-        [sys.executable, "-m", "sfnet", "train", "--data", str(toy_npz), *ARGS, "--out", str(one)],
-        check=True,
-        env=env,
-        capture_output=True,
-    )
+    assert cli_on_one_thread(["train", "--data", str(toy_npz), *ARGS, "--out", str(one)]) == 0
     proc = subprocess.run(
         [
             *_torchrun(),

@@ -11,9 +11,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from sfnet.cli import main
 from sfnet.config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
 from sfnet.errors import RunFolderError, UserError
 from sfnet.train import fit
+from tests.conftest import cli_on_one_thread
 
 
 def toy_config(npz: Path, epochs: int = 3, k: int | None = 4, **train) -> RunConfig:
@@ -159,12 +161,7 @@ def test_resume_after_sigkill_reaches_same_weights(tiny_npz, tmp_path, precision
     args = ["train", "--data", str(tiny_npz), *TINY_ARGS, "--epochs", "3", *precision]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     ref = tmp_path / "ref"
-    subprocess.run(
-        [sys.executable, "-m", "sfnet", *args, "--out", str(ref)],
-        check=True,
-        env=env,
-        capture_output=True,
-    )
+    assert cli_on_one_thread([*args, "--out", str(ref)]) == 0  # the uninterrupted reference
 
     killed, marker = tmp_path / "killed", tmp_path / "mid-epoch"
     proc = subprocess.Popen(
@@ -279,7 +276,6 @@ def test_nonfinite_loss_stops_training_and_keeps_the_last_good_checkpoint(
 
 
 def test_diverging_lr_is_a_clear_cli_error_and_leaves_no_run(tiny_npz, tmp_path, capsys):
-    from sfnet.cli import main
 
     out = tmp_path / "run"
     argv = ["train", "--data", str(tiny_npz), *TINY_ARGS, "--epochs", "2", "--out", str(out)]
@@ -295,7 +291,6 @@ def test_diverging_lr_is_a_clear_cli_error_and_leaves_no_run(tiny_npz, tmp_path,
 
 
 def test_cuda_graphs_on_a_cpu_is_one_line_before_anything_is_written(tiny_npz, tmp_path, capsys):
-    from sfnet.cli import main
 
     out = tmp_path / "run"
     argv = ["train", "--data", str(tiny_npz), *TINY_ARGS, "--out", str(out), "--device", "cpu"]
@@ -347,7 +342,6 @@ def test_resume_works_from_another_directory_and_after_moving_the_data(
     import shutil
 
     import sfnet.train
-    from sfnet.cli import main
 
     work = tmp_path / "work"
     work.mkdir()
