@@ -62,8 +62,10 @@ def test_every_subcommand_has_help(command, capsys):
 
 @pytest.mark.parametrize("command", ["analyze", "report"])
 def test_analysis_options_and_no_old_spellings(command, capsys):
+    from sfnet.cli.analyze import analysis_options
+
     args = build_parser().parse_args([command, "RUN", "--n-features", "3", "--dense-run", "D"])
-    assert (args.features, args.dense) == (3, "D")
+    assert (analysis_options(args).n_features, analysis_options(args).dense) == (3, "D")
     with pytest.raises(SystemExit):  # the pre-0.1 spellings are gone
         build_parser().parse_args([command, "RUN", "--features", "3"])
     assert "unrecognized arguments: --features" in capsys.readouterr().err
@@ -86,8 +88,11 @@ def test_redundancy_rho_is_an_analysis_option(command, tmp_path, capsys):
     given = parser.parse_args([command, "RUN", "--redundancy-rho", "0.75"])
     assert options_given(given)  # 'report' re-analyses when it is given
     assert analysis_options(given).redundancy_rho == 0.75
-    assert main([command, str(tmp_path), "--redundancy-rho", "1.5"]) == 2
-    assert "--redundancy-rho must lie in [-1, 1], got 1.5" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # refused while parsing, as 'train --epochs 0' is
+        main([command, str(tmp_path), "--redundancy-rho", "1.5"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --redundancy-rho: must be a finite number > 0.0 and <= 1.0, got 1.5" in err
 
 
 def _fail(code: int):
@@ -229,6 +234,27 @@ def test_download_options_are_the_download_settings(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args([*argv, "--retries", "-1"])
     assert "--retries: must be an integer >= 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["analyze", "report"])
+def test_analysis_options_are_the_analysis_settings(command, capsys):
+    from sfnet.cli.analyze import analysis_options, options_given
+    from sfnet.cli.options import option_name
+    from sfnet.workflows.analyze import AnalysisOptions
+
+    opts = _options(command)
+    for f in dataclasses.fields(AnalysisOptions):
+        assert (option_name(f) in opts) == f.metadata["cli"], f.name
+        if f.metadata["cli"]:  # the declared help and default, not a second hand-written one
+            assert opts[option_name(f)].help.startswith(f.metadata["help"]), f.name
+    assert "[default: 256]" in opts["--batch-size"].help
+    args = build_parser().parse_args([command, "R", "--all", "--batch-size", "8", "--pdf"])
+    assert analysis_options(args) == AnalysisOptions(split="all", batch_size=8, pdf=True)
+    only_speed = build_parser().parse_args([command, "R", "--batch-size", "8"])
+    assert not options_given(only_speed)  # 'report' does not re-analyse for a batch size
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([command, "R", "--batch-size", "0"])
+    assert "--batch-size: must be an integer >= 1, got 0" in capsys.readouterr().err
 
 
 def test_reproduce_options_are_the_comparison_and_run_settings():

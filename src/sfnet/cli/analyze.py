@@ -7,60 +7,31 @@ from pathlib import Path
 
 from sfnet.cli.options import (
     add_device_option,
+    add_field_options,
     add_progress_option,
     device_wanted,
+    given_options,
     progress_wanted,
 )
-from sfnet.errors import UserError
 
 
 def add_analysis_options(p: argparse.ArgumentParser) -> None:
+    """The positional ``run``, the options of every :class:`AnalysisOptions` setting
+    (dest ``analysis.FIELD``), ``--all``, ``--device`` and ``--progress``."""
+    from sfnet.workflows.analyze import AnalysisOptions
+
     p.add_argument("run", help="a trained sparse run folder (sfnet train --k K)")
+    # ``split`` is a switch on the command line, not a value: --all sets it to "all" (the
+    # field's other value, "val", is its default), so it is this one hand-written mapping.
     p.add_argument(
         "--all",
-        action="store_true",
+        dest="analysis.split",
+        action="store_const",
+        const="all",
+        default=None,
         help="analyse all galaxies instead of the run's validation split",
     )
-    p.add_argument(
-        "--dense-run",
-        dest="dense",
-        metavar="RUN",
-        default=None,
-        help="a dense run folder (sfnet train --dense): compare its PCA components and raw "
-        "neurons with the true latent factors (synthetic data)",
-    )
-    p.add_argument("--pdf", action="store_true", help="also write every figure as PDF")
-    p.add_argument(
-        "--n-features",
-        dest="features",
-        metavar="N",
-        type=int,
-        default=None,
-        help="frequent features that get figures and a card [default: k]",
-    )
-    p.add_argument(
-        "--recompute",
-        action="store_true",
-        help="recompute activations even if activations.npz matches the model",
-    )
-    p.add_argument(
-        "--batch-size", type=int, default=256, help="galaxies per forward pass [default 256]"
-    )
-    p.add_argument(
-        "--redundancy-rho",
-        type=float,
-        default=None,
-        help="two features are redundant when the Spearman rho of their A_f over the galaxies "
-        "where either fires exceeds this [default 0.9]",
-    )
-    p.add_argument(
-        "--stats",
-        choices=("post-topk", "pre-topk"),
-        default="post-topk",
-        help="activation statistics (f_activated, A_f, top-9 grids, BPT colours) from the "
-        "post-TopK activations the head sees [default], or from the pooled features before "
-        "TopK, non-zero = activated (the paper's notebooks)",
-    )
+    add_field_options(p, AnalysisOptions, "analysis")
     add_device_option(p)
     add_progress_option(p)
 
@@ -80,38 +51,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def analysis_options(args: argparse.Namespace):
+    """The :class:`~sfnet.workflows.analyze.AnalysisOptions` of the typed options (validated)."""
     from sfnet.workflows.analyze import AnalysisOptions
 
-    if args.features is not None and args.features <= 0:
-        raise UserError(f"--n-features must be positive, got {args.features}")
-    if args.batch_size <= 0:
-        raise UserError(f"--batch-size must be positive, got {args.batch_size}")
-    rho = args.redundancy_rho
-    if rho is not None and not -1.0 <= rho <= 1.0:
-        raise UserError(f"--redundancy-rho must lie in [-1, 1], got {rho}")
-    extra = {} if rho is None else {"redundancy_rho": rho}
-    return AnalysisOptions(
-        split="all" if args.all else "val",
-        n_features=args.features,
-        dense=args.dense,
-        pdf=args.pdf,
-        recompute=args.recompute,
-        batch_size=args.batch_size,
-        **extra,
-        stats=args.stats,
-    )
+    opts = AnalysisOptions(**given_options(args, "analysis"))
+    opts.validate()
+    return opts
 
 
 def options_given(args: argparse.Namespace) -> bool:
-    return bool(
-        args.all
-        or args.dense
-        or args.pdf
-        or args.features
-        or args.recompute
-        or args.redundancy_rho is not None
-        or args.stats != "post-topk"
-    )
+    """Whether an option that changes the analysis was typed (``report`` then re-analyses;
+    ``--batch-size`` alone changes only the speed)."""
+    return bool(set(given_options(args, "analysis")) - {"batch_size"})
 
 
 def _analyze(args: argparse.Namespace) -> int:

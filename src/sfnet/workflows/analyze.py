@@ -48,40 +48,79 @@ from sfnet.analysis.activations import (
     variance_explained,
 )
 from sfnet.analysis.metrics import rmse
+from sfnet.analysis.paper import STATS_CHOICES
 from sfnet.analysis.redundancy import REDUNDANCY_RHO, Redundancy, redundant_features
+from sfnet.config import check_fields, setting
 from sfnet.data.catalog import units_of
 from sfnet.errors import RunFolderError
 from sfnet.outputs.tables import write_csv
 from sfnet.runs import ACTIVATIONS, ANALYSIS, FEATURES_TABLE, FIGURES, GROUNDTRUTH
 
+#: The galaxies an analysis covers: the run's validation split or all of them.
+SPLITS = ("val", "all")
+
 
 @dataclass
 class AnalysisOptions:
-    """What :func:`analyze_run` does.
+    """What :func:`analyze_run` does (the options of ``sfnet analyze`` and ``sfnet report``).
 
-    Attributes:
-        split: ``val`` (the run's validation split, as in the paper) or ``all`` galaxies.
-        n_features: frequent features that get a card and figures (default: k).
-        n_table: rows of the feature table and size of the correlation matrix (default: 2k).
-        dense: a dense run folder to compare ground-truth interpretability with (optional).
-        pdf: also write every figure as PDF.
-        recompute: recompute activations even if ``activations.npz`` matches the model.
-        batch_size: galaxies per forward pass.
-        redundancy_rho: Spearman rho of A_f above which two features are redundant.
-        stats: ``post-topk`` (f_activated, A_f, top-9 grids, BPT colours from the activations
-            the head sees; default) or ``pre-topk`` (from the pooled features before TopK,
-            non-zero = activated: the paper's notebooks), see :mod:`sfnet.analysis.paper`.
+    Each field is a :func:`~sfnet.config.setting` (its help says what it is); the commands'
+    options are generated from them (dest ``analysis.FIELD``).
+
+    ``stats``: ``post-topk`` (f_activated, A_f, top-9 grids, BPT colours from the activations
+    the head sees; default) or ``pre-topk`` (from the pooled features before TopK, non-zero =
+    activated: the paper's notebooks), see :mod:`sfnet.analysis.paper`.
     """
 
-    split: str = "val"
-    n_features: int | None = None
-    n_table: int | None = None
-    dense: str | None = None
-    pdf: bool = False
-    recompute: bool = False
-    batch_size: int = 256
-    redundancy_rho: float = REDUNDANCY_RHO
-    stats: str = "post-topk"
+    # on the command line as --all (split = all), a switch rather than a value: see cli/analyze.py
+    split: str = setting(
+        "val",
+        "galaxies analysed: val (the run's validation split, as in the paper) or all",
+        choices=SPLITS,
+        cli=False,
+    )
+    n_features: int | None = setting(
+        None, "frequent features that get figures and a card (none, the default: k)", ge=1
+    )
+    n_table: int | None = setting(
+        None,
+        "rows of the feature table and size of the correlation matrix (none, the default: 2k)",
+        ge=1,
+        cli=False,
+    )
+    dense: str | None = setting(
+        None,
+        "a dense run folder (sfnet train --dense): compare its PCA components and raw "
+        "neurons with the true latent factors (synthetic data)",
+        flag="dense_run",
+    )
+    pdf: bool = setting(False, "also write every figure as PDF")
+    recompute: bool = setting(
+        False, "recompute activations even if activations.npz matches the model"
+    )
+    batch_size: int = setting(256, "galaxies per forward pass", ge=1)
+    redundancy_rho: float = setting(
+        REDUNDANCY_RHO,
+        "two features are redundant when the Spearman rho of their A_f over the galaxies "
+        "where either fires exceeds this",
+        gt=0.0,
+        le=1.0,
+    )
+    stats: str = setting(
+        "post-topk",
+        "activation statistics (f_activated, A_f, top-9 grids, BPT colours) from the "
+        "post-TopK activations the head sees, or from the pooled features before TopK, "
+        "non-zero = activated (the paper's notebooks)",
+        choices=STATS_CHOICES,
+    )
+
+    def validate(self) -> None:
+        """Check every field against its declared type and range.
+
+        Raises:
+            ConfigError: naming ``analysis.FIELD``.
+        """
+        check_fields(self, "analysis")
 
 
 @dataclass
