@@ -237,18 +237,25 @@ def test_preview_never_writes_over_a_file_unless_told(survey: Path, tmp_path: Pa
 @pytest.mark.parametrize(
     "args, says",
     [
-        (["--seed", "-1"], "--seed must be"),
-        (["--seed", str(2**64)], "--seed must be"),
+        (["--seed", "-1"], "argument --seed: must be"),
+        (["--seed", str(2**64)], "argument --seed: must be"),
         (["--size", "40000"], "GiB of memory"),
-        (["--n", "0"], "--n must be"),
+        (["--n", "0"], "argument --n: must be"),
     ],
 )
 def test_synth_refuses_bad_settings_up_front_in_one_line(tmp_path, capsys, args, says):
     from sfnet.cli import main
 
     out = tmp_path / "s"
-    assert main(["synth", "--out", str(out), "--n", "3", "--workers", "1", *args]) == 2
-    err = capsys.readouterr().err.strip()
+    argv = ["synth", "--out", str(out), "--n", "3", "--workers", "1", *args]
+    if says.startswith("argument"):  # a value outside its setting's range: refused while parsing
+        with pytest.raises(SystemExit) as e:  # (usage, then the one error line, as train's)
+            main(argv)
+        assert e.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+    else:
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
     assert says in err and len(err.splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
 
@@ -257,7 +264,26 @@ def test_preview_n_must_be_positive(survey: Path, tmp_path: Path, capsys):
     from sfnet.cli import main
 
     argv = ["synth", "--preview", "true_cos_inc", "--data", str(survey), "--out"]
-    assert main([*argv, str(tmp_path / "g.png"), "--preview-n", "-5"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "--preview-n must be >= 1" in err and len(err.splitlines()) == 1
+    with pytest.raises(SystemExit) as e:
+        main([*argv, str(tmp_path / "g.png"), "--preview-n", "-5"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "argument --preview-n: must be an integer >= 1, got -5" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_synth_options_are_the_synth_settings(capsys):
+    import dataclasses
+
+    from sfnet.cli import build_parser
+    from sfnet.cli.synth import synth_config_from_args
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    opts = {s: a for a in sub.choices["synth"]._actions for s in a.option_strings}
+    for f in dataclasses.fields(synthetic.SynthConfig):  # the declared help and default
+        assert opts["--" + f.name.replace("_", "-")].help.startswith(f.metadata["help"]), f.name
+    assert "[default: 6000]" in opts["--n"].help and "[default: 40]" in opts["--preview-n"].help
+    args = build_parser().parse_args(["synth", "--out", "o", "--n", "12", "--seed", "3"])
+    assert synth_config_from_args(args) == synthetic.SynthConfig(n=12, seed=3)
+    with pytest.raises(UserError, match=r"synth\.size must be an integer >= 16"):
+        synthetic.check_synth_args(5, 8, 0)  # the library refuses what the CLI does

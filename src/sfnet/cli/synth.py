@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sfnet.cli.options import add_progress_option, progress_wanted
+from sfnet.cli.options import add_field_options, add_progress_option, given_options, progress_wanted
 from sfnet.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from sfnet.data.synthetic import SynthConfig
+
     p = sub.add_parser(
         "synth",
         help="write the built-in synthetic survey (GalSim images with ground truth)",
@@ -22,12 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--out", help="dataset folder to create, or the PNG file with --preview")
-    p.add_argument("--n", type=int, default=6000, help="number of galaxies [default 6000]")
-    p.add_argument("--size", type=int, default=64, help="image side in pixels [default 64]")
-    p.add_argument("--seed", type=int, default=0, help="survey seed [default 0]")
-    p.add_argument(
-        "--workers", type=int, default=None, help="rendering processes [default: all cores]"
-    )
+    add_field_options(p, SynthConfig, "synth")
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -40,9 +37,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="write a PNG grid of galaxies of --data sorted by COLUMN (e.g. true_cos_inc) to --out",
     )
     p.add_argument(
-        "--preview-n", type=int, default=40, help="galaxies in the preview grid [default 40]"
-    )
-    p.add_argument(
         "--oracle",
         action="store_true",
         help="print the oracle and predict-the-mean RMSE of --data for both targets",
@@ -51,9 +45,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_synth)
 
 
+def synth_config_from_args(args: argparse.Namespace):
+    """The :class:`~sfnet.data.synthetic.SynthConfig` of the typed options (validated)."""
+    from sfnet.data.synthetic import SynthConfig
+
+    cfg = SynthConfig(**given_options(args, "synth"))
+    cfg.validate()
+    return cfg
+
+
 def _synth(args: argparse.Namespace) -> int:
     from sfnet.data import synthetic
     from sfnet.io import check_output_file
+
+    cfg = synth_config_from_args(args)
 
     if args.preview or args.oracle:
         if not args.data:
@@ -61,10 +66,8 @@ def _synth(args: argparse.Namespace) -> int:
         if args.preview:
             if not args.out:
                 raise UserError("--preview needs --out FILE.png")
-            if args.preview_n < 1:
-                raise UserError(f"--preview-n must be >= 1, got {args.preview_n}")
             check_output_file(args.out, overwrite=args.overwrite, inputs=[args.data])
-            out = synthetic.preview(Path(args.data), args.preview, Path(args.out), n=args.preview_n)
+            out = synthetic.preview(Path(args.data), args.preview, Path(args.out), n=cfg.preview_n)
             print(f"wrote {out}")
         if args.oracle:
             _print_oracle(Path(args.data))
@@ -73,21 +76,21 @@ def _synth(args: argparse.Namespace) -> int:
         raise UserError(
             "give --out DATASET_FOLDER (or --preview COLUMN --data DATA --out FILE.png)"
         )
-    synthetic.check_synth_args(args.n, args.size, args.seed, args.workers or 1)
+    synthetic.check_synth_args(cfg.n, cfg.size, cfg.seed, cfg.workers or 1)
     import time
 
     t0 = time.perf_counter()
     out = synthetic.synthesize(
         Path(args.out),
-        args.n,
-        size=args.size,
-        seed=args.seed,
-        workers=args.workers,
+        cfg.n,
+        size=cfg.size,
+        seed=cfg.seed,
+        workers=cfg.workers,
         progress=progress_wanted(args),
         overwrite=args.overwrite,
     )
     dt = time.perf_counter() - t0
-    print(f"wrote {args.n} galaxies ({args.size} px) to {out} in {dt:.1f} s")
+    print(f"wrote {cfg.n} galaxies ({cfg.size} px) to {out} in {dt:.1f} s")
     return 0
 
 

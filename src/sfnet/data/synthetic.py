@@ -98,11 +98,13 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from sfnet.config import MAX_SEED, MIN_CROP, check_fields, setting
 from sfnet.errors import DataError, UserError
 from sfnet.io import atomic_write, atomic_write_json
 from sfnet.physics import BPT_LINES, bpt_class, kauffmann_agn, kauffmann_curve
@@ -739,8 +741,32 @@ def _mp_context():
 #: Peak memory of rendering one galaxy, bytes per pixel of the stamp (about 30 float64 planes:
 #: three bands and GalSim's scratch images; measured at 1024 px).
 RENDER_BYTES_PER_PIXEL = 256
-#: Largest survey seed (the same bound as the training seeds).
-MAX_SEED = 2**32 - 1
+#: Smallest image side, pixels (the network's smallest crop).
+MIN_SIZE = MIN_CROP
+
+
+@dataclass
+class SynthConfig:
+    """Settings of ``sfnet synth`` (its options are generated from these fields).
+
+    Each field is a :func:`~sfnet.config.setting` (its help says what it is). ``n``, ``size``,
+    ``seed`` and ``workers`` are the arguments of :func:`synthesize`; ``preview_n`` those of
+    :func:`preview`.
+    """
+
+    n: int = setting(6000, "number of galaxies", ge=1)
+    size: int = setting(64, "image side in pixels (0.262 arcsec/px)", ge=MIN_SIZE)
+    seed: int = setting(0, "survey seed", ge=0, le=MAX_SEED)
+    workers: int | None = setting(None, "rendering processes (none: all cores)", ge=1)
+    preview_n: int = setting(40, "galaxies in the preview grid (with --preview)", ge=1)
+
+    def validate(self) -> None:
+        """Check every field against its declared type and range.
+
+        Raises:
+            ConfigError: naming ``synth.FIELD`` and the allowed range.
+        """
+        check_fields(self, "synth")
 
 
 def _available_memory() -> int | None:
@@ -752,19 +778,15 @@ def _available_memory() -> int | None:
 
 
 def check_synth_args(n: int, size: int, seed: int, workers: int = 1) -> None:
-    """Refuse, before anything is drawn or written, settings that cannot work: ``n < 1``, a
-    seed outside 0..2^32-1, a size below 16 px, or a size whose rendering (``workers`` galaxies
-    at a time) would not fit in the memory available.
+    """Refuse, before anything is drawn or written, settings that cannot work: a value outside
+    the range its :class:`SynthConfig` field declares (``n < 1``, a seed outside 0..2^32-1, a
+    size below 16 px), or a size whose rendering (``workers`` galaxies at a time) would not fit
+    in the memory available.
 
     Raises:
         UserError: naming the setting and the allowed range.
     """
-    if n < 1:
-        raise UserError(f"--n must be >= 1, got {n}")
-    if not 0 <= seed <= MAX_SEED:
-        raise UserError(f"--seed must be an integer from 0 to {MAX_SEED}, got {seed}")
-    if size < 16:
-        raise UserError(f"image size must be >= 16 px, got {size}")
+    SynthConfig(n=n, size=size, seed=seed, workers=max(1, workers)).validate()
     need = RENDER_BYTES_PER_PIXEL * size * size * max(1, workers)
     avail = _available_memory()
     if avail is not None and need > avail:
@@ -775,10 +797,8 @@ def check_synth_args(n: int, size: int, seed: int, workers: int = 1) -> None:
         )
 
 
-def _check_synth_out(out: Path, size: int, overwrite: bool) -> None:
-    """Refuse a too-small image size, or an ``out`` that exists and may not be replaced."""
-    if size < 16:
-        raise UserError(f"image size must be >= 16 px, got {size}")
+def _check_synth_out(out: Path, overwrite: bool) -> None:
+    """Refuse an ``out`` that exists and may not be replaced."""
     if out.exists() and not overwrite:
         raise UserError(f"{out}: already exists (choose another --out, or overwrite)")
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not read_synth_info(out):
@@ -876,7 +896,7 @@ def synthesize(
         >>> data = sfnet.open_dataset(survey, crop=48)
     """
     out = Path(out)
-    _check_synth_out(out, size, overwrite)
+    _check_synth_out(out, overwrite)
     if workers is None:  # all cores, unless starting processes costs more than it saves
         workers = _default_workers() if n >= 64 else 1
     workers = max(1, int(workers))
