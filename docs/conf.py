@@ -112,6 +112,7 @@ def config_reference() -> str:
     import typing
 
     from sfnet.config import NONE, SECTIONS, CompareConfig, _default
+    from sfnet.data.store import PrepareConfig
     from sfnet.data.synthetic import SynthConfig
     from sfnet.workflows.analyze import AnalysisOptions
     from sfnet.workflows.demo import DemoConfig
@@ -125,6 +126,7 @@ def config_reference() -> str:
     classes = [*(("[" + k + "]", v) for k, v in SECTIONS.items())]
     classes += [("compare.toml", CompareConfig), ("sfnet demo", DemoConfig)]  # demo: if typed
     classes += [("sfnet analyze / report", AnalysisOptions), ("sfnet synth", SynthConfig)]
+    classes += [("sfnet prepare", PrepareConfig)]
     for title, klass in classes:
         hints = typing.get_type_hints(klass)
         if not any("help" in f.metadata for f in dataclasses.fields(klass)):

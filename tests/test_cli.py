@@ -257,6 +257,24 @@ def test_analysis_options_are_the_analysis_settings(command, capsys):
     assert "--batch-size: must be an integer >= 1, got 0" in capsys.readouterr().err
 
 
+def test_prepare_options_are_the_prepare_settings(tmp_path, capsys):
+    from sfnet.cli.data import prepare_config_from_args
+    from sfnet.data.store import PrepareConfig
+
+    opts = _options("prepare")
+    for f in dataclasses.fields(PrepareConfig):  # the declared help, not a second one
+        assert opts["--" + f.name.replace("_", "-")].help.startswith(f.metadata["help"]), f.name
+    args = build_parser().parse_args(["prepare", "D", "--crop", "32", "--skip-bad"])
+    assert prepare_config_from_args(args) == PrepareConfig(crop=32, skip_bad=True)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["prepare", "D", "--workers", "0"])
+    assert "--workers: must be an integer >= 1, got 0" in capsys.readouterr().err
+    assert main(["prepare", str(tmp_path), "--crop", "48", "--resize", "32"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "prepare.crop (48) must not exceed" in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_reproduce_options_are_the_comparison_and_run_settings():
     from sfnet.config import CompareConfig, DataConfig, TrainConfig
 

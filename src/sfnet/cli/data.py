@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from sfnet.cli.options import (
@@ -13,6 +12,7 @@ from sfnet.cli.options import (
     progress_wanted,
 )
 from sfnet.data.download import FAILURES_FILE, DownloadConfig
+from sfnet.data.store import PrepareConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,31 +37,7 @@ def _register_prepare(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("data", type=Path, help="dataset folder (galaxies.csv|.parquet|.fits + images/)")
-    p.add_argument(
-        "--crop",
-        type=int,
-        default=None,
-        help="store only this centre crop (px); default keeps whole images, so any training "
-        "--crop works later",
-    )
-    p.add_argument(
-        "--resize",
-        type=int,
-        default=None,
-        help="resize every image to this side (px) first; must then match training --resize",
-    )
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help=f"decoding processes [default: all cores, {os.cpu_count()}]",
-    )
-    p.add_argument(
-        "--skip-bad",
-        action="store_true",
-        help="drop missing/corrupt images (counted, listed in the store's bad_images.txt) instead of "
-        "stopping",
-    )
+    add_field_options(p, PrepareConfig, "prepare")
     add_progress_option(p)
     p.set_defaults(func=_prepare)
 
@@ -87,15 +63,23 @@ def _register_download(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=_download)
 
 
+def prepare_config_from_args(args: argparse.Namespace) -> PrepareConfig:
+    """The :class:`PrepareConfig` of the typed options (validated)."""
+    cfg = PrepareConfig(**given_options(args, "prepare"))
+    cfg.validate()
+    return cfg
+
+
 def _prepare(args: argparse.Namespace) -> int:
     from sfnet.data.store import prepare
 
+    cfg = prepare_config_from_args(args)
     res = prepare(
         args.data,
-        crop=args.crop,
-        resize=args.resize,
-        workers=args.workers,
-        skip_bad=args.skip_bad,
+        crop=cfg.crop,
+        resize=cfg.resize,
+        workers=cfg.workers,
+        skip_bad=cfg.skip_bad,
         progress=progress_wanted(args),
     )
     geom = f"{res.width}x{res.height} px"

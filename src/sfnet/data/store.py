@@ -52,6 +52,7 @@ from typing import Any
 
 import numpy as np
 
+from sfnet.config import ConfigError, check_fields, setting
 from sfnet.errors import DataError
 from sfnet.io import remove_tree, replace_dir
 from sfnet.progress import progress_bar
@@ -711,6 +712,42 @@ def _open_packed(
 
 
 @dataclass
+class PrepareConfig:
+    """Settings of :func:`prepare` (``sfnet prepare``'s options are generated from these fields).
+
+    Each field is a :func:`~sfnet.config.setting` (its help says what it is).
+    """
+
+    crop: int | None = setting(
+        None,
+        "store only this centre crop (px); none keeps whole images, so any training --crop "
+        "works later",
+        ge=1,
+    )
+    resize: int | None = setting(
+        None, "resize every image to this side (px) first; must then match training --resize", ge=1
+    )
+    workers: int | None = setting(None, "decoding processes (none: all cores)", ge=1)
+    skip_bad: bool = setting(
+        False,
+        "drop missing/corrupt images (counted, listed in the store's bad_images.txt) instead of "
+        "stopping",
+    )
+
+    def validate(self) -> None:
+        """Check every field against its declared type and range, and ``crop <= resize``.
+
+        Raises:
+            ConfigError: naming ``prepare.FIELD``.
+        """
+        check_fields(self, "prepare")
+        if self.crop is not None and self.resize is not None and self.crop > self.resize:
+            raise ConfigError(
+                f"prepare.crop ({self.crop}) must not exceed prepare.resize ({self.resize})"
+            )
+
+
+@dataclass
 class PrepareResult:
     """What ``prepare`` did.
 
@@ -820,16 +857,14 @@ def prepare(
         on_chunk: called as ``on_chunk(done_chunks, total_chunks)`` after each chunk.
 
     Raises:
+        ConfigError: a setting outside its :class:`PrepareConfig` range (or crop > resize).
         DataError: missing or bad images without ``skip_bad`` (first 20 objIDs and the count),
             no decodable image, not enough disk space (before or while writing).
         FolderBusyError: another ``prepare`` is running on this folder (named in the message).
     """
     t0 = time.perf_counter()
     folder = Path(folder)
-    if crop is not None and crop <= 0 or resize is not None and resize <= 0:
-        raise DataError(f"crop and resize must be positive (got crop={crop}, resize={resize})")
-    if crop is not None and resize is not None and crop > resize:
-        raise DataError(f"crop ({crop}) must not exceed resize ({resize})")
+    PrepareConfig(crop=crop, resize=resize, workers=workers, skip_bad=skip_bad).validate()
     if not folder.is_dir():
         raise DataError(f"{folder}: no such dataset folder")
     from sfnet.lock import folder_lock
