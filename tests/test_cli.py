@@ -275,6 +275,17 @@ def test_prepare_options_are_the_prepare_settings(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_predict_options_are_the_predict_settings():
+    from sfnet.cli.predict import predict_config_from_args
+    from sfnet.predict import PredictConfig
+
+    opts = _options("predict")
+    for f in dataclasses.fields(PredictConfig):  # the declared help and default
+        assert opts["--" + f.name.replace("_", "-")].help == f"{f.metadata['help']} [default: {f.default}]"  # fmt: skip
+    args = build_parser().parse_args(["predict", "R", "--out", "p.csv", "--batch-size", "8"])
+    assert predict_config_from_args(args) == PredictConfig(batch_size=8)
+
+
 def test_reproduce_options_are_the_comparison_and_run_settings():
     from sfnet.config import CompareConfig, DataConfig, TrainConfig
 

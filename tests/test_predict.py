@@ -159,9 +159,12 @@ def test_predict_batch_size_zero_is_one_line(tmp_path, capsys):
     data = _dataset(tmp_path / "D")
     run = _run_folder(tmp_path / "run", data)
     argv = ["predict", str(run), "--out", str(tmp_path / "p.csv"), "--batch-size", "0"]
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert "--batch-size" in err and len(err.splitlines()) == 1
+    with pytest.raises(SystemExit) as e:  # refused while parsing, as 'train --epochs 0' is
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the usage
+    assert err == "sfnet predict: error: argument --batch-size: must be an integer >= 1, got 0"
+    assert not (tmp_path / "p.csv").exists()
 
 
 def test_predict_never_writes_over_its_input_or_an_existing_file(tmp_path, capsys):

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sfnet.config import ConfigError
+from sfnet.config import ConfigError, check_fields, setting
 from sfnet.data.batches import iter_batches
 from sfnet.runs import Run
 
@@ -18,6 +18,20 @@ if TYPE_CHECKING:
     from sfnet.data.galaxies import Galaxies
 
 log = logging.getLogger("sfnet.predict")
+
+
+@dataclass
+class PredictConfig:
+    """Settings of ``sfnet predict`` (its options are generated from these fields).
+
+    Each field is a :func:`~sfnet.config.setting` (its help says what it is).
+    """
+
+    batch_size: int = setting(256, "galaxies per forward pass", ge=1)
+
+    def validate(self) -> None:
+        """Raises: ConfigError naming ``predict.FIELD`` outside its declared range."""
+        check_fields(self, "predict")
 
 
 @dataclass
@@ -155,7 +169,9 @@ def spatial_features(
 # ------------------------------------------------------------------ a dataset's prediction table
 
 
-def predict_dataset(run: Run, dcfg: Any, batch_size: int = 256) -> pd.DataFrame:
+def predict_dataset(
+    run: Run, dcfg: Any, batch_size: int = PredictConfig.batch_size
+) -> pd.DataFrame:
     """``sfnet predict``: every galaxy of ``dcfg.path`` (a DataConfig, or a path; None: the run's
     own data) that has an image, at the run's resize and crop (:meth:`sfnet.runs.Run.galaxies`).
 

@@ -6,11 +6,13 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from sfnet.cli.options import add_device_option, device_wanted
+from sfnet.cli.options import add_device_option, add_field_options, device_wanted, given_options
 from sfnet.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from sfnet.predict import PredictConfig
+
     q = sub.add_parser(
         "predict",
         help="predict targets and active features for a dataset",
@@ -25,9 +27,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument(
         "--overwrite", action="store_true", help="replace --out if it exists (never an input)"
     )
-    q.add_argument("--batch-size", type=int, default=256, help="galaxies per forward pass")
+    add_field_options(q, PredictConfig, "predict")
     add_device_option(q)
     q.set_defaults(func=_predict)
+
+
+def predict_config_from_args(args: argparse.Namespace):
+    """The :class:`~sfnet.predict.PredictConfig` of the typed options (validated)."""
+    from sfnet.predict import PredictConfig
+
+    cfg = PredictConfig(**given_options(args, "predict"))
+    cfg.validate()
+    return cfg
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -36,6 +47,7 @@ def _predict(args: argparse.Namespace) -> int:
     from sfnet.predict import predict_dataset
     from sfnet.runs import CONFIG, META, WEIGHTS, load_run
 
+    cfg = predict_config_from_args(args)
     if args.out.suffix.lower() not in TABLE_FORMATS:  # refused before any work is done
         raise UserError(f"{args.out}: output must end in {', '.join(TABLE_FORMATS)}")
     run_files = [args.run / name for name in (CONFIG, META, WEIGHTS)]
@@ -46,7 +58,7 @@ def _predict(args: argparse.Namespace) -> int:
         dcfg = dataclasses.replace(dcfg, path=str(args.data))
     # the run's own data is an input too (known once the run is loaded)
     check_output_file(args.out, overwrite=args.overwrite, inputs=[dcfg.path])
-    table = predict_dataset(run, dcfg, batch_size=args.batch_size)
+    table = predict_dataset(run, dcfg, batch_size=cfg.batch_size)
     write_table(table, args.out)
     print(f"wrote {len(table)} predictions to {args.out}")
     return 0
