@@ -112,8 +112,10 @@ def config_reference() -> str:
     import typing
 
     from sfnet.config import NONE, SECTIONS, CompareConfig, _default
+    from sfnet.data.paper_data import PaperDataConfig
     from sfnet.data.store import PrepareConfig
     from sfnet.data.synthetic import SynthConfig
+    from sfnet.predict import PredictConfig
     from sfnet.workflows.analyze import AnalysisOptions
     from sfnet.workflows.demo import DemoConfig
 
@@ -121,12 +123,14 @@ def config_reference() -> str:
         _heading("Settings", "="),
         "Every setting of a run, as saved in its ``config.toml`` (section ``[data]``, "
         "``[model]``, ``[train]``) and as the ``sfnet`` command-line option of the same name "
-        "(``_`` written ``-``). Generated from the dataclasses of :mod:`sfnet.config`.\n",
+        "(``_`` written ``-``), then the settings of the other commands (their options). "
+        "Generated from the settings dataclasses.\n",
     ]
     classes = [*(("[" + k + "]", v) for k, v in SECTIONS.items())]
     classes += [("compare.toml", CompareConfig), ("sfnet demo", DemoConfig)]  # demo: if typed
     classes += [("sfnet analyze / report", AnalysisOptions), ("sfnet synth", SynthConfig)]
-    classes += [("sfnet prepare", PrepareConfig)]
+    classes += [("sfnet prepare", PrepareConfig), ("sfnet predict", PredictConfig)]
+    classes += [("sfnet fetch-paper-data", PaperDataConfig)]
     for title, klass in classes:
         hints = typing.get_type_hints(klass)
         if not any("help" in f.metadata for f in dataclasses.fields(klass)):

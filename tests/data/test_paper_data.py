@@ -252,17 +252,42 @@ def test_a_malformed_record_is_one_line(tmp_path, capsys, record, says):
 @pytest.mark.parametrize(
     "args, says",
     [
-        (["--timeout", "-1"], "--timeout must be"),
-        (["--timeout", "0"], "--timeout must be"),
-        (["--timeout", "nan"], "--timeout must be"),
-        (["--retries", "-1"], "--retries must be"),
+        (["--timeout", "-1"], "argument --timeout: must be a finite number > 0"),
+        (["--timeout", "0"], "argument --timeout: must be a finite number > 0"),
+        (["--timeout", "nan"], "argument --timeout: must be a finite number > 0"),
+        (["--retries", "-1"], "argument --retries: must be an integer >= 0"),
     ],
 )
 def test_fetch_option_ranges(tmp_path, capsys, args, says):
     with fake(bodies=BODIES) as srv:
-        assert main(["fetch-paper-data", str(tmp_path / "o"), "--api", srv.api, *args]) == 2
+        with pytest.raises(SystemExit) as e:  # refused while parsing, as 'train --epochs 0' is
+            main(["fetch-paper-data", str(tmp_path / "o"), "--api", srv.api, *args])
+        assert e.value.code == 2
         assert srv.requests == []
-    assert says in _one_line(capsys)
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the usage
+    assert err.startswith("sfnet fetch-paper-data: error: ") and says in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_fetch_options_are_the_paper_data_settings():
+    import dataclasses
+
+    from sfnet.cli import build_parser
+    from sfnet.cli.paper_data import paper_data_config_from_args
+    from sfnet.config import ConfigError
+    from sfnet.data.paper_data import PaperDataConfig
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    opts = {s: a for a in sub.choices["fetch-paper-data"]._actions for s in a.option_strings}
+    for f in dataclasses.fields(PaperDataConfig):  # the declared help and default
+        flag = "--" + f.name.replace("_", "-")
+        assert (flag in opts) == f.metadata["cli"], f.name
+        if f.metadata["cli"]:
+            assert opts[flag].help == f"{f.metadata['help']} [default: {f.default}]", f.name
+    args = build_parser().parse_args(["fetch-paper-data", "o", "--retries", "2"])
+    assert paper_data_config_from_args(args) == PaperDataConfig(retries=2)
+    with pytest.raises(ConfigError, match=r"paper_data\.backoff must be"):  # the library too
+        fetch_paper_data("never-made", backoff=-1.0)
 
 
 def test_an_archive_made_with_tar_c_dot_unpacks(tmp_path):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sfnet.data.paper_data import PAPER_RECORD, ZENODO_API
+from sfnet.cli.options import add_field_options, given_options
+from sfnet.data.paper_data import PAPER_RECORD, PaperDataConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,12 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("out", type=Path, help="dataset folder to create or complete")
-    p.add_argument("--record", default=PAPER_RECORD, help=f"Zenodo record [default {PAPER_RECORD}]")
-    p.add_argument(
-        "--api", default=ZENODO_API, help=f"base URL of the records API [default {ZENODO_API}]"
-    )
-    p.add_argument("--retries", type=int, default=5, help="resumes per file [default 5]")
-    p.add_argument("--timeout", type=float, default=60.0, help="socket timeout, s [default 60]")
+    add_field_options(p, PaperDataConfig, "paper_data")
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -35,15 +31,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_fetch)
 
 
+def paper_data_config_from_args(args: argparse.Namespace) -> PaperDataConfig:
+    """The :class:`PaperDataConfig` of the typed options (validated)."""
+    cfg = PaperDataConfig(**given_options(args, "paper_data"))
+    cfg.validate()
+    return cfg
+
+
 def _fetch(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from sfnet.data.paper_data import fetch_paper_data
 
+    cfg = paper_data_config_from_args(args)
     res = fetch_paper_data(
         args.out,
-        record=args.record,
-        api=args.api,
-        retries=args.retries,
-        timeout=args.timeout,
+        **dataclasses.asdict(cfg),
         overwrite=args.overwrite,
         log_fn=lambda m: print(m, flush=True),
     )

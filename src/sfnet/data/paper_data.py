@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from sfnet.config import check_fields, setting
 from sfnet.data.download import _RETRY_STATUS
 from sfnet.errors import DataError
 
@@ -402,14 +403,33 @@ class PaperDataResult:
     reused: list[str]
 
 
+@dataclass
+class PaperDataConfig:
+    """Settings of :func:`fetch_paper_data` (``sfnet fetch-paper-data``'s options are
+    generated from these fields).
+
+    Each field is a :func:`~sfnet.config.setting` (its help says what it is).
+    """
+
+    record: str = setting(PAPER_RECORD, "Zenodo record")
+    api: str = setting(ZENODO_API, "base URL of the records API")
+    retries: int = setting(5, "resumes per file", ge=0)
+    timeout: float = setting(60.0, "socket timeout, seconds", gt=0)
+    backoff: float = setting(1.0, "first retry delay, seconds", ge=0, cli=False)
+
+    def validate(self) -> None:
+        """Raises: ConfigError naming ``paper_data.FIELD`` outside its declared range."""
+        check_fields(self, "paper_data")
+
+
 def fetch_paper_data(
     out: Path,
     *,
-    record: str = PAPER_RECORD,
-    api: str = ZENODO_API,
-    retries: int = 5,
-    timeout: float = 60.0,
-    backoff: float = 1.0,
+    record: str = PaperDataConfig.record,
+    api: str = PaperDataConfig.api,
+    retries: int = PaperDataConfig.retries,
+    timeout: float = PaperDataConfig.timeout,
+    backoff: float = PaperDataConfig.backoff,
     overwrite: bool = False,
     log_fn: Callable[[str], None] | None = None,
 ) -> PaperDataResult:
@@ -424,14 +444,8 @@ def fetch_paper_data(
         overwrite: replace files in ``out`` that are not the record's (never without it).
         log_fn: called with one line per step (the CLI prints them).
     """
-    import math
-
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise DataError(f"--retries must be an integer >= 0, got {retries!r}")
-    if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
-        raise DataError(f"--timeout must be a number of seconds > 0, got {timeout!r}")
-    if not (isinstance(backoff, int | float) and math.isfinite(backoff) and backoff >= 0):
-        raise DataError(f"backoff must be >= 0 seconds, got {backoff!r}")
+    cfg = PaperDataConfig(record=record, api=api, retries=retries, timeout=timeout, backoff=backoff)
+    cfg.validate()  # ConfigError naming paper_data.FIELD
     say = log_fn or (lambda _m: None)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
