@@ -864,8 +864,8 @@ def _replace_folder(tmp: Path, out: Path) -> None:
 def synthesize(
     out: Path,
     n: int,
-    size: int = 64,
-    seed: int = 0,
+    size: int = SynthConfig.size,
+    seed: int = SynthConfig.seed,
     workers: int | None = None,
     progress: bool = False,
     overwrite: bool = False,
@@ -984,7 +984,7 @@ def preview(
     data: Path,
     column: str,
     out: Path,
-    n: int = 40,
+    n: int = SynthConfig.preview_n,
     ncols: int = 8,
     rows: Sequence[int] | None = None,
 ) -> Path:
@@ -1004,8 +1004,7 @@ def preview(
     from matplotlib.figure import Figure
     from PIL import Image
 
-    if n < 1:
-        raise UserError(f"the preview shows n >= 1 galaxies, got {n}")
+    SynthConfig(preview_n=n).validate()  # n >= 1, named synth.preview_n
     data = Path(data)
     cat, vals, pick = _preview_pick(data, column, n, rows)
     nrows = int(np.ceil(len(pick) / ncols))
