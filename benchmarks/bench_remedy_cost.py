@@ -8,6 +8,8 @@ saving on ``bn_recompute`` galaxies; an epoch trains ``n_train`` galaxies. Print
 
     overhead_per_epoch = (copy + bn_recompute / batch * recompute batch) / (n_train / batch * step)
 
+and, for ``eval_weights = "ema"``, the weight-average update after every step over the step.
+
 for the paper's 117,223 galaxies (80 % training) and this dataset's size.
 
     python benchmarks/bench_remedy_cost.py [--size 64] [--batch 64] [--reps 5] [--cap 2048]
@@ -28,7 +30,7 @@ from sfnet.data.batches import Normalization
 from sfnet.model import SparseFeatureNet
 from sfnet.optim import ranger
 from sfnet.precision import choose_precision
-from sfnet.train import recompute_bn, rmse_loss
+from sfnet.train import WeightAverage, recompute_bn, rmse_loss
 
 
 def main() -> None:
@@ -48,7 +50,8 @@ def main() -> None:
     norm = Normalization((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
     y = torch.randn(args.batch, 1)
     rows = np.arange(args.batch)
-    step_t, bn_t, copy_t = [], [], []
+    ema = WeightAverage(model, horizon_steps=3 * args.n_train / args.batch)
+    step_t, bn_t, copy_t, ema_t = [], [], [], []
     for _ in range(args.reps + 1):  # the first round warms up
         model.train()
         t0 = time.perf_counter()
@@ -60,17 +63,23 @@ def main() -> None:
         opt.step()
         step_t.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
+        ema.update(model)  # eval_weights = "ema": after every optimizer step
+        ema_t.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
         m = copy.deepcopy(model)
         copy_t.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         recompute_bn(m, images, rows, args.batch, norm, prec, torch.device("cpu"))
         bn_t.append(time.perf_counter() - t0)
-    step, bn, cp = (statistics.median(t[1:]) for t in (step_t, bn_t, copy_t))
+    step, bn, cp, av = (statistics.median(t[1:]) for t in (step_t, bn_t, copy_t, ema_t))
     print(
         f"precision {prec.name}, {args.size} px, batch {args.batch}, {torch.get_num_threads()} threads"
     )
     print(
         f"training step {step:.3f} s; recompute batch {bn:.3f} s ({bn / step:.2f} of a step); copy {cp:.3f} s"
+    )
+    print(
+        f"weight-average update {av:.4f} s per step: {av / step:.4f} of a step (eval_weights = ema)"
     )
     for name, n in (("paper scale", args.n_train), ("400-galaxy sample", 320)):
         epoch = n / args.batch * step
