@@ -48,6 +48,8 @@ NONE = "none"
 MIN_CROP = 16
 #: Largest seed (seeds must fit every generator they feed, with room for per-run offsets).
 MAX_SEED = 2**32 - 1
+#: Galaxies per forward pass of inference (predict, analyze, explain): the default everywhere.
+INFERENCE_BATCH = 256
 
 
 class ConfigError(UserError, ValueError):

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sfnet.config import ConfigError, check_fields, setting
+from sfnet.config import INFERENCE_BATCH, ConfigError, check_fields, setting
 from sfnet.data.batches import iter_batches
 from sfnet.runs import Run
 
@@ -27,7 +27,7 @@ class PredictConfig:
     Each field is a :func:`~sfnet.config.setting` (its help says what it is).
     """
 
-    batch_size: int = setting(256, "galaxies per forward pass", ge=1)
+    batch_size: int = setting(INFERENCE_BATCH, "galaxies per forward pass", ge=1)
 
     def validate(self) -> None:
         """Raises: ConfigError naming ``predict.FIELD`` outside its declared range."""
@@ -67,7 +67,7 @@ def predict(
     run: Run,
     images,
     idx: np.ndarray | None = None,
-    batch_size: int = 256,
+    batch_size: int = INFERENCE_BATCH,
     pooled: bool = False,
 ) -> Predictions:
     """Run the model on ``images[idx]`` (all rows when ``idx`` is None), at ``run.precision``.
@@ -112,7 +112,7 @@ def predict(
 
 @torch.inference_mode()
 def pooled_features(
-    run: Run, images, idx: np.ndarray | None = None, batch_size: int = 256
+    run: Run, images, idx: np.ndarray | None = None, batch_size: int = INFERENCE_BATCH
 ) -> np.ndarray:
     """(N, d) float32 pooled features after the ReLU, before TopK (the dense representation):
     :func:`predict`'s pass with ``pooled=True`` (the linear head it also runs is negligible)."""
@@ -182,7 +182,7 @@ def predict_dataset(
     return predict_table(run, run.galaxies(source or None), batch_size=batch_size)
 
 
-def predict_table(run: Run, galaxies: Galaxies, batch_size: int = 256) -> pd.DataFrame:
+def predict_table(run: Run, galaxies: Galaxies, batch_size: int = INFERENCE_BATCH) -> pd.DataFrame:
     """The prediction table of ``galaxies`` (:class:`sfnet.data.galaxies.Galaxies`): what
     ``sfnet predict`` writes and :meth:`sfnet.runs.Run.predict` returns.
 

@@ -42,7 +42,7 @@ import pandas as pd
 import tomllib
 
 from sfnet import __version__
-from sfnet.config import ConfigError, RunConfig
+from sfnet.config import INFERENCE_BATCH, ConfigError, RunConfig
 from sfnet.errors import RunFolderError, UserError
 from sfnet.io import atomic_write, atomic_write_json, remove_tree, replace_dir
 
@@ -511,7 +511,7 @@ class Run:
         *,
         format: str = "pandas",
         as_table: bool = False,
-        batch_size: int = 256,
+        batch_size: int = INFERENCE_BATCH,
     ):
         """Predictions of galaxies ``x``: the table ``sfnet predict`` writes, row for row.
 
@@ -543,7 +543,7 @@ class Run:
         pooled: bool = False,
         format: str = "pandas",
         as_table: bool = False,
-        batch_size: int = 256,
+        batch_size: int = INFERENCE_BATCH,
     ):
         """Feature activations of galaxies ``x`` (see the class for inputs).
 
@@ -575,7 +575,9 @@ class Run:
         frame = pd.concat([pd.DataFrame({"objID": g.objid}), pd.DataFrame(cols)], axis=1)
         return _as_table(frame, format, as_table)
 
-    def evaluate(self, x: Any = None, split: str = "val", batch_size: int = 256) -> dict:
+    def evaluate(
+        self, x: Any = None, split: str = "val", batch_size: int = INFERENCE_BATCH
+    ) -> dict:
         """RMSE of the predictions against the measured targets (physical units, dex).
 
         Scored on the galaxies of ``x`` that have a measurement passing the target's quality

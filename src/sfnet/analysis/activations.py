@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sfnet.config import INFERENCE_BATCH
 from sfnet.errors import DataError, RunFolderError
 
 #: File name of the stored activations inside a run folder.
@@ -613,7 +614,7 @@ def compute_activations(
     data: Any = None,
     *,
     split: str = "val",
-    batch_size: int = 256,
+    batch_size: int = INFERENCE_BATCH,
     progress: bool = False,
 ) -> SparseActivations:
     """Top-k activations (and predictions) of a sparse run on its validation split or all galaxies.

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from sfnet.analysis.activations import interpretable_columns, spearman_with_catalog
+from sfnet.config import INFERENCE_BATCH
 from sfnet.errors import DataError
 
 #: Prefix of the ground-truth latent factor columns of the synthetic survey.
@@ -158,7 +159,7 @@ def dense_groundtruth(
     k: int,
     *,
     max_fit: int = 20000,
-    batch_size: int = 256,
+    batch_size: int = INFERENCE_BATCH,
     seed: int = 0,
 ) -> dict[str, Any] | None:
     """Ground truth of a dense run's top-k PCA components and k most variable neurons.

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch.utils.data import DistributedSampler
 
+from sfnet.config import INFERENCE_BATCH
+
 #: ImageNet channel statistics (for ImageNet-initialised trunks), RGB in [0, 1].
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -116,9 +118,9 @@ def augment(
 
 
 def eval_batch_size(train_batch: int) -> int:
-    """Galaxies per forward pass when evaluating: no gradients are kept, so at least 256 (and
-    twice the training batch), which keeps a large device busy."""
-    return max(256, 2 * train_batch)
+    """Galaxies per forward pass when evaluating: no gradients are kept, so at least
+    INFERENCE_BATCH (and twice the training batch), which keeps a large device busy."""
+    return max(INFERENCE_BATCH, 2 * train_batch)
 
 
 def epoch_order(

@@ -50,7 +50,7 @@ from sfnet.analysis.activations import (
 from sfnet.analysis.metrics import rmse
 from sfnet.analysis.paper import STATS_CHOICES
 from sfnet.analysis.redundancy import REDUNDANCY_RHO, Redundancy, redundant_features
-from sfnet.config import check_fields, setting
+from sfnet.config import INFERENCE_BATCH, check_fields, setting
 from sfnet.data.catalog import units_of
 from sfnet.errors import RunFolderError
 from sfnet.outputs.tables import write_csv
@@ -98,7 +98,7 @@ class AnalysisOptions:
     recompute: bool = setting(
         False, "recompute activations even if activations.npz matches the model"
     )
-    batch_size: int = setting(256, "galaxies per forward pass", ge=1)
+    batch_size: int = setting(INFERENCE_BATCH, "galaxies per forward pass", ge=1)
     redundancy_rho: float = setting(
         REDUNDANCY_RHO,
         "two features are redundant when the Spearman rho of their A_f over the galaxies "
