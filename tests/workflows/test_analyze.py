@@ -11,6 +11,7 @@ import pytest
 from sfnet.analysis.activations import SparseActivations
 from sfnet.analysis.equations import RATIO_NAMES
 from sfnet.cli import main
+from sfnet.config import ConfigError
 from sfnet.errors import RunFolderError
 from sfnet.runs import load_run
 from sfnet.workflows.analyze import AnalysisOptions, analyze_run, is_analysed
@@ -137,3 +138,15 @@ def test_pre_topk_stats_follow_the_pooled_features(runs, tmp_path):
     html = render_report(run_dir)
     assert "before TopK" in html
     assert "before TopK" not in render_report(sparse)
+
+
+def test_library_options_are_checked_like_the_cli_options(trained_toy_run):
+    # Run.report(**options) and analyze_run(...) take AnalysisOptions without argparse's checks
+    before = sorted(p.name for p in trained_toy_run.iterdir())
+    for bad, field in (
+        (AnalysisOptions(stats="pre"), "stats"),
+        (AnalysisOptions(batch_size=0), "batch_size"),
+    ):
+        with pytest.raises(ConfigError, match=f"analysis.{field}"):
+            analyze_run(trained_toy_run, bad)
+    assert sorted(p.name for p in trained_toy_run.iterdir()) == before  # nothing written

@@ -189,11 +189,9 @@ def _stats_activations(
 ) -> SparseActivations:
     """The activations the statistics are taken from (``opts.stats``): ``acts`` for
     ``post-topk``, the pooled features before TopK of the same galaxies for ``pre-topk``."""
-    from sfnet.analysis.paper import STATS_CHOICES, pre_topk_activations
+    from sfnet.analysis.paper import pre_topk_activations
     from sfnet.predict import pooled_features
 
-    if opts.stats not in STATS_CHOICES:
-        raise RunFolderError(f"stats must be one of {STATS_CHOICES}, got {opts.stats!r}")
     if opts.stats == "post-topk":
         return acts
     pooled = pooled_features(run, data.images, acts.rows, batch_size=opts.batch_size)
@@ -571,12 +569,14 @@ def analyze_run(
     Raises:
         RunFolderError: not a run folder, or a dense run (analyse its sparse counterpart and pass
             the dense one as ``options.dense``).
+        ConfigError: an option outside its declared range (naming ``analysis.FIELD``).
     """
     from sfnet.analysis.equations import equations_for_run, write_equations
     from sfnet.io import atomic_write_json
 
     t0 = time.perf_counter()
     opts = options or AnalysisOptions()
+    opts.validate()  # the CLI checked its options already; Run.report(**options) did not
     run_dir = Path(run_dir)
     # 1. the run, its data and its sparse activations (computed once, then read from the folder)
     run = _load_sparse_run(run_dir, device)
