@@ -349,6 +349,54 @@ RENAMED = {("data", "data"): "path"}
 
 
 @dataclass
+class PredictConfig:
+    """Settings of ``sfnet predict`` (its options are generated from these fields; here, not in
+    :mod:`sfnet.predict`, so that building the CLI does not import torch).
+
+    Each field is a :func:`~sfnet.config.setting` (its help says what it is).
+    """
+
+    batch_size: int = setting(INFERENCE_BATCH, "galaxies per forward pass", ge=1)
+
+    def validate(self) -> None:
+        """Raises: ConfigError naming ``predict.FIELD`` outside its declared range."""
+        check_fields(self, "predict")
+
+
+@dataclass
+class EmbedConfig:
+    """``sfnet embed`` (see each field's help). Here, not in :mod:`sfnet.workflows.embed`, so
+    that building the CLI does not import torch."""
+
+    path: str = setting("", "dataset folder or .npz [default: a run's own data]", flag="data")
+    crop: int | None = setting(
+        None,
+        "centre crop in pixels (none: a run's crop; 144 for a named encoder)",
+        ge=MIN_CROP,
+    )
+    size: int | None = setting(
+        None,
+        "side in pixels the encoder sees, images resized (none: the encoder's pretrained input "
+        "size; a run's trunk always sees its crop)",
+        ge=MIN_CROP,
+    )
+    pretrained: str | None = setting(
+        "hub",
+        "weights of a named encoder: 'hub' (published safetensors via the Hugging Face cache), "
+        "'imagenet' (resnet18), a weights file, or none (random: a sanity baseline)",
+    )
+    batch_size: int = setting(64, "galaxies per forward pass", ge=1)
+    device: str = setting(
+        "auto",
+        "where the encoder runs (auto: CUDA when available)",
+        choices=("auto", "cpu", "cuda"),
+    )
+
+    def validate(self) -> None:
+        check_fields(self, "embed")
+
+
+@dataclass
 class RunConfig:
     """Everything needed to reproduce one training run; saved as ``config.toml``."""
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sfnet.config import INFERENCE_BATCH, ConfigError, check_fields, setting
+from sfnet.config import INFERENCE_BATCH, ConfigError, PredictConfig
 from sfnet.data.batches import iter_batches
 from sfnet.runs import Run
 
@@ -18,20 +18,6 @@ if TYPE_CHECKING:
     from sfnet.data.galaxies import Galaxies
 
 log = logging.getLogger("sfnet.predict")
-
-
-@dataclass
-class PredictConfig:
-    """Settings of ``sfnet predict`` (its options are generated from these fields).
-
-    Each field is a :func:`~sfnet.config.setting` (its help says what it is).
-    """
-
-    batch_size: int = setting(INFERENCE_BATCH, "galaxies per forward pass", ge=1)
-
-    def validate(self) -> None:
-        """Raises: ConfigError naming ``predict.FIELD`` outside its declared range."""
-        check_fields(self, "predict")
 
 
 @dataclass

@@ -8,7 +8,7 @@ from pathlib import Path
 
 def register(sub: argparse._SubParsersAction) -> None:
     from sfnet.cli.options import add_field_options
-    from sfnet.workflows.embed import EmbedConfig
+    from sfnet.config import EmbedConfig
 
     p = sub.add_parser(
         "embed",

@@ -11,7 +11,7 @@ from sfnet.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from sfnet.predict import PredictConfig
+    from sfnet.config import PredictConfig
 
     q = sub.add_parser(
         "predict",
@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def predict_config_from_args(args: argparse.Namespace):
     """The :class:`~sfnet.predict.PredictConfig` of the typed options (validated)."""
-    from sfnet.predict import PredictConfig
+    from sfnet.config import PredictConfig
 
     cfg = PredictConfig(**given_options(args, "predict"))
     cfg.validate()

@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from sfnet.config import MIN_CROP, DataConfig, check_fields, setting
+from sfnet.config import DataConfig, EmbedConfig
 from sfnet.errors import UserError
 from sfnet.io import atomic_write
 
@@ -33,38 +33,6 @@ log = logging.getLogger(__name__)
 
 #: Short name of the paper's probe encoder (Zoobot), accepted by ``embed`` and ``--features``.
 ZOOBOT = "zoobot"
-
-
-@dataclass
-class EmbedConfig:
-    """``sfnet embed`` (see each field's help)."""
-
-    path: str = setting("", "dataset folder or .npz [default: a run's own data]", flag="data")
-    crop: int | None = setting(
-        None,
-        "centre crop in pixels (none: a run's crop; 144 for a named encoder)",
-        ge=MIN_CROP,
-    )
-    size: int | None = setting(
-        None,
-        "side in pixels the encoder sees, images resized (none: the encoder's pretrained input "
-        "size; a run's trunk always sees its crop)",
-        ge=MIN_CROP,
-    )
-    pretrained: str | None = setting(
-        "hub",
-        "weights of a named encoder: 'hub' (published safetensors via the Hugging Face cache), "
-        "'imagenet' (resnet18), a weights file, or none (random: a sanity baseline)",
-    )
-    batch_size: int = setting(64, "galaxies per forward pass", ge=1)
-    device: str = setting(
-        "auto",
-        "where the encoder runs (auto: CUDA when available)",
-        choices=("auto", "cpu", "cuda"),
-    )
-
-    def validate(self) -> None:
-        check_fields(self, "embed")
 
 
 @dataclass
