@@ -13,7 +13,7 @@ TORCH_PKGS ?= torch==2.14.1 torchvision==0.29.1
 # the package sources pip is configured with (UV_SOURCES), best version across them as pip picks;
 # plain pip where uv cannot be installed. No byte-compiling at install (compiling every installed
 # .py costs ~90 s CPU, 15,400 files): importing every sfnet module once byte-compiles just what
-# sfnet runs (~15 s CPU). It must write its .pyc even where PYTHONDONTWRITEBYTECODE is set (an
+# sfnet runs (~20 s CPU). It must write its .pyc even where PYTHONDONTWRITEBYTECODE is set (an
 # empty value is "unset" to Python): without them every later process compiles torch and
 # torchvision from source again, `import torchvision` 14.5 s CPU instead of 6.2.
 WRITE_PYC := PYTHONDONTWRITEBYTECODE=

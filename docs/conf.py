@@ -111,11 +111,10 @@ def config_reference() -> str:
     import dataclasses
     import typing
 
-    from sfnet.config import NONE, SECTIONS, CompareConfig, _default
+    from sfnet.config import NONE, SECTIONS, CompareConfig, PredictConfig, _default
     from sfnet.data.paper_data import PaperDataConfig
     from sfnet.data.store import PrepareConfig
     from sfnet.data.synthetic import SynthConfig
-    from sfnet.predict import PredictConfig
     from sfnet.workflows.analyze import AnalysisOptions
     from sfnet.workflows.demo import DemoConfig
 

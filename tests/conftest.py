@@ -18,8 +18,9 @@ torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
 
 
 def toy_train_args(epochs: int, batch_size: int = 32) -> list[str]:
-    """``sfnet train`` options for the toy set: 32 px, k=4, batch 32, lr 0.01, CPU, quiet,
-    batch-norm statistics recomputed on 64 training galaxies (as ``toy_config``)."""
+    """``sfnet train`` options for the toy set: 32 px, k=4, batch ``batch_size`` (32, as
+    ``toy_config``), lr 0.01, CPU, quiet, batch-norm statistics recomputed on 64 training
+    galaxies."""
     args = "--crop 32 --k 4 --lr 0.01 --bn-recompute 64 --device cpu --no-progress"
     return [*args.split(), "--batch-size", str(batch_size), "--epochs", str(epochs)]
 

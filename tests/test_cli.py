@@ -279,7 +279,7 @@ def test_prepare_options_are_the_prepare_settings(tmp_path, capsys):
 
 def test_predict_options_are_the_predict_settings():
     from sfnet.cli.predict import predict_config_from_args
-    from sfnet.predict import PredictConfig
+    from sfnet.config import PredictConfig
 
     opts = _options("predict")
     for f in dataclasses.fields(PredictConfig):  # the declared help and default

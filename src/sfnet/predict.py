@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sfnet.config import INFERENCE_BATCH, ConfigError, PredictConfig
+from sfnet.config import INFERENCE_BATCH, ConfigError
 from sfnet.data.batches import iter_batches
 from sfnet.runs import Run
 
@@ -155,9 +155,7 @@ def spatial_features(
 # ------------------------------------------------------------------ a dataset's prediction table
 
 
-def predict_dataset(
-    run: Run, dcfg: Any, batch_size: int = PredictConfig.batch_size
-) -> pd.DataFrame:
+def predict_dataset(run: Run, dcfg: Any, batch_size: int = INFERENCE_BATCH) -> pd.DataFrame:
     """``sfnet predict``: every galaxy of ``dcfg.path`` (a DataConfig, or a path; None: the run's
     own data) that has an image, at the run's resize and crop (:meth:`sfnet.runs.Run.galaxies`).
 

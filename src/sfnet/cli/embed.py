@@ -30,8 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _embed(args: argparse.Namespace) -> int:
     from sfnet.cli.options import given_options
+    from sfnet.config import EmbedConfig
     from sfnet.io import check_output_file
-    from sfnet.workflows.embed import EmbedConfig, embed_to_file
+    from sfnet.workflows.embed import embed_to_file
 
     cfg = EmbedConfig(**given_options(args, "embed"))
     encoder = Path(args.encoder)

@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def predict_config_from_args(args: argparse.Namespace):
-    """The :class:`~sfnet.predict.PredictConfig` of the typed options (validated)."""
+    """The :class:`~sfnet.config.PredictConfig` of the typed options (validated)."""
     from sfnet.config import PredictConfig
 
     cfg = PredictConfig(**given_options(args, "predict"))
