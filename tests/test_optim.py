@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from sfnet.config import TrainConfig
-from sfnet.optim import flat_cos_factor, make_scheduler, ranger
+from sfnet.optim import anneal_start, flat_cos_factor, make_scheduler, ranger
 
 
 def _lr_and_beta1(cfg: TrainConfig, total: int) -> tuple[np.ndarray, np.ndarray]:
@@ -65,3 +65,26 @@ def test_warmup_ramps_linearly_to_the_peak_then_follows_flat_cos():
     assert lrs[5:20] == [0.1] * 15
     plain, _ = _lr_and_beta1(cfg, 40)  # after the warm-up: the paper's schedule unchanged
     np.testing.assert_allclose(lrs[5:], plain[5:])
+
+
+@pytest.mark.parametrize(
+    "cfg,warmup",
+    [
+        (TrainConfig(lr=0.1, flat_fraction=0.5), 0),
+        (TrainConfig(lr=0.1, flat_fraction=0.75), 5),
+        (TrainConfig(lr=0.1, schedule="one_cycle"), 0),
+    ],
+)
+def test_anneal_start_is_the_first_step_whose_rate_is_below_the_peak(cfg, warmup):
+    p = torch.nn.Parameter(torch.zeros(3))
+    opt = ranger([p], cfg)
+    sched = make_scheduler(opt, cfg, 40, warmup_steps=warmup)
+    lrs = []
+    for _ in range(40):
+        lrs.append(opt.base.param_groups[0]["lr"])
+        p.grad = torch.ones_like(p)
+        opt.step()
+        sched.step()
+    start = anneal_start(cfg, 40, warmup)
+    assert lrs[start - 1] == pytest.approx(0.1)
+    assert all(b < a for a, b in zip(lrs[start - 1 :], lrs[start:]))  # falls from there on

@@ -450,32 +450,37 @@ def test_slow_eval_weights_are_lookaheads_slow_weights_and_are_what_is_saved(
     assert any(not torch.equal(s, f) for s, f in zip(slows, tr.model.parameters(), strict=True))
 
 
-def test_weight_average_is_a_plain_mean_until_its_horizon_then_an_exponential_one():
+def test_weight_average_skips_the_peak_phase_then_is_a_plain_mean_until_its_horizon():
     from sfnet.train import WeightAverage
 
     net = torch.nn.Linear(1, 1, bias=False)
-    avg = WeightAverage(net, horizon_steps=4)  # decay 0.75
+    avg = WeightAverage(net, horizon_steps=4, start_step=2)  # decay 0.75, from the third step
     expected = None
-    for n, w in enumerate([2.0, 4.0, 9.0, 1.0, 5.0, 3.0], start=1):
+    for n, w in enumerate([7.0, 8.0, 2.0, 4.0, 9.0, 1.0, 5.0, 3.0], start=-1):
         with torch.no_grad():
             net.weight.fill_(w)
         avg.update(net)
+        if n < 1:  # the first two steps (the flat phase) are not averaged
+            assert avg.averaged() is None and avg.updates == 0
+            continue
         expected = w if n == 1 else expected + (w - expected) * max(1 / n, 0.25)
-        assert avg.params[0].item() == pytest.approx(expected)
+        assert avg.averaged()[0].item() == pytest.approx(expected)
     assert avg.params[0].item() == pytest.approx(
         ((2 + 4 + 9 + 1) / 4 * 0.75 + 5 * 0.25) * 0.75 + 0.75
     )
+    assert (avg.steps, avg.updates) == (8, 6)
 
 
 def test_ema_eval_weights_are_the_weight_average_and_are_what_is_saved(
     tiny_npz, tmp_path, monkeypatch
 ):
     seen = _captured_trainer(monkeypatch)
-    cfg = tiny_config(tiny_npz, epochs=2)
+    cfg = tiny_config(tiny_npz, epochs=3)
     cfg.train.eval_weights, cfg.train.bn_recompute = "ema", 0
+    cfg.train.flat_fraction = 1 / 3  # the average starts after the first step of the cosine
     fit(cfg, tmp_path / "run")
     tr = seen["tr"]
-    assert tr.ema is not None and tr.ema.updates == 2 * tr.steps_per_epoch
+    assert tr.ema is not None and tr.ema.updates == 2 * tr.steps_per_epoch - 1
     saved = load_file(str(tmp_path / "run" / "model.safetensors"))
     names = [n for n, _ in tr.model.named_parameters()]
     for name, avg in zip(names, tr.ema.params, strict=True):

@@ -299,13 +299,14 @@ class TrainConfig:
     eval_weights: str = setting(
         STABLE_REMEDIES["eval_weights"],
         "stable recipe: weights validated and saved: fast (the optimizer's), slow (Lookahead's) "
-        "or ema (an exponential moving average of the fast weights over ema_epochs)",
+        "or ema (a moving average of the fast weights over the annealing phase, SWA-style)",
         choices=EVAL_WEIGHTS,
     )
     ema_epochs: float = setting(
         1.0,
         "eval_weights = ema: the average's horizon in epochs (per-step decay 1 - 1/(this x "
-        "steps per epoch); a plain mean of all steps until the horizon is reached)",
+        "steps per epoch)); it starts where the learning rate starts to fall (flat_cos: after "
+        "flat_fraction of the steps) and is a plain mean of its steps until the horizon",
         gt=0,
     )
     flips: bool = setting(True, "random horizontal and vertical flips")

@@ -10,6 +10,8 @@ from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 
 from sfnet.config import TrainConfig
 
+ONE_CYCLE_PCT_START = 0.25  # fastai's fit_one_cycle: the share of steps spent warming up
+
 
 class Lookahead:
     """Lookahead (Zhang et al. 2019) around any optimizer.
@@ -85,6 +87,15 @@ def flat_cos_factor(step: int, total: int, flat_fraction: float, final: float = 
     return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
+def anneal_start(cfg: TrainConfig, total_steps: int, warmup_steps: int = 0) -> int:
+    """The first optimizer step (0-based) whose learning rate is below the peak, from where it
+    falls to the end: just after ``flat_cos``'s flat phase (and after a warm-up longer than
+    it), or after ``one_cycle``'s warm-up. Where SWA-style weight averaging begins."""
+    if cfg.schedule == "flat_cos":
+        return min(total_steps, max(int(round(total_steps * cfg.flat_fraction)), warmup_steps) + 1)
+    return int(round(total_steps * ONE_CYCLE_PCT_START))
+
+
 def warmup_factor(step: int, warmup_steps: int) -> float:
     """LR multiplier of a linear warm-up: (step + 1) / warmup_steps for the first
     ``warmup_steps`` steps (0-based ``step``), then 1."""
@@ -113,7 +124,7 @@ def make_scheduler(
         opt.base,
         max_lr=cfg.lr,
         total_steps=max(1, total_steps),
-        pct_start=0.25,
+        pct_start=ONE_CYCLE_PCT_START,
         div_factor=25.0,
         final_div_factor=4000.0,
         base_momentum=0.85,

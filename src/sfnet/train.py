@@ -41,7 +41,7 @@ from sfnet.errors import RunFolderError, UserError
 from sfnet.io import append_jsonl, atomic_write, atomic_write_bytes
 from sfnet.lock import folder_lock
 from sfnet.model import SparseFeatureNet, backbone_dim, encoder_record, pretrained_normalization
-from sfnet.optim import make_scheduler, ranger
+from sfnet.optim import anneal_start, make_scheduler, ranger
 from sfnet.precision import Precision, choose_precision
 from sfnet.progress import progress_bar
 from sfnet.runs import (
@@ -233,30 +233,43 @@ class Trainer:
 
 
 class WeightAverage:
-    """An exponential moving average of a model's parameters, updated after every optimizer
-    step (``eval_weights = "ema"``). The per-step decay is ``1 - 1 / horizon_steps``, capped at
-    ``n / (n + 1)`` after ``n`` updates, so the first ``horizon_steps`` updates form a plain
-    mean (no bias towards the initial weights). Buffers (batch-norm statistics) are not
-    averaged: they are recomputed for the averaged weights (``bn_recompute``)."""
+    """A moving average of a model's parameters over the annealing phase, updated after every
+    optimizer step (``eval_weights = "ema"``), SWA-style: the first ``start_step`` steps (the
+    peak-rate phase, see :func:`sfnet.optim.anneal_start`) are not averaged, and until then the
+    average holds no weights (``updates == 0``: the fast weights are used). From there the
+    per-step decay is ``1 - 1 / horizon_steps``, capped at ``n / (n + 1)`` after ``n`` updates,
+    so the first ``horizon_steps`` averaged steps form a plain mean (no bias towards the weights
+    where averaging began). Buffers (batch-norm statistics) are not averaged: they are
+    recomputed for the averaged weights (``bn_recompute``)."""
 
-    def __init__(self, model: nn.Module, horizon_steps: float) -> None:
+    def __init__(self, model: nn.Module, horizon_steps: float, start_step: int = 0) -> None:
         self.decay = 1.0 - 1.0 / max(1.0, horizon_steps)
+        self.start_step = start_step
         self.params = [p.detach().clone() for p in model.parameters()]
-        self.updates = 0
+        self.steps = 0  # optimizer steps seen
+        self.updates = 0  # of which averaged
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
+        self.steps += 1
+        if self.steps <= self.start_step:
+            return
         self.updates += 1
         weight = 1.0 - min(self.decay, (self.updates - 1) / self.updates)  # 1 at the first
         torch._foreach_lerp_(self.params, [p.detach() for p in model.parameters()], weight)
 
+    def averaged(self) -> list[torch.Tensor] | None:
+        """The averaged parameters, or None before averaging has begun."""
+        return self.params if self.updates else None
+
     def state_dict(self) -> dict[str, Any]:
-        return {"params": self.params, "updates": self.updates}
+        return {"params": self.params, "updates": self.updates, "steps": self.steps}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for mine, saved in zip(self.params, state["params"], strict=True):
             mine.copy_(saved)
         self.updates = int(state["updates"])
+        self.steps = int(state.get("steps", self.updates))  # sfnet <= 0.1: averaged from step 1
 
 
 def _fit(
@@ -421,7 +434,10 @@ def _build(
     bn_rows = bn_sample(train_idx, remedies["bn_recompute"], tcfg.seed)
     ema = None
     if remedies["eval_weights"] == "ema":
-        ema = WeightAverage(model, tcfg.ema_epochs * steps_per_epoch)
+        total = steps_per_epoch * tcfg.epochs
+        ema = WeightAverage(
+            model, tcfg.ema_epochs * steps_per_epoch, anneal_start(tcfg, total, warmup)
+        )
     y = np.asarray(data.y, dtype=np.float64)
     y_std = (y - np.asarray(meta.target_mean)) / np.asarray(meta.target_std)
     y_dev = torch.from_numpy(y_std.astype(np.float32)).to(device)
@@ -561,7 +577,7 @@ def eval_model(tr: Trainer) -> nn.Module:
     if weights == "slow":
         other = [s for group in tr.opt.slow for s in group]
     elif weights == "ema" and tr.ema is not None:
-        other = tr.ema.params
+        other = tr.ema.averaged()  # None before the annealing phase: the fast weights
     if other is not None:
         with torch.no_grad():
             for p, s in zip(model.parameters(), other, strict=True):
