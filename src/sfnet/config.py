@@ -39,6 +39,9 @@ EVAL_WEIGHTS = ("fast", "slow", "ema")
 #: The remedies' defaults (the ``stable`` recipe) and their values under the ``paper`` recipe.
 STABLE_REMEDIES = {"bn_recompute": 2048, "warmup_epochs": 0.0, "eval_weights": "fast"}
 PAPER_REMEDIES = {"bn_recompute": 0, "warmup_epochs": 0.0, "eval_weights": "fast"}
+#: The paper's initialisation (ImageNet weights), ``sfnet reproduce``'s default; ``train``'s is
+#: random (``ModelConfig.pretrained`` = None), which needs no download.
+PAPER_PRETRAINED = "imagenet"
 #: torchvision trunks; any other backbone is a timm encoder (sfnet.model.encoder_spec).
 BACKBONES = ("resnet18",)
 #: How TOML (which has no null) spells an explicit None, e.g. ``k = "none"`` for the dense baseline.

@@ -12,7 +12,7 @@ from sfnet.cli.options import (
     given_options,
     progress_wanted,
 )
-from sfnet.config import CompareConfig, DataConfig, TrainConfig
+from sfnet.config import PAPER_PRETRAINED, CompareConfig, DataConfig, TrainConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,9 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--pretrained",
-        default="imagenet",
-        help="'imagenet' (the paper), 'none' (random init) or a resnet18 state-dict path "
-        "[default imagenet; fails clearly when the weights are absent]",
+        default=PAPER_PRETRAINED,
+        help=f"'{PAPER_PRETRAINED}' (the paper), 'none' (random init) or a resnet18 state-dict "
+        f"path [default {PAPER_PRETRAINED}; fails clearly when the weights are absent]",
     )
     # the settings a reproduction may change, generated from their declarations
     add_field_options(

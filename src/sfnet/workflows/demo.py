@@ -18,7 +18,17 @@ from typing import Any
 
 import numpy as np
 
-from sfnet.config import DEVICES, MIN_CROP, TARGETS, ConfigError, check_fields, check_value, setting
+from sfnet.config import (
+    DEVICES,
+    MAX_SEED,
+    MIN_CROP,
+    TARGETS,
+    ConfigError,
+    check_fields,
+    check_value,
+    setting,
+)
+from sfnet.data.synthetic import SynthConfig
 from sfnet.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -43,9 +53,12 @@ class DemoConfig:
     root: Path = setting(
         Path("demo-output"), "folder for the survey (data/), the runs (runs/) and demo.json"
     )
-    n: int = setting(6000, "galaxies in the synthetic survey", ge=1)
-    size: int = setting(64, "rendered image side in pixels (0.262 arcsec/px)", ge=MIN_CROP)
-    seed: int = setting(0, "survey seed", ge=0)
+    # the survey: `sfnet synth`'s defaults (SynthConfig)
+    n: int = setting(SynthConfig.n, "galaxies in the synthetic survey", ge=1)
+    size: int = setting(
+        SynthConfig.size, "rendered image side in pixels (0.262 arcsec/px)", ge=MIN_CROP
+    )
+    seed: int = setting(SynthConfig.seed, "survey seed", ge=0, le=MAX_SEED)
     crop: int = setting(48, "centre crop fed to the network, pixels", ge=MIN_CROP)
     epochs: int = setting(12, "training epochs per run", ge=1)
     batch_size: int = setting(64, "galaxies per step", ge=2)

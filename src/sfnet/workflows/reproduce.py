@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sfnet.config import TARGETS, DataConfig
+from sfnet.config import PAPER_PRETRAINED, TARGETS, DataConfig
 from sfnet.errors import DataError
 from sfnet.io import atomic_write_bytes
 from sfnet.workflows.compare import CompareConfig, run_comparison
@@ -468,7 +468,7 @@ def run_reproduce(
     data: str,
     *,
     quick: bool = False,
-    pretrained: str | None = "imagenet",
+    pretrained: str | None = PAPER_PRETRAINED,
     progress: bool = False,
     **overrides: Any,
 ) -> ReproduceResult:
