@@ -6,11 +6,13 @@ from sfnet.config import TrainConfig
 from sfnet.optim import anneal_start, flat_cos_factor, make_scheduler, ranger
 
 
-def _lr_and_beta1(cfg: TrainConfig, total: int) -> tuple[np.ndarray, np.ndarray]:
+def _lr_and_beta1(
+    cfg: TrainConfig, total: int, warmup_steps: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """The learning rate and RAdam beta1 used at each of ``total`` steps."""
     p = torch.nn.Parameter(torch.zeros(3))
     opt = ranger([p], cfg)
-    sched = make_scheduler(opt, cfg, total)
+    sched = make_scheduler(opt, cfg, total, warmup_steps=warmup_steps)
     lrs, betas = [], []
     for _ in range(total):
         group = opt.base.param_groups[0]
@@ -52,17 +54,9 @@ def test_flat_cos_scheduler_holds_then_anneals_the_configured_lr():
 
 def test_warmup_ramps_linearly_to_the_peak_then_follows_flat_cos():
     cfg = TrainConfig(lr=0.1, flat_fraction=0.5)
-    p = torch.nn.Parameter(torch.zeros(3))
-    opt = ranger([p], cfg)
-    sched = make_scheduler(opt, cfg, 40, warmup_steps=5)
-    lrs = []
-    for _ in range(40):
-        lrs.append(opt.base.param_groups[0]["lr"])
-        p.grad = torch.ones_like(p)
-        opt.step()
-        sched.step()
+    lrs, _ = _lr_and_beta1(cfg, 40, warmup_steps=5)
     np.testing.assert_allclose(lrs[:5], [0.02, 0.04, 0.06, 0.08, 0.1])
-    assert lrs[5:20] == [0.1] * 15
+    assert lrs[5:20].tolist() == [0.1] * 15
     plain, _ = _lr_and_beta1(cfg, 40)  # after the warm-up: the paper's schedule unchanged
     np.testing.assert_allclose(lrs[5:], plain[5:])
 
@@ -73,18 +67,20 @@ def test_warmup_ramps_linearly_to_the_peak_then_follows_flat_cos():
         (TrainConfig(lr=0.1, flat_fraction=0.5), 0),
         (TrainConfig(lr=0.1, flat_fraction=0.75), 5),
         (TrainConfig(lr=0.1, schedule="one_cycle"), 0),
+        (TrainConfig(lr=0.1, recipe="paper"), 0),  # the paper's flat 75 %, whatever the field
     ],
 )
 def test_anneal_start_is_the_first_step_whose_rate_is_below_the_peak(cfg, warmup):
-    p = torch.nn.Parameter(torch.zeros(3))
-    opt = ranger([p], cfg)
-    sched = make_scheduler(opt, cfg, 40, warmup_steps=warmup)
-    lrs = []
-    for _ in range(40):
-        lrs.append(opt.base.param_groups[0]["lr"])
-        p.grad = torch.ones_like(p)
-        opt.step()
-        sched.step()
+    lrs, _ = _lr_and_beta1(cfg, 40, warmup_steps=warmup)
     start = anneal_start(cfg, 40, warmup)
     assert lrs[start - 1] == pytest.approx(0.1)
     assert (np.diff(lrs[start - 1 :]) < 0).all()  # falls from there on
+    if cfg.recipe == "paper":
+        assert start == 31
+
+
+def test_paper_recipe_keeps_the_papers_flat_phase_and_the_stable_one_halves_it():
+    stable, _ = _lr_and_beta1(TrainConfig(lr=0.1), 40)
+    paper, _ = _lr_and_beta1(TrainConfig(lr=0.1, recipe="paper"), 40)
+    assert (paper[:31] == 0.1).all() and paper[31] < 0.1
+    assert (stable[:21] == 0.1).all() and stable[21] < 0.1

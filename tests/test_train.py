@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import signal
@@ -511,7 +512,9 @@ def test_stable_recipe_records_its_remedies_and_paper_recipe_trains_exactly_as_b
     # the paper's recipe = the training loop with every remedy hook bypassed
     real = sfnet.train.make_scheduler
     monkeypatch.setattr(sfnet.train, "eval_model", lambda tr: tr.model)
-    monkeypatch.setattr(
-        sfnet.train, "make_scheduler", lambda o, c, n, warmup_steps=0: real(o, c, n)
+    monkeypatch.setattr(  # no warm-up, the paper's flat fraction
+        sfnet.train,
+        "make_scheduler",
+        lambda o, c, n, warmup_steps=0: real(o, dataclasses.replace(c, recipe="paper"), n),
     )
     assert losses("stable", tmp_path / "bypassed") == paper

@@ -37,8 +37,18 @@ RECIPES = ("stable", "paper")
 #: Which weights are validated and saved: the optimizer's ``fast`` ones or Lookahead's ``slow`` ones.
 EVAL_WEIGHTS = ("fast", "slow", "ema")
 #: The remedies' defaults (the ``stable`` recipe) and their values under the ``paper`` recipe.
-STABLE_REMEDIES = {"bn_recompute": 2048, "warmup_epochs": 0.0, "eval_weights": "fast"}
-PAPER_REMEDIES = {"bn_recompute": 0, "warmup_epochs": 0.0, "eval_weights": "fast"}
+STABLE_REMEDIES = {
+    "flat_fraction": 0.5,
+    "bn_recompute": 2048,
+    "warmup_epochs": 0.0,
+    "eval_weights": "ema",
+}
+PAPER_REMEDIES = {
+    "flat_fraction": 0.75,  # fastai's fit_flat_cos
+    "bn_recompute": 0,
+    "warmup_epochs": 0.0,
+    "eval_weights": "fast",
+}
 #: The paper's initialisation (ImageNet weights), ``sfnet reproduce``'s default; ``train``'s is
 #: random (``ModelConfig.pretrained`` = None), which needs no download.
 PAPER_PRETRAINED = "imagenet"
@@ -275,7 +285,12 @@ class TrainConfig:
         "(the paper's public code)",
         choices=SCHEDULES,
     )
-    flat_fraction: float = setting(0.75, "share of steps at the peak rate (flat_cos)", ge=0, le=1)
+    flat_fraction: float = setting(
+        STABLE_REMEDIES["flat_fraction"],
+        "stable recipe: share of steps at the peak rate (flat_cos); the paper's is 0.75",
+        ge=0,
+        le=1,
+    )
     lookahead_k: int = setting(6, "Lookahead synchronisation period (steps)", ge=1)
     lookahead_alpha: float = setting(0.5, "Lookahead slow-weight step size", gt=0, le=1)
     weight_decay: float = setting(0.01, "decoupled (AdamW-style) weight decay of RAdam", ge=0)
@@ -306,7 +321,7 @@ class TrainConfig:
         choices=EVAL_WEIGHTS,
     )
     ema_epochs: float = setting(
-        1.0,
+        3.0,
         "eval_weights = ema: the average's horizon in epochs (per-step decay 1 - 1/(this x "
         "steps per epoch)); it starts where the learning rate starts to fall (flat_cos: after "
         "flat_fraction of the steps) and is a plain mean of its steps until the horizon",

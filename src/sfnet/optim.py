@@ -92,7 +92,8 @@ def anneal_start(cfg: TrainConfig, total_steps: int, warmup_steps: int = 0) -> i
     falls to the end: just after ``flat_cos``'s flat phase (and after a warm-up longer than
     it), or after ``one_cycle``'s warm-up. Where SWA-style weight averaging begins."""
     if cfg.schedule == "flat_cos":
-        return min(total_steps, max(int(round(total_steps * cfg.flat_fraction)), warmup_steps) + 1)
+        flat = int(round(total_steps * cfg.remedies()["flat_fraction"]))
+        return min(total_steps, max(flat, warmup_steps) + 1)
     return int(round(total_steps * ONE_CYCLE_PCT_START))
 
 
@@ -111,13 +112,12 @@ def make_scheduler(
     ``flat_cos`` schedule is multiplied by a linear warm-up over ``warmup_steps`` steps (0: none,
     the paper's; ``one_cycle`` has its own warm-up)."""
     if cfg.schedule == "flat_cos":
+        flat = cfg.remedies()["flat_fraction"]  # the paper's 0.75 under --recipe paper
         if warmup_steps <= 0:
-            return LambdaLR(opt.base, lambda s: flat_cos_factor(s, total_steps, cfg.flat_fraction))
+            return LambdaLR(opt.base, lambda s: flat_cos_factor(s, total_steps, flat))
         return LambdaLR(
             opt.base,
-            lambda s: (
-                warmup_factor(s, warmup_steps) * flat_cos_factor(s, total_steps, cfg.flat_fraction)
-            ),
+            lambda s: warmup_factor(s, warmup_steps) * flat_cos_factor(s, total_steps, flat),
         )
     # fastai's fit_one_cycle: 25% warm-up from lr/25, cosine down to lr/1e5, momentum 0.95-0.85.
     return OneCycleLR(
