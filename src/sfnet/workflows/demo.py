@@ -36,14 +36,14 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class DemoConfig:
-    """Sizes of the demo (chosen so the whole demo takes <= 10 min on 2 CPU cores).
+    """Sizes of the demo (chosen so the whole demo takes about 10 min on 2 CPU cores).
 
-    Measured with these defaults on 2 idle CPU cores (2026-11-30, both models k = 4, bf16 +
-    channels-last on an AVX512-BF16 CPU): 4 min 10 s in all (synthesis 25 s, bpt_lines ~10.7 s
-    per epoch, metallicity ~7 s per epoch at crop 48 px; ~5.3 min in fp32 + channels-last),
-    validation RMSE (model / predict-the-mean / oracle, dex): log [NII] 0.195 / 0.370 / 0.124,
-    log Halpha 0.159 / 0.352 / 0.061, log [OIII] 0.292 / 0.480 / 0.210, log Hbeta 0.158 /
-    0.357 / 0.075, oh_p50 0.111 / 0.176 / 0.099.
+    Measured with these defaults (2026-12-02, both models k = 4, the default stable recipe, fp32
+    + channels-last on a 2-core AVX2 CPU, one other single-thread job running): 10 min 49 s in
+    all (synthesis 19 s, bpt_lines ~28 s per epoch, metallicity ~21 s per epoch at crop 48 px),
+    validation RMSE (model / predict-the-mean / oracle, dex): log [NII] 0.197 / 0.370 / 0.124,
+    log Halpha 0.163 / 0.352 / 0.061, log [OIII] 0.296 / 0.480 / 0.210, log Hbeta 0.160 /
+    0.357 / 0.075, oh_p50 0.111 / 0.176 / 0.099. (On an AVX512-BF16 CPU in bf16: 4 min 10 s.)
 
     Each field is a :func:`~sfnet.config.setting` (its help says what it is; ``sfnet demo``'s
     options are generated from them). ``n``: about 63 % of the galaxies pass the bpt_lines
