@@ -1,3 +1,4 @@
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +122,28 @@ def test_overwrite_replaces_a_run_once_the_new_one_has_a_checkpoint(small_run):
     assert "checkpoint.pt" in seen[0] and "analysis.json" not in seen[0]
     assert len(read_metrics(out / "metrics.jsonl")) == 1 and is_finished(out)
     assert not (out / "analysis.json").exists()
+
+
+def test_overwrite_never_deletes_what_the_user_put_in_a_run_folder(small_run, tmp_path, capsys):
+    out, data = small_run
+    (out / "notes.md").write_text("seed 0 looks odd")
+    (out / "mine").mkdir()
+    (out / "mine" / "fig.png").write_bytes(b"png")
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    argv = ["train", "--config", str(out / "config.toml"), "--out", str(out), "--overwrite"]
+    assert main([*argv, "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "mine, notes.md" in err and "sfnet did not write" in err
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".run.")] == []
+    # what sfnet writes (analysis outputs, a temporary file left by a killed write) is replaced
+    (out / "notes.md").unlink()
+    shutil.rmtree(out / "mine")
+    (out / "features.csv").write_text("feature\n")
+    (out / ".model.json.4242-0a1b2c3d.tmp").write_text("{")
+    fit(_cfg(data), out, overwrite=True)
+    assert is_finished(out) and not (out / "features.csv").exists()
 
 
 def test_out_that_is_a_file_is_one_clear_line(tmp_path, capsys):

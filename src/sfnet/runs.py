@@ -894,6 +894,12 @@ def load_checkpoint(path: Path, device: Any = "cpu") -> dict:
 
 # ------------------------------------------------------------------ replacing a run folder
 
+#: Everything sfnet writes at the top of a run folder (train, analyze, report, explain); any
+#: other entry is the user's, and ``--overwrite`` refuses to delete it.
+RUN_ENTRIES = frozenset(
+    {CONFIG, WEIGHTS, META, METRICS, CHECKPOINT, RUN_DATA, ACTIVATIONS, FEATURES_TABLE}
+    | {EQUATIONS_MD, EQUATIONS_JSON, GROUNDTRUTH, FIGURES, ANALYSIS, REPORT, EXPLAIN}
+)
 #: Names that mark a folder as data (never deleted by ``--overwrite``).
 DATA_MARKERS = ("galaxies.csv", "galaxies.parquet", "galaxies.fits", "images", "packed")
 _STAGING = "staging"
@@ -1038,6 +1044,24 @@ def check_replaceable(out: Path, overwrite: bool, data_path: str | Path | None =
             f"{out}: not an sfnet run folder ({why}); --overwrite only replaces run folders - "
             "choose another --out or remove it yourself"
         )
+    foreign = sorted(n for n in names if not _written_by_sfnet(n))
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (
+            f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+        )
+        raise RunFolderError(
+            f"{out}: holds {shown}, which sfnet did not write; --overwrite would delete it with "
+            "the old run - move it out of the run folder (or remove it yourself) and run again"
+        )
+
+
+def _written_by_sfnet(name: str) -> bool:
+    """True for a run folder entry sfnet writes: one of :data:`RUN_ENTRIES`, or the
+    temporary file of an atomic write of one (``.NAME.PID-RAND.tmp``, left by a kill)."""
+    if name in RUN_ENTRIES:
+        return True
+    stem = name[1:].rsplit(".", 2)[0] if name.startswith(".") and name.endswith(".tmp") else ""
+    return stem in RUN_ENTRIES
 
 
 def stage_run_dir(out: Path, overwrite: bool, data_path: str | Path | None = None) -> StagedRun:

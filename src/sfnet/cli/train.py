@@ -37,7 +37,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--config", type=Path, help="start from this config.toml; other options override it"
     )
     p.add_argument("--out", type=Path, help="run folder to create, e.g. runs/NAME")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing run folder (refused if it holds files sfnet did not write)",
+    )
     p.add_argument(
         "--resume",
         type=Path,
