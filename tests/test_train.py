@@ -65,8 +65,12 @@ def test_run_folder_is_never_overwritten_silently(tiny_npz, tmp_path):
     with pytest.raises(RunFolderError, match="--overwrite"):
         fit(tiny_config(tiny_npz, epochs=1), out)
     assert (out / "keep.txt").read_text() == "precious"
+    with pytest.raises(RunFolderError, match="keep.txt"):  # nor with --overwrite: not sfnet's
+        fit(tiny_config(tiny_npz, epochs=1), out, overwrite=True)
+    assert (out / "keep.txt").read_text() == "precious"
+    (out / "keep.txt").unlink()
     fit(tiny_config(tiny_npz, epochs=1), out, overwrite=True)
-    assert not (out / "keep.txt").exists() and (out / "model.safetensors").exists()
+    assert (out / "model.safetensors").exists()
 
 
 def test_resume_of_finished_run_returns_it_unchanged(tiny_npz, tmp_path):
