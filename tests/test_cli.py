@@ -182,7 +182,7 @@ def test_progress_bars_follow_the_terminal_unless_asked(monkeypatch):
     [
         ("analyze", "sfnet.workflows.analyze.analyze_run"),
         ("explain", "sfnet.workflows.explain.write_explanations"),
-        ("report", "sfnet.outputs.report.write_report"),
+        ("report", "sfnet.workflows.analyze.write_report"),
     ],  # fmt: skip
 )
 def test_device_reaches_the_library(command, target, tmp_path, monkeypatch, capsys):

@@ -59,7 +59,7 @@ _EXPORTS: dict[str, str] = {
     "analyze_run": "sfnet.workflows.analyze:analyze_run",
     "SparseAutoencoder": "sfnet.analysis.sae:SparseAutoencoder",
     "SAEConfig": "sfnet.analysis.sae:SAEConfig",
-    "write_report": "sfnet.outputs.report:write_report",
+    "write_report": "sfnet.workflows.analyze:write_report",
 }
 
 __all__ = sorted(_EXPORTS)

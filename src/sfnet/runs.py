@@ -784,8 +784,7 @@ class Run:
             >>> run.atlas()
             PosixPath('runs/z/report.html')
         """
-        from sfnet.outputs.report import write_report
-        from sfnet.workflows.analyze import AnalysisOptions
+        from sfnet.workflows.analyze import AnalysisOptions, write_report
 
         return write_report(self.dir, AnalysisOptions(**options) if options else None)
 

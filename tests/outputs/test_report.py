@@ -9,7 +9,8 @@ from pathlib import Path
 import matplotlib.image as mpimg
 import pytest
 
-from sfnet.outputs.report import render_report, write_report
+from sfnet.outputs.report import render_report
+from sfnet.workflows.analyze import write_report
 
 
 @pytest.fixture

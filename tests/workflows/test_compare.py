@@ -108,10 +108,10 @@ def test_quick_comparison_end_to_end_and_resume(survey, tmp_path, monkeypatch, o
         atlases.append((Path(folder).relative_to(out).as_posix(), args, kwargs))
         (Path(folder) / "report.html").write_text("page")
 
-    import sfnet.outputs.report
+    import sfnet.workflows.analyze
     import sfnet.workflows.sparsity
 
-    monkeypatch.setattr(sfnet.outputs.report, "write_report", atlas_page)
+    monkeypatch.setattr(sfnet.workflows.analyze, "write_report", atlas_page)
     monkeypatch.setattr(sfnet.workflows.sparsity, "sae_feature_pages", atlas_page)
     assert main(argv) == 0
     printed = capsys.readouterr().out

@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _report(args: argparse.Namespace) -> int:
     from sfnet.lock import folder_lock
-    from sfnet.outputs.report import write_report
+    from sfnet.workflows.analyze import write_report
 
     opts = analysis_options(args) if options_given(args) else None
     with folder_lock(Path(args.run), "sfnet report"):

@@ -2,7 +2,8 @@
 
 :func:`render_report` turns the files :func:`sfnet.workflows.analyze.analyze_run` wrote into one
 self-contained ``report.html`` (figures embedded as base64, no scripts, no external resources);
-:func:`write_report` writes it, running the analysis first when needed.
+:func:`sfnet.workflows.analyze.write_report` writes it, running the analysis first when needed.
+:func:`write_sae_report` does the same for a sparse autoencoder's latents.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ import pandas as pd
 
 from sfnet.errors import RunFolderError
 from sfnet.runs import ANALYSIS, EQUATIONS_JSON, FEATURES_TABLE, GROUNDTRUTH, REPORT
-from sfnet.workflows.analyze import AnalysisOptions, analyze_run, is_analysed
+
+#: A sparse autoencoder's latents, written by :mod:`sfnet.workflows.sparsity` into its folder.
+LATENTS_TABLE = "latents.csv"
+LATENTS_SUMMARY = "latents.json"
 
 # ---------------------------------------------------------------------------------- HTML
 
@@ -476,28 +480,6 @@ def render_report(run_dir: Path | str) -> str:
     return _page(title, subtitle, body)
 
 
-def write_report(
-    run_dir: Path | str,
-    options: AnalysisOptions | None = None,
-    *,
-    progress: bool = False,
-    device: Any = "cpu",
-) -> Path:
-    """Write ``report.html`` into the run folder (analysing it first if needed, on ``device``,
-    a torch device or its name); return its path.
-
-    This is the one call for "analysis + atlas" on a trained sparse run folder.
-    """
-    from sfnet.io import atomic_write_bytes
-
-    run_dir = Path(run_dir)
-    if options is not None or not is_analysed(run_dir):
-        analyze_run(run_dir, options, progress=progress, device=device)
-    out = run_dir / REPORT
-    atomic_write_bytes(out, render_report(run_dir).encode("utf-8"))
-    return out
-
-
 # ------------------------------------------------------------------ SAE latents (issue 22)
 
 
@@ -522,8 +504,6 @@ def render_sae_report(sae_dir: Path | str) -> str:
     """The HTML latent atlas of an SAE folder written by
     :func:`sfnet.workflows.sparsity.sae_feature_pages`: the same cards, tables and figures as
     an SFNet run's feature atlas (no equations: the SAE has no head of its own)."""
-    from sfnet.workflows.sparsity import LATENTS_SUMMARY, LATENTS_TABLE
-
     sae_dir = Path(sae_dir)
     if not (sae_dir / LATENTS_SUMMARY).is_file():
         raise RunFolderError(f"{sae_dir}: no {LATENTS_SUMMARY} (written by 'sfnet compare')")

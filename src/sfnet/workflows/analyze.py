@@ -54,7 +54,7 @@ from sfnet.config import INFERENCE_BATCH, check_fields, setting
 from sfnet.data.catalog import units_of
 from sfnet.errors import RunFolderError
 from sfnet.outputs.tables import write_csv
-from sfnet.runs import ACTIVATIONS, ANALYSIS, FEATURES_TABLE, FIGURES, GROUNDTRUTH
+from sfnet.runs import ACTIVATIONS, ANALYSIS, FEATURES_TABLE, FIGURES, GROUNDTRUTH, REPORT
 
 #: The galaxies an analysis covers: the run's validation split or all of them.
 SPLITS = ("val", "all")
@@ -609,3 +609,26 @@ def is_analysed(run_dir: Path | str) -> bool:
     except json.JSONDecodeError:
         return False
     return s.get("model_sha") == model_sha(Path(run_dir))
+
+
+def write_report(
+    run_dir: Path | str,
+    options: AnalysisOptions | None = None,
+    *,
+    progress: bool = False,
+    device: Any = "cpu",
+) -> Path:
+    """Write ``report.html`` into the run folder (analysing it first if needed, on ``device``,
+    a torch device or its name); return its path.
+
+    This is the one call for "analysis + atlas" on a trained sparse run folder.
+    """
+    from sfnet.io import atomic_write_bytes
+    from sfnet.outputs.report import render_report
+
+    run_dir = Path(run_dir)
+    if options is not None or not is_analysed(run_dir):
+        analyze_run(run_dir, options, progress=progress, device=device)
+    out = run_dir / REPORT
+    atomic_write_bytes(out, render_report(run_dir).encode("utf-8"))
+    return out

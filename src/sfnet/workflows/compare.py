@@ -495,8 +495,8 @@ def analyze_target(
     baseline, interpretability scores and the feature atlases of the analysed k (``passes``:
     see :func:`_sparse_strengths`)."""
     from sfnet.analysis.activations import rank_features
-    from sfnet.outputs.report import write_report
     from sfnet.runs import default_device, load_run
+    from sfnet.workflows.analyze import write_report
 
     device = default_device(cfg.device)
     t = _load_target(target, folder, device)

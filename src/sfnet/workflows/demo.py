@@ -267,7 +267,7 @@ def _settings_changed(run_dir: Path, run_cfg) -> bool:
 def _analyze(run_dir: Path, progress: bool = False, device: str = "auto") -> Path:
     """Analyse one finished demo run (activations, equations, figures, ground truth) and write
     its feature atlas; returns the path of ``report.html``."""
-    from sfnet.outputs.report import write_report
     from sfnet.runs import default_device
+    from sfnet.workflows.analyze import write_report
 
     return write_report(run_dir, progress=progress, device=default_device(device))

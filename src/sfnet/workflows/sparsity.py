@@ -361,8 +361,6 @@ def latent_label(j: int) -> str:
 
 
 #: Files of an SAE's latent atlas, beside ``sae.toml`` / ``sae.json`` / ``sae.safetensors``.
-LATENTS_TABLE = "latents.csv"
-LATENTS_SUMMARY = "latents.json"
 MAPS_NOTE = (
     "a latent's map is the encoder direction applied at each position of the trunk's last "
     "feature map: w_enc . (m_ij / scale - b_pre) + b_enc, whose pixel mean is the latent's "
@@ -464,7 +462,7 @@ def sae_feature_pages(
     from sfnet.analysis.redundancy import redundant_features
     from sfnet.io import atomic_write_json
     from sfnet.outputs.plots import plot_correlation_matrix
-    from sfnet.outputs.report import write_sae_report
+    from sfnet.outputs.report import LATENTS_SUMMARY, LATENTS_TABLE, write_sae_report
     from sfnet.outputs.tables import write_csv
     from sfnet.workflows.analyze import AnalysisOptions, feature_pages
 
