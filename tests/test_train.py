@@ -472,6 +472,20 @@ def test_weight_average_skips_the_peak_phase_then_is_a_plain_mean_until_its_hori
     assert (avg.steps, avg.updates) == (8, 6)
 
 
+def test_weight_average_of_an_older_checkpoint_keeps_averaging_from_where_it_was():
+    from sfnet.train import WeightAverage
+
+    net = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        net.weight.fill_(4.0)
+    avg = WeightAverage(net, horizon_steps=10, start_step=5)
+    # a checkpoint written before the average started at the anneal: no step count
+    avg.load_state_dict({"params": [torch.full((1, 1), 2.0)], "updates": 2})
+    avg.update(net)  # averaged like before (mean of three), not skipped as a peak-phase step
+    assert (avg.steps, avg.updates) == (3, 3)
+    assert avg.averaged()[0].item() == pytest.approx((2.0 * 2 + 4.0) / 3)
+
+
 def test_ema_eval_weights_are_the_weight_average_and_are_what_is_saved(
     tiny_npz, tmp_path, monkeypatch
 ):

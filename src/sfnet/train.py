@@ -269,7 +269,9 @@ class WeightAverage:
         for mine, saved in zip(self.params, state["params"], strict=True):
             mine.copy_(saved)
         self.updates = int(state["updates"])
-        self.steps = int(state.get("steps", self.updates))  # sfnet <= 0.1: averaged from step 1
+        if "steps" not in state:  # written when the average started at step 1: it still does
+            self.start_step = 0
+        self.steps = int(state.get("steps", self.updates))
 
 
 def _fit(
