@@ -39,8 +39,8 @@ class DemoConfig:
     """Sizes of the demo (chosen so the whole demo takes about 10 min on 2 CPU cores).
 
     Measured with these defaults (2026-12-02, both models k = 4, the default stable recipe, fp32
-    + channels-last on a 2-core AVX2 CPU, one other single-thread job running): 10 min 49 s in
-    all (synthesis 19 s, bpt_lines ~28 s per epoch, metallicity ~21 s per epoch at crop 48 px),
+    + channels-last on an idle 2-core AVX2 CPU): 10 min 18 s in all (synthesis 20 s, bpt_lines
+    ~25 s per epoch, metallicity ~22 s per epoch at crop 48 px),
     validation RMSE (model / predict-the-mean / oracle, dex): log [NII] 0.197 / 0.370 / 0.124,
     log Halpha 0.163 / 0.352 / 0.061, log [OIII] 0.296 / 0.480 / 0.210, log Hbeta 0.160 /
     0.357 / 0.075, oh_p50 0.111 / 0.176 / 0.099. (On an AVX512-BF16 CPU in bf16: 4 min 10 s.)
