@@ -408,7 +408,7 @@ class EmbedConfig:
     device: str = setting(
         "auto",
         "where the encoder runs (auto: CUDA when available)",
-        choices=("auto", "cpu", "cuda"),
+        choices=DEVICES,
     )
 
     def validate(self) -> None:

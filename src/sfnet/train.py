@@ -432,13 +432,13 @@ def _build(
     opt = ranger(model.parameters(), tcfg)
     remedies = tcfg.remedies()
     warmup = int(round(remedies["warmup_epochs"] * steps_per_epoch))
-    sched = make_scheduler(opt, tcfg, steps_per_epoch * tcfg.epochs, warmup_steps=warmup)
+    total_steps = steps_per_epoch * tcfg.epochs
+    sched = make_scheduler(opt, tcfg, total_steps, warmup_steps=warmup)
     bn_rows = bn_sample(train_idx, remedies["bn_recompute"], tcfg.seed)
     ema = None
     if remedies["eval_weights"] == "ema":
-        total = steps_per_epoch * tcfg.epochs
         ema = WeightAverage(
-            model, tcfg.ema_epochs * steps_per_epoch, anneal_start(tcfg, total, warmup)
+            model, tcfg.ema_epochs * steps_per_epoch, anneal_start(tcfg, total_steps, warmup)
         )
     y = np.asarray(data.y, dtype=np.float64)
     y_std = (y - np.asarray(meta.target_mean)) / np.asarray(meta.target_std)
