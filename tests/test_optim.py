@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from sfnet.config import TrainConfig
-from sfnet.optim import anneal_start, flat_cos_factor, make_scheduler, ranger
+from sfnet.optim import anneal_start, average_start, flat_cos_factor, make_scheduler, ranger
 
 
 def _lr_and_beta1(
@@ -77,6 +77,15 @@ def test_anneal_start_is_the_first_step_whose_rate_is_below_the_peak(cfg, warmup
     assert (np.diff(lrs[start - 1 :]) < 0).all()  # falls from there on
     if cfg.recipe == "paper":
         assert start == 31
+
+
+def test_the_weight_average_begins_ema_start_of_the_way_down_the_cosine():
+    cfg = TrainConfig(lr=0.1, flat_fraction=0.5)
+    assert average_start(cfg, 40) == anneal_start(cfg, 40) == 21  # ema_start 0: at the fall
+    late = TrainConfig(lr=0.1, flat_fraction=0.5, ema_start=0.5)
+    assert average_start(late, 40) == 21 + 10  # half of the 19 falling steps, rounded
+    lrs, _ = _lr_and_beta1(late, 40)
+    assert lrs[average_start(late, 40)] < 0.1 / 2 < lrs[21]
 
 
 def test_paper_recipe_keeps_the_papers_flat_phase_and_the_stable_one_halves_it():

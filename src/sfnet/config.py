@@ -327,6 +327,13 @@ class TrainConfig:
         "flat_fraction of the steps) and is a plain mean of its steps until the horizon",
         gt=0,
     )
+    ema_start: float = setting(
+        0.0,
+        "eval_weights = ema: share of the annealing phase (from where the learning rate starts "
+        "to fall to the last step) that passes before the average begins; 0 = at its start",
+        ge=0,
+        lt=1,
+    )
     flips: bool = setting(True, "random horizontal and vertical flips")
     seed: int = setting(0, "seed of weight init, shuffling and flips", ge=0, le=MAX_SEED)
     device: str = setting("auto", "auto (CUDA when present), cpu or cuda", choices=DEVICES)

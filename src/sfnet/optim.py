@@ -97,6 +97,13 @@ def anneal_start(cfg: TrainConfig, total_steps: int, warmup_steps: int = 0) -> i
     return int(round(total_steps * ONE_CYCLE_PCT_START))
 
 
+def average_start(cfg: TrainConfig, total_steps: int, warmup_steps: int = 0) -> int:
+    """The optimizer step (0-based) where the weight average (``eval_weights = "ema"``) begins:
+    :func:`anneal_start` plus ``cfg.ema_start`` of the steps from there to the end."""
+    anneal = anneal_start(cfg, total_steps, warmup_steps)
+    return anneal + int(round((total_steps - anneal) * cfg.ema_start))
+
+
 def warmup_factor(step: int, warmup_steps: int) -> float:
     """LR multiplier of a linear warm-up: (step + 1) / warmup_steps for the first
     ``warmup_steps`` steps (0-based ``step``), then 1."""

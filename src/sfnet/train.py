@@ -41,7 +41,7 @@ from sfnet.errors import RunFolderError, UserError
 from sfnet.io import append_jsonl, atomic_write, atomic_write_bytes
 from sfnet.lock import folder_lock
 from sfnet.model import SparseFeatureNet, backbone_dim, encoder_record, pretrained_normalization
-from sfnet.optim import anneal_start, make_scheduler, ranger
+from sfnet.optim import average_start, make_scheduler, ranger
 from sfnet.precision import Precision, choose_precision
 from sfnet.progress import progress_bar
 from sfnet.runs import (
@@ -235,8 +235,8 @@ class Trainer:
 class WeightAverage:
     """A moving average of a model's parameters over the annealing phase, updated after every
     optimizer step (``eval_weights = "ema"``), SWA-style: the first ``start_step`` steps (the
-    peak-rate phase, see :func:`sfnet.optim.anneal_start`) are not averaged, and until then the
-    average holds no weights (``updates == 0``: the fast weights are used). From there the
+    peak-rate phase and ``ema_start`` of the rest, see :func:`sfnet.optim.average_start`) are
+    not averaged, and until then the average holds no weights (``updates == 0``: the fast weights are used). From there the
     per-step decay is ``1 - 1 / horizon_steps``, capped at ``n / (n + 1)`` after ``n`` updates,
     so the first ``horizon_steps`` averaged steps form a plain mean (no bias towards the weights
     where averaging began). Buffers (batch-norm statistics) are not averaged: they are
@@ -438,7 +438,7 @@ def _build(
     ema = None
     if remedies["eval_weights"] == "ema":
         ema = WeightAverage(
-            model, tcfg.ema_epochs * steps_per_epoch, anneal_start(tcfg, total_steps, warmup)
+            model, tcfg.ema_epochs * steps_per_epoch, average_start(tcfg, total_steps, warmup)
         )
     y = np.asarray(data.y, dtype=np.float64)
     y_std = (y - np.asarray(meta.target_mean)) / np.asarray(meta.target_std)
