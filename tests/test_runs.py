@@ -146,6 +146,30 @@ def test_overwrite_never_deletes_what_the_user_put_in_a_run_folder(small_run, tm
     assert is_finished(out) and not (out / "features.csv").exists()
 
 
+def test_overwrite_never_deletes_what_the_user_put_in_figures_or_explain(small_run, capsys):
+    out, data = small_run
+    sfnets = ["figures/feature_Z1.png", "figures/maps_Z1.pdf", "figures/histograms.png"]
+    sfnets += ["explain/1237.png", "explain/1237.json", "figures/.correlation.png.7-ab12.tmp"]
+    users = ["figures/my_bpt.png", "explain/notes.txt", "explain/hubble.png"]
+    for rel in sfnets + users:
+        (out / rel).parent.mkdir(exist_ok=True)
+        (out / rel).write_bytes(b"x")
+    (out / "figures" / "mine").mkdir()
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    argv = ["train", "--config", str(out / "config.toml"), "--out", str(out), "--overwrite"]
+    assert main([*argv, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    for rel in [*users, "figures/mine"]:
+        assert rel in err
+    assert not any(rel in err for rel in sfnets)
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    for rel in users:
+        (out / rel).unlink()
+    (out / "figures" / "mine").rmdir()
+    fit(_cfg(data), out, overwrite=True)  # sfnet's own figures and explanations are replaced
+    assert is_finished(out) and not (out / "figures").exists()
+
+
 def test_out_that_is_a_file_is_one_clear_line(tmp_path, capsys):
     data = _small_npz(tmp_path / "toy.npz")
     out = tmp_path / "run.txt"

@@ -33,6 +33,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -899,6 +900,11 @@ RUN_ENTRIES = frozenset(
     {CONFIG, WEIGHTS, META, METRICS, CHECKPOINT, RUN_DATA, ACTIVATIONS, FEATURES_TABLE}
     | {EQUATIONS_MD, EQUATIONS_JSON, GROUNDTRUTH, FIGURES, ANALYSIS, REPORT, EXPLAIN}
 )
+#: What sfnet writes inside its own subfolders of a run folder: ``analyze``'s figures (by name)
+#: and ``explain``'s per-galaxy pairs ``OBJID.png`` + ``OBJID.json`` (a file of either kind counts
+#: as sfnet's only beside its twin). Anything else in them is the user's.
+_FIGURE_FILE = re.compile(r"(?:(?:feature|maps)_.+|histograms|correlation|equations)\.(?:png|pdf)")
+_EXPLAIN_TWINS = (".png", ".json")
 #: Names that mark a folder as data (never deleted by ``--overwrite``).
 DATA_MARKERS = ("galaxies.csv", "galaxies.parquet", "galaxies.fits", "images", "packed")
 _STAGING = "staging"
@@ -1002,7 +1008,9 @@ def check_replaceable(out: Path, overwrite: bool, data_path: str | Path | None =
     current folder or one holding it, a mount point, a folder whose parent is read-only); the
     data being trained on or a folder containing it; a non-empty folder without
     ``overwrite``; with ``overwrite``, a folder that is not an sfnet run folder by content
-    (:func:`is_run_folder`) or that holds data (:data:`DATA_MARKERS`, ``*.npz``).
+    (:func:`is_run_folder`), that holds data (:data:`DATA_MARKERS`, ``*.npz``) or that holds
+    anything sfnet does not write there (:data:`RUN_ENTRIES`; inside ``figures/`` and
+    ``explain/``, :func:`_foreign_inside`): the user's files are never deleted with the old run.
 
     Raises:
         RunFolderError: naming the folder and what to do.
@@ -1043,7 +1051,7 @@ def check_replaceable(out: Path, overwrite: bool, data_path: str | Path | None =
             f"{out}: not an sfnet run folder ({why}); --overwrite only replaces run folders - "
             "choose another --out or remove it yourself"
         )
-    foreign = sorted(n for n in names if not _written_by_sfnet(n))
+    foreign = sorted(n for n in names if not _written_by_sfnet(n)) + _foreign_inside(out)
     if foreign:
         shown = ", ".join(foreign[:5]) + (
             f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
@@ -1057,10 +1065,36 @@ def check_replaceable(out: Path, overwrite: bool, data_path: str | Path | None =
 def _written_by_sfnet(name: str) -> bool:
     """True for a run folder entry sfnet writes: one of :data:`RUN_ENTRIES`, or the
     temporary file of an atomic write of one (``.NAME.PID-RAND.tmp``, left by a kill)."""
-    if name in RUN_ENTRIES:
-        return True
-    stem = name[1:].rsplit(".", 2)[0] if name.startswith(".") and name.endswith(".tmp") else ""
-    return stem in RUN_ENTRIES
+    return name in RUN_ENTRIES or _temp_of(name) in RUN_ENTRIES
+
+
+def _temp_of(name: str) -> str:
+    """The file an atomic write's temporary file (``.NAME.PID-RAND.tmp``) was for, else ''."""
+    return name[1:].rsplit(".", 2)[0] if name.startswith(".") and name.endswith(".tmp") else ""
+
+
+def _foreign_inside(out: Path) -> list[str]:
+    """Entries of ``out/figures`` and ``out/explain`` that sfnet does not write there (see
+    :data:`_FIGURE_FILE`, :data:`_EXPLAIN_TWINS`), as ``SUBFOLDER/NAME``; folders and links in
+    them are never sfnet's."""
+    foreign = []
+    for sub in (FIGURES, EXPLAIN):
+        folder = out / sub
+        if folder.is_symlink() or not folder.is_dir():
+            continue
+        entries = sorted(folder.iterdir())
+        names = {p.name for p in entries}
+        for p in entries:
+            name = _temp_of(p.name) or p.name
+            if sub == FIGURES:
+                ours = _FIGURE_FILE.fullmatch(name) is not None
+            else:
+                stem, suffix = os.path.splitext(name)
+                twins = {stem + t for t in _EXPLAIN_TWINS}
+                ours = suffix in _EXPLAIN_TWINS and (bool(_temp_of(p.name)) or twins <= names)
+            if not ours or p.is_symlink() or not p.is_file():
+                foreign.append(f"{sub}/{p.name}")
+    return foreign
 
 
 def stage_run_dir(out: Path, overwrite: bool, data_path: str | Path | None = None) -> StagedRun:
