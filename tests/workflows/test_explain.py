@@ -71,6 +71,30 @@ def test_explain_a_galaxy_outside_the_catalog(run_dir, tmp_path):
     assert json.loads(js2.read_text())["prediction"] == e["prediction"]
 
 
+def test_explain_never_replaces_a_file_it_did_not_write(run_dir, tmp_path, capsys):
+    from tests.conftest import make_toy_images
+
+    (im,), _ = make_toy_images(1, size=64, seed=5)
+    cutouts = tmp_path / "cutouts"  # the user's own images, and --out pointed at them
+    cutouts.mkdir()
+    Image.fromarray(np.transpose(im, (1, 2, 0))).save(cutouts / "42.png")
+    (cutouts / "43.json").write_text('{"mine": 1}')
+    before = {p.name: p.read_bytes() for p in cutouts.iterdir()}
+    for oid in ("42", "43"):
+        argv = ["explain", str(run_dir), "--objid", oid, "--images", str(cutouts)]
+        assert main([*argv, "--out", str(cutouts)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "not an explanation sfnet wrote" in err
+    assert {p.name: p.read_bytes() for p in cutouts.iterdir()} == before
+    # an earlier explanation is sfnet's own: rewritten in place
+    ((png, js),) = write_explanations(run_dir, ["42"], images=str(cutouts), out_dir=tmp_path / "o")
+    first = js.read_bytes()
+    ((png2, js2),) = write_explanations(
+        run_dir, ["42"], images=str(cutouts), out_dir=tmp_path / "o"
+    )
+    assert (png2, js2) == (png, js) and js2.read_bytes() == first
+
+
 def test_unknown_objid_and_unanalysed_run_are_clear_errors(run_dir, tmp_path, capsys):
     assert main(["explain", str(run_dir), "--objid", "123456789", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err

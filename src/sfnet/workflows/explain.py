@@ -16,6 +16,7 @@ images named ``{objID}.jpg|png|fits``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -267,6 +268,33 @@ def explain_figures(
     ]
 
 
+#: Keys every explanation JSON that ``sfnet explain`` writes has.
+_EXPLANATION_KEYS = frozenset({"run", "objID", "prediction", "features"})
+
+
+def _check_replaceable(out: Path, name: str) -> None:
+    """Refuse to write ``out/NAME.png`` and ``out/NAME.json`` over files that are not an
+    earlier explanation of the same galaxy (``NAME.json`` with :data:`_EXPLANATION_KEYS`).
+
+    Raises:
+        RunFolderError: naming the file that would be replaced.
+    """
+    png, js = out / f"{name}.png", out / f"{name}.json"
+    if not (png.exists() or png.is_symlink() or js.exists() or js.is_symlink()):
+        return
+    try:
+        earlier = json.loads(js.read_text()) if js.is_file() and not js.is_symlink() else None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        earlier = None
+    ours = isinstance(earlier, dict) and earlier.keys() >= _EXPLANATION_KEYS
+    if not ours or png.is_symlink() or (png.exists() and not png.is_file()):
+        taken = png if png.exists() or png.is_symlink() else js
+        raise RunFolderError(
+            f"{taken}: exists and is not an explanation sfnet wrote; sfnet explain never "
+            "replaces it - choose another --out"
+        )
+
+
 def write_explanations(
     run_dir: Path | str,
     objids: Sequence[str | int],
@@ -292,8 +320,10 @@ def write_explanations(
     for o in objids:  # objIDs become file names: refused up front unless plain names
         objid_filename(o, ".json")
     run = load_run(Path(run_dir), device=device)
-    galaxies = load_galaxies(run, data, images)
     out = Path(out_dir) if out_dir is not None else run.dir / EXPLAIN
+    for o in objids:  # and never replace a file sfnet did not write (a cutout named OBJID.png)
+        _check_replaceable(out, objid_filename(o))
+    galaxies = load_galaxies(run, data, images)
     paths = []
     units = units_of(run.config.data.target, run.config.data.path)
     for e, image, tops in list(_explained(run, galaxies, objids)):
