@@ -420,3 +420,27 @@ def test_a_refused_rerun_keeps_compare_toml_and_a_missing_features_file_fails_fi
             tmp_path / "rep", str(survey), features=str(tmp_path / "missing.parquet"), crop=16
         )
     assert not (tmp_path / "rep").exists()
+
+
+def test_compare_and_reproduce_never_write_into_a_folder_that_is_not_a_comparison(
+    tmp_path, monkeypatch, capsys
+):
+    import sfnet.train
+
+    def no_training(*a, **k):
+        raise AssertionError("trained before refusing")
+
+    monkeypatch.setattr(sfnet.train, "fit", no_training)
+    survey = _tiny_survey(tmp_path / "survey", n=8, size=16)
+    mine = tmp_path / "paper"  # a user's folder, with names a comparison also writes
+    mine.mkdir()
+    (mine / "README.md").write_text("my draft")
+    (mine / "agn.csv").write_text("objID,agn\n1,0\n")
+    before = {p.name: p.read_bytes() for p in mine.iterdir()}
+    for cmd in (["compare", str(survey)], ["reproduce", str(survey)]):
+        assert main([*cmd, "--out", str(mine), "--quick", "--crop", "16"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert (
+            len(err.splitlines()) == 1 and f"{mine}: not empty and not an sfnet comparison" in err
+        )
+        assert {p.name: p.read_bytes() for p in mine.iterdir()} == before

@@ -633,15 +633,40 @@ def _analyze_all(
     return out
 
 
-def check_inputs(folder: Path, cfg: CompareConfig) -> None:
-    """Refuse, before any training and before ``compare.toml`` is (re)written, a comparison
-    that would fail later: a ``features`` file that does not exist or cannot be read, or an
-    existing run folder made with different settings (the folder then keeps describing its
-    runs).
+#: The file that marks a folder as a comparison (``sfnet compare``, ``sfnet reproduce``).
+COMPARE_TOML = "compare.toml"
+
+
+def check_comparison_folder(folder: Path) -> None:
+    """Refuse a ``folder`` that exists, is not empty and is not a comparison (no
+    :data:`COMPARE_TOML`): its tables, figures and runs would be written among, and over, the
+    user's files (a ``README.md``, an ``agn.csv``).
 
     Raises:
-        DataError: the features file. RunFolderError: a run with different settings.
+        RunFolderError: naming the folder.
     """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise RunFolderError(f"{folder}: is a file, not a comparison folder; choose another --out")
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / COMPARE_TOML).is_file():
+        raise RunFolderError(
+            f"{folder}: not empty and not an sfnet comparison folder (no {COMPARE_TOML}); the "
+            "comparison writes its runs and tables there - choose a new or empty --out"
+        )
+
+
+def check_inputs(folder: Path, cfg: CompareConfig) -> None:
+    """Refuse, before any training and before ``compare.toml`` is (re)written, a comparison
+    that would fail later or write among a user's files: a folder that is not a comparison
+    (:func:`check_comparison_folder`), a ``features`` file that does not exist or cannot be
+    read, or an existing run folder made with different settings (the folder then keeps
+    describing its runs).
+
+    Raises:
+        DataError: the features file. RunFolderError: the folder, or a run with different
+        settings.
+    """
+    check_comparison_folder(folder)
     if cfg.features:
         path = Path(cfg.features)
         if not path.is_file():
@@ -680,7 +705,7 @@ def run_comparison(
     cfg.validate()
     check_inputs(folder, cfg)  # before anything is written or trained
     folder.mkdir(parents=True, exist_ok=True)
-    cfg.save(folder / "compare.toml")
+    cfg.save(folder / COMPARE_TOML)
     sweep, reused, trained = _train_all(folder, cfg, progress, runner)
     tables = _analyze_all(folder, cfg, passes)
     pca = tables["pca"]

@@ -29,7 +29,7 @@ import pandas as pd
 from sfnet.config import PAPER_PRETRAINED, TARGETS, DataConfig
 from sfnet.errors import DataError
 from sfnet.io import atomic_write_bytes
-from sfnet.workflows.compare import CompareConfig, run_comparison
+from sfnet.workflows.compare import CompareConfig, check_comparison_folder, run_comparison
 
 log = logging.getLogger(__name__)
 
@@ -484,6 +484,7 @@ def run_reproduce(
     from sfnet.analysis.activations import feature_label
 
     folder = Path(folder)
+    check_comparison_folder(folder)  # before the Zoobot features are written into it
     crop = overrides.get("crop") or DataConfig().crop
     targets, absent = available_targets(data, crop, overrides.get("resize"))
     for t, why in absent.items():
