@@ -151,3 +151,14 @@ def test_hostile_objids_are_refused_as_file_names(objid):
 def test_plain_objids_are_file_names_unchanged():
     for o in (1237648702973411443, "000123", "+5", "-0", "NGC-1300", "gälaxie_1.2", "ÆØÅ"):
         assert sio.objid_filename(o, ".jpg") == f"{o}.jpg"
+
+
+def test_atomic_write_target_names_the_file_a_killed_write_was_for(tmp_path):
+    def killed(tmp):
+        (tmp_path / "seen").write_text(tmp.name)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        sio.atomic_write(tmp_path / "model.json", killed)
+    assert sio.atomic_write_target((tmp_path / "seen").read_text()) == "model.json"
+    assert sio.atomic_write_target("model.json") == ""

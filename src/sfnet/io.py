@@ -103,6 +103,14 @@ def _is_data_file(target: Path, folder: Path) -> bool:
     return rel[0] in ("images", "packed") or rel[0].startswith("galaxies.")
 
 
+def atomic_write_target(name: str) -> str:
+    """The file name a temporary file of :func:`atomic_write` (``.NAME.PID-RAND.tmp``, left by
+    a killed write) was for, or ``""`` when ``name`` is not one."""
+    if not (name.startswith(".") and name.endswith(_TMP_SUFFIX)):
+        return ""
+    return name[1:].rsplit(".", 2)[0]
+
+
 def atomic_write(path: Path, write: Callable[[Path], None], *, clean_stale: bool = True) -> None:
     """Call ``write(tmp_path)`` then rename the temporary file onto ``path``.
 

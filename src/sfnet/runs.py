@@ -45,7 +45,7 @@ import tomllib
 from sfnet import __version__
 from sfnet.config import INFERENCE_BATCH, ConfigError, RunConfig
 from sfnet.errors import RunFolderError, UserError
-from sfnet.io import atomic_write, atomic_write_json, remove_tree, replace_dir
+from sfnet.io import atomic_write, atomic_write_json, atomic_write_target, remove_tree, replace_dir
 
 if TYPE_CHECKING:  # torch is imported where it is used: the file names above need no torch
     import torch
@@ -1065,12 +1065,7 @@ def check_replaceable(out: Path, overwrite: bool, data_path: str | Path | None =
 def _written_by_sfnet(name: str) -> bool:
     """True for a run folder entry sfnet writes: one of :data:`RUN_ENTRIES`, or the
     temporary file of an atomic write of one (``.NAME.PID-RAND.tmp``, left by a kill)."""
-    return name in RUN_ENTRIES or _temp_of(name) in RUN_ENTRIES
-
-
-def _temp_of(name: str) -> str:
-    """The file an atomic write's temporary file (``.NAME.PID-RAND.tmp``) was for, else ''."""
-    return name[1:].rsplit(".", 2)[0] if name.startswith(".") and name.endswith(".tmp") else ""
+    return name in RUN_ENTRIES or atomic_write_target(name) in RUN_ENTRIES
 
 
 def _foreign_inside(out: Path) -> list[str]:
@@ -1085,13 +1080,15 @@ def _foreign_inside(out: Path) -> list[str]:
         entries = sorted(folder.iterdir())
         names = {p.name for p in entries}
         for p in entries:
-            name = _temp_of(p.name) or p.name
+            name = atomic_write_target(p.name) or p.name
             if sub == FIGURES:
                 ours = _FIGURE_FILE.fullmatch(name) is not None
             else:
                 stem, suffix = os.path.splitext(name)
                 twins = {stem + t for t in _EXPLAIN_TWINS}
-                ours = suffix in _EXPLAIN_TWINS and (bool(_temp_of(p.name)) or twins <= names)
+                ours = suffix in _EXPLAIN_TWINS and (
+                    bool(atomic_write_target(p.name)) or twins <= names
+                )
             if not ours or p.is_symlink() or not p.is_file():
                 foreign.append(f"{sub}/{p.name}")
     return foreign

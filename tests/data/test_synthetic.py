@@ -196,6 +196,19 @@ def test_overwrite_replaces_only_a_synthetic_survey(tmp_path: Path) -> None:
     assert (out / "chapter1.tex").read_text() == "precious"
 
 
+def test_overwrite_never_deletes_what_the_user_saved_in_a_survey(tmp_path: Path) -> None:
+    out = tmp_path / "survey"
+    synthetic.synthesize(out, 4, size=16, seed=0, workers=1)
+    (out / "predictions.parquet").write_bytes(b"mine")  # sfnet predict --out D/...
+    (out / ".galaxies.csv.99-ab12.tmp").write_text("killed write")  # sfnet's own leftover
+    with pytest.raises(UserError, match=r"holds predictions.parquet, which sfnet did not write"):
+        synthetic.synthesize(out, 4, size=16, seed=1, workers=1, overwrite=True)
+    assert (out / "predictions.parquet").read_bytes() == b"mine"
+    (out / "predictions.parquet").unlink()
+    synthetic.synthesize(out, 4, size=16, seed=1, workers=1, overwrite=True)
+    assert synthetic.read_synth_info(out)["seed"] == 1
+
+
 def test_bptclass_uses_mpa_jhu_coding(big_catalog: pd.DataFrame) -> None:
     from sfnet.physics import BPT_LINES, bpt_class
 

@@ -106,7 +106,7 @@ import pandas as pd
 
 from sfnet.config import MAX_SEED, MIN_CROP, check_fields, setting
 from sfnet.errors import DataError, UserError
-from sfnet.io import atomic_write, atomic_write_json
+from sfnet.io import atomic_write, atomic_write_json, atomic_write_target
 from sfnet.physics import BPT_LINES, bpt_class, kauffmann_agn, kauffmann_curve
 from sfnet.progress import progress_bar
 
@@ -797,8 +797,16 @@ def check_synth_args(n: int, size: int, seed: int, workers: int = 1) -> None:
         )
 
 
+#: What a synthetic survey folder holds (``synth``'s files, ``prepare``'s packed cache); any
+#: other entry is the user's (a ``predictions.parquet`` saved beside the catalog).
+SURVEY_ENTRIES = frozenset({"galaxies.csv", "synth.json", "images", "packed"})
+
+
 def _check_synth_out(out: Path, overwrite: bool) -> None:
-    """Refuse an ``out`` that exists and may not be replaced."""
+    """Refuse an ``out`` that exists and may not be replaced: without ``overwrite``, any; with
+    it, a folder that is not a synthetic survey or that holds entries sfnet did not write there
+    (:data:`SURVEY_ENTRIES`; an interrupted atomic write's ``.NAME.PID-RAND.tmp`` counts as
+    sfnet's), which would be deleted with it."""
     if out.exists() and not overwrite:
         raise UserError(f"{out}: already exists (choose another --out, or overwrite)")
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not read_synth_info(out):
@@ -806,6 +814,14 @@ def _check_synth_out(out: Path, overwrite: bool) -> None:
             f"{out}: not a synthetic survey made by sfnet synth (no synth.json); --overwrite "
             "only replaces those - choose another --out"
         )
+    if out.is_dir():
+        names = [p.name for p in out.iterdir()]
+        foreign = sorted(n for n in names if (atomic_write_target(n) or n) not in SURVEY_ENTRIES)
+        if foreign:
+            raise UserError(
+                f"{out}: holds {', '.join(foreign)}, which sfnet did not write; --overwrite "
+                "would delete it with the old survey - move it out and run again"
+            )
 
 
 def _render_jobs(
