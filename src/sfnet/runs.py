@@ -349,14 +349,16 @@ def is_finished(run_dir: Path) -> bool:
     return meta.epochs_completed >= cfg.train.epochs
 
 
-def _as_table(frame: pd.DataFrame, format: str, as_table: bool):
+def _as_table(
+    frame: pd.DataFrame, format: str, as_table: bool, units: dict[str, str] | None = None
+):
     fmt = "astropy" if as_table else format
     if fmt == "pandas":
         return frame
     if fmt == "astropy":
         from sfnet.outputs.tables import to_astropy
 
-        return to_astropy(frame)
+        return to_astropy(frame, units)
     raise UserError(f"format must be 'pandas' or 'astropy', got {format!r}")
 
 
@@ -505,6 +507,14 @@ class Run:
             head.bias.detach().cpu().double().numpy(),
         )
 
+    @property
+    def units(self) -> dict[str, str]:
+        """Unit of each target (name -> astropy unit string, e.g. ``"dex(solMass)"``): the
+        built-in ones, or those of the run's catalog (FITS / ECSV) and target spec."""
+        from sfnet.data.catalog import units_of
+
+        return units_of(self.config.data.target, self.config.data.path)
+
     # ------------------------------------------------------------------ predictions
     def predict(
         self,
@@ -535,7 +545,7 @@ class Run:
         from sfnet.predict import predict_table
 
         frame = predict_table(self, self.galaxies(x), batch_size=batch_size)
-        return _as_table(frame, format, as_table)
+        return _as_table(frame, format, as_table, self.units)
 
     def features(
         self,

@@ -77,3 +77,31 @@ def test_a_real_sample_column_with_unit_and_cut_trains_end_to_end(tmp_path):
     table = _train_predict_analyze(data, target, tmp_path, crop, analyze=False)
     assert "pred_oh_p50" in table.columns
     assert table["passes_cuts"].sum() == (cat["oh_err"] < 0.09).sum()
+
+
+def test_a_catalog_unit_reaches_the_prediction_files_and_the_api(tmp_path):
+    import astropy.units as u
+    from astropy.table import Table
+
+    from sfnet.runs import load_run
+
+    data = tmp_path / "fits"
+    (data / "images").mkdir(parents=True)
+    cat = pd.read_csv(EXAMPLE / "galaxies.csv", dtype={"objID": str}).head(24)
+    t = Table({"objID": cat["objID"].astype(np.int64), "mass": np.logspace(9, 11, len(cat))})
+    t["mass"].unit = "solMass"  # a unit only this catalog knows
+    t.write(data / "galaxies.fits")
+    for oid in cat["objID"]:
+        shutil.copy(EXAMPLE / "images" / f"{oid}.jpg", data / "images")
+    run = tmp_path / "run"
+    args = ["train", "--data", str(data), "--target", "log10(mass)", "--out", str(run)]
+    assert main([*args, "--resize", "32", "--crop", "32", *TRAIN]) == 0
+    for ext in ("ecsv", "fits"):
+        out = tmp_path / f"p.{ext}"
+        assert main(["predict", str(run), "--out", str(out)]) == 0
+        written = Table.read(out)
+        for col in ("pred_log_mass", "measured_log_mass"):
+            assert u.Unit(written[col].unit) == u.dex(u.solMass), (ext, col, written[col].unit)
+    api = load_run(run).predict(as_table=True)
+    assert api["pred_log_mass"].unit == u.dex(u.solMass)
+    assert np.array_equal(api["pred_log_mass"].value, np.asarray(written["pred_log_mass"]))

@@ -59,6 +59,6 @@ def _predict(args: argparse.Namespace) -> int:
     # the run's own data is an input too (known once the run is loaded)
     check_output_file(args.out, overwrite=args.overwrite, inputs=[dcfg.path])
     table = predict_dataset(run, dcfg, batch_size=cfg.batch_size)
-    write_table(table, args.out)
+    write_table(table, args.out, units=run.units)
     print(f"wrote {len(table)} predictions to {args.out}")
     return 0

@@ -159,11 +159,13 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list
     return [line(header), "|---" * len(header) + "|", *(line(r) for r in rows)]
 
 
-def write_table(frame: pd.DataFrame, path: Path) -> Path:
+def write_table(frame: pd.DataFrame, path: Path, units: dict[str, str] | None = None) -> Path:
     """Write ``frame`` to ``path`` in the format its extension names, atomically.
 
     ``.parquet`` and ``.csv`` via pandas; ``.fits`` and ``.ecsv`` via astropy with units
-    (:func:`to_astropy`), readable back with ``astropy.table.Table.read(path)``.
+    (:func:`to_astropy`; ``units``: target name -> unit string, e.g. :attr:`sfnet.runs.Run.units`,
+    for targets whose unit only their catalog knows), readable back with
+    ``astropy.table.Table.read(path)``.
 
     Raises:
         UserError: an extension other than those in :data:`TABLE_FORMATS`.
@@ -182,7 +184,7 @@ def write_table(frame: pd.DataFrame, path: Path) -> Path:
     elif suffix == ".csv":
         atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
     else:
-        table = to_astropy(frame)
+        table = to_astropy(frame, units)
         fmt = "fits" if suffix == ".fits" else "ascii.ecsv"
 
         def _write(tmp: Path) -> None:
