@@ -1,3 +1,4 @@
+import json
 import shutil
 from pathlib import Path
 
@@ -150,10 +151,12 @@ def test_overwrite_never_deletes_what_the_user_put_in_figures_or_explain(small_r
     out, data = small_run
     sfnets = ["figures/feature_Z1.png", "figures/maps_Z1.pdf", "figures/histograms.png"]
     sfnets += ["explain/1237.png", "explain/1237.json", "figures/.correlation.png.7-ab12.tmp"]
-    users = ["figures/my_bpt.png", "explain/notes.txt", "explain/hubble.png"]
+    users = ["figures/my_bpt.png", "explain/notes.txt", "explain/hubble.png", "explain/m31.json"]
     for rel in sfnets + users:
         (out / rel).parent.mkdir(exist_ok=True)
         (out / rel).write_bytes(b"x")
+    explanation = {"run": str(out), "objID": "1237", "prediction": {}, "features": []}
+    (out / "explain" / "1237.json").write_text(json.dumps(explanation))  # as explain writes it
     (out / "figures" / "mine").mkdir()
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     argv = ["train", "--config", str(out / "config.toml"), "--out", str(out), "--overwrite"]

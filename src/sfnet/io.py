@@ -111,6 +111,13 @@ def atomic_write_target(name: str) -> str:
     return name[1:].rsplit(".", 2)[0]
 
 
+def foreign_entries(folder: Path, ours: frozenset[str]) -> list[str]:
+    """Names of the entries of ``folder`` sfnet did not write there, sorted: neither one of
+    ``ours`` nor the temporary file of an atomic write of one (:func:`atomic_write_target`)."""
+    names = (p.name for p in Path(folder).iterdir())
+    return sorted(n for n in names if n not in ours and atomic_write_target(n) not in ours)
+
+
 def atomic_write(path: Path, write: Callable[[Path], None], *, clean_stale: bool = True) -> None:
     """Call ``write(tmp_path)`` then rename the temporary file onto ``path``.
 

@@ -45,7 +45,14 @@ import tomllib
 from sfnet import __version__
 from sfnet.config import INFERENCE_BATCH, ConfigError, RunConfig
 from sfnet.errors import RunFolderError, UserError
-from sfnet.io import atomic_write, atomic_write_json, atomic_write_target, remove_tree, replace_dir
+from sfnet.io import (
+    atomic_write,
+    atomic_write_json,
+    atomic_write_target,
+    foreign_entries,
+    remove_tree,
+    replace_dir,
+)
 
 if TYPE_CHECKING:  # torch is imported where it is used: the file names above need no torch
     import torch
@@ -910,11 +917,10 @@ RUN_ENTRIES = frozenset(
     {CONFIG, WEIGHTS, META, METRICS, CHECKPOINT, RUN_DATA, ACTIVATIONS, FEATURES_TABLE}
     | {EQUATIONS_MD, EQUATIONS_JSON, GROUNDTRUTH, FIGURES, ANALYSIS, REPORT, EXPLAIN}
 )
-#: What sfnet writes inside its own subfolders of a run folder: ``analyze``'s figures (by name)
-#: and ``explain``'s per-galaxy pairs ``OBJID.png`` + ``OBJID.json`` (a file of either kind counts
-#: as sfnet's only beside its twin). Anything else in them is the user's.
+#: What ``analyze`` writes in a run's ``figures/``; anything else there is the user's.
 _FIGURE_FILE = re.compile(r"(?:(?:feature|maps)_.+|histograms|correlation|equations)\.(?:png|pdf)")
-_EXPLAIN_TWINS = (".png", ".json")
+#: Keys of every explanation JSON ``sfnet explain`` writes (``OBJID.json``, beside ``OBJID.png``).
+EXPLANATION_KEYS = frozenset({"run", "objID", "prediction", "features"})
 #: Names that mark a folder as data (never deleted by ``--overwrite``).
 DATA_MARKERS = ("galaxies.csv", "galaxies.parquet", "galaxies.fits", "images", "packed")
 _STAGING = "staging"
@@ -1019,8 +1025,8 @@ def check_replaceable(out: Path, overwrite: bool, data_path: str | Path | None =
     data being trained on or a folder containing it; a non-empty folder without
     ``overwrite``; with ``overwrite``, a folder that is not an sfnet run folder by content
     (:func:`is_run_folder`), that holds data (:data:`DATA_MARKERS`, ``*.npz``) or that holds
-    anything sfnet does not write there (:data:`RUN_ENTRIES`; inside ``figures/`` and
-    ``explain/``, :func:`_foreign_inside`): the user's files are never deleted with the old run.
+    anything sfnet does not write there (:data:`RUN_ENTRIES` and an interrupted write's
+    temporary file; inside ``figures/`` and ``explain/``, :func:`_foreign_inside`): the user's files are never deleted with the old run.
 
     Raises:
         RunFolderError: naming the folder and what to do.
@@ -1061,7 +1067,7 @@ def check_replaceable(out: Path, overwrite: bool, data_path: str | Path | None =
             f"{out}: not an sfnet run folder ({why}); --overwrite only replaces run folders - "
             "choose another --out or remove it yourself"
         )
-    foreign = sorted(n for n in names if not _written_by_sfnet(n)) + _foreign_inside(out)
+    foreign = foreign_entries(out, RUN_ENTRIES) + _foreign_inside(out)
     if foreign:
         shown = ", ".join(foreign[:5]) + (
             f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
@@ -1072,32 +1078,38 @@ def check_replaceable(out: Path, overwrite: bool, data_path: str | Path | None =
         )
 
 
-def _written_by_sfnet(name: str) -> bool:
-    """True for a run folder entry sfnet writes: one of :data:`RUN_ENTRIES`, or the
-    temporary file of an atomic write of one (``.NAME.PID-RAND.tmp``, left by a kill)."""
-    return name in RUN_ENTRIES or atomic_write_target(name) in RUN_ENTRIES
+def is_explanation(path: Path) -> bool:
+    """True when ``path`` (``OBJID.json``) is an explanation ``sfnet explain`` wrote: a regular
+    file (not a link) holding a JSON object with :data:`EXPLANATION_KEYS`."""
+    path = Path(path)
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(record, dict) and record.keys() >= EXPLANATION_KEYS
 
 
 def _foreign_inside(out: Path) -> list[str]:
-    """Entries of ``out/figures`` and ``out/explain`` that sfnet does not write there (see
-    :data:`_FIGURE_FILE`, :data:`_EXPLAIN_TWINS`), as ``SUBFOLDER/NAME``; folders and links in
-    them are never sfnet's."""
+    """Entries of ``out/figures`` and ``out/explain`` that sfnet does not write there, as
+    ``SUBFOLDER/NAME``: in ``figures/`` any name but :data:`_FIGURE_FILE`'s, in ``explain/``
+    any ``OBJID.png`` / ``OBJID.json`` whose ``OBJID.json`` is not :func:`is_explanation`
+    (a killed write's temporary file of either counts as sfnet's); folders and links are never
+    sfnet's."""
     foreign = []
     for sub in (FIGURES, EXPLAIN):
         folder = out / sub
         if folder.is_symlink() or not folder.is_dir():
             continue
-        entries = sorted(folder.iterdir())
-        names = {p.name for p in entries}
-        for p in entries:
+        for p in sorted(folder.iterdir()):
             name = atomic_write_target(p.name) or p.name
+            stem, suffix = os.path.splitext(name)
             if sub == FIGURES:
                 ours = _FIGURE_FILE.fullmatch(name) is not None
             else:
-                stem, suffix = os.path.splitext(name)
-                twins = {stem + t for t in _EXPLAIN_TWINS}
-                ours = suffix in _EXPLAIN_TWINS and (
-                    bool(atomic_write_target(p.name)) or twins <= names
+                ours = suffix in (".png", ".json") and (
+                    name != p.name or is_explanation(folder / f"{stem}.json")
                 )
             if not ours or p.is_symlink() or not p.is_file():
                 foreign.append(f"{sub}/{p.name}")

@@ -236,8 +236,8 @@ class WeightAverage:
     """A moving average of a model's parameters over the annealing phase, updated after every
     optimizer step (``eval_weights = "ema"``), SWA-style: the first ``start_step`` steps (the
     peak-rate phase and ``ema_start`` of the rest, see :func:`sfnet.optim.average_start`) are
-    not averaged, and until then the average holds no weights (``updates == 0``: the fast weights are used). From there the
-    per-step decay is ``1 - 1 / horizon_steps``, capped at ``n / (n + 1)`` after ``n`` updates,
+    not averaged, and until then the average holds no weights (``updates == 0``: the fast
+    weights are used). From there the per-step decay is ``1 - 1 / horizon_steps``, capped at ``n / (n + 1)`` after ``n`` updates,
     so the first ``horizon_steps`` averaged steps form a plain mean (no bias towards the weights
     where averaging began). Buffers (batch-norm statistics) are not averaged: they are
     recomputed for the averaged weights (``bn_recompute``)."""

@@ -106,7 +106,7 @@ import pandas as pd
 
 from sfnet.config import MAX_SEED, MIN_CROP, check_fields, setting
 from sfnet.errors import DataError, UserError
-from sfnet.io import atomic_write, atomic_write_json, atomic_write_target
+from sfnet.io import atomic_write, atomic_write_json, foreign_entries
 from sfnet.physics import BPT_LINES, bpt_class, kauffmann_agn, kauffmann_curve
 from sfnet.progress import progress_bar
 
@@ -815,8 +815,7 @@ def _check_synth_out(out: Path, overwrite: bool) -> None:
             "only replaces those - choose another --out"
         )
     if out.is_dir():
-        names = [p.name for p in out.iterdir()]
-        foreign = sorted(n for n in names if (atomic_write_target(n) or n) not in SURVEY_ENTRIES)
+        foreign = foreign_entries(out, SURVEY_ENTRIES)
         if foreign:
             raise UserError(
                 f"{out}: holds {', '.join(foreign)}, which sfnet did not write; --overwrite "

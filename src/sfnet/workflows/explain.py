@@ -16,7 +16,6 @@ images named ``{objID}.jpg|png|fits``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -259,38 +258,28 @@ def explain_figures(
     run: Any, galaxies: Galaxies, objids: Sequence[str | int]
 ) -> list[tuple[Any, dict[str, Any]]]:
     """(Figure, JSON dict) per galaxy, nothing written (:meth:`sfnet.runs.Run.explain`)."""
-    from sfnet.data.catalog import units_of
-
-    units = units_of(run.config.data.target, run.config.data.path)
     return [
-        (plot_galaxy(e, image, tops, None, units), {"data": galaxies.source, **e.to_dict()})
+        (plot_galaxy(e, image, tops, None, run.units), {"data": galaxies.source, **e.to_dict()})
         for e, image, tops in _explained(run, galaxies, objids)
     ]
 
 
-#: Keys every explanation JSON that ``sfnet explain`` writes has.
-_EXPLANATION_KEYS = frozenset({"run", "objID", "prediction", "features"})
-
-
 def _check_replaceable(out: Path, name: str) -> None:
     """Refuse to write ``out/NAME.png`` and ``out/NAME.json`` over files that are not an
-    earlier explanation of the same galaxy (``NAME.json`` with :data:`_EXPLANATION_KEYS`).
+    earlier explanation (:func:`sfnet.runs.is_explanation` of ``NAME.json``).
 
     Raises:
         RunFolderError: naming the file that would be replaced.
     """
+    from sfnet.runs import is_explanation
+
     png, js = out / f"{name}.png", out / f"{name}.json"
-    if not (png.exists() or png.is_symlink() or js.exists() or js.is_symlink()):
-        return
-    try:
-        earlier = json.loads(js.read_text()) if js.is_file() and not js.is_symlink() else None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        earlier = None
-    ours = isinstance(earlier, dict) and earlier.keys() >= _EXPLANATION_KEYS
-    if not ours or png.is_symlink() or (png.exists() and not png.is_file()):
-        taken = png if png.exists() or png.is_symlink() else js
+    taken = [p for p in (png, js) if p.exists() or p.is_symlink()]
+    if taken and (
+        not is_explanation(js) or png.is_symlink() or (png.exists() and not png.is_file())
+    ):
         raise RunFolderError(
-            f"{taken}: exists and is not an explanation sfnet wrote; sfnet explain never "
+            f"{taken[0]}: exists and is not an explanation sfnet wrote; sfnet explain never "
             "replaces it - choose another --out"
         )
 
@@ -313,7 +302,6 @@ def write_explanations(
         out_dir: where to write (default ``RUN/explain``).
         device: where the model runs (a torch device or its name).
     """
-    from sfnet.data.catalog import units_of
     from sfnet.io import atomic_write_json, objid_filename
     from sfnet.runs import EXPLAIN, load_run
 
@@ -325,7 +313,7 @@ def write_explanations(
         _check_replaceable(out, objid_filename(o))
     galaxies = load_galaxies(run, data, images)
     paths = []
-    units = units_of(run.config.data.target, run.config.data.path)
+    units = run.units
     for e, image, tops in list(_explained(run, galaxies, objids)):
         out.mkdir(parents=True, exist_ok=True)
         png = plot_galaxy(e, image, tops, out / objid_filename(e.objid, ".png"), units)
